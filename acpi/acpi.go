@@ -1,0 +1,268 @@
+// Package acpi owns the ACPI tables govm gives the guest: RSDP, XSDT, a
+// hardware-reduced FADT (sleep control/status and reset registers in I/O
+// space, no SCI, no PM1 blocks), a MADT listing one local APIC per vCPU and
+// the I/O APIC, and a DSDT whose only object is \_S5 (so the guest can power
+// off). Table layouts follow the ACPI 6.5 specification, chapter 5.2.
+package acpi
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Config describes the platform the tables announce.
+type Config struct {
+	CPUs       int
+	IOAPICAddr uint32
+	LAPICAddr  uint32
+	// SleepPort is the I/O port of the sleep control register (a byte);
+	// SleepPort+1 is the sleep status register and SleepPort+2 the reset
+	// register.
+	SleepPort uint16
+}
+
+// Register offsets from Config.SleepPort, and their values.
+const (
+	SleepControlOffset = 0
+	SleepStatusOffset  = 1
+	ResetOffset        = 2
+	PortCount          = 3
+
+	// ResetValue is what the guest writes to the reset register.
+	ResetValue = 0x1
+	// S5SleepType is the SLP_TYP \_S5 announces.
+	S5SleepType = 5
+	// SleepControl bits (ACPI 6.5, 4.8.3.7): SLP_TYP in bits 2-4, SLP_EN bit 5.
+	SleepTypeShift = 2
+	SleepTypeMask  = 0x7 << SleepTypeShift
+	SleepEnable    = 1 << 5
+)
+
+// MaxCPUs is the number of local APIC entries the MADT can carry with 8-bit
+// APIC IDs (x2APIC entries are not used).
+const MaxCPUs = 255
+
+// Table signatures and sizes (ACPI 6.5, 5.2).
+const (
+	rsdpSize        = 36
+	headerSize      = 36
+	fadtSize        = 276 // revision 6
+	fadtRevision    = 6
+	fadtMinor       = 5
+	madtRevision    = 5
+	xsdtRevision    = 1
+	dsdtRevision    = 2
+	rsdpRevision    = 2
+	oemID           = "GOVM  "
+	oemTableID      = "GOVMVM  "
+	creatorID       = "GOVM"
+	oemRevision     = 1
+	creatorRevision = 1
+
+	// FADT field offsets (ACPI 6.5, table 5.9).
+	fadtDSDT         = 40
+	fadtPMProfile    = 45
+	fadtSCIInt       = 46
+	fadtIAPCBootArch = 109
+	fadtFlags        = 112
+	fadtResetReg     = 116
+	fadtResetValue   = 128
+	fadtMinorVersion = 131
+	fadtXDSDT        = 140
+	fadtSleepControl = 244
+	fadtSleepStatus  = 256
+	fadtHypervisorID = 268
+
+	// FADT flags (table 5.10).
+	fadtFlagWBINVD      = 1 << 0
+	fadtFlagResetRegSup = 1 << 10
+	fadtFlagHWReduced   = 1 << 20
+
+	// IAPC_BOOT_ARCH (table 5.11): no VGA, no ASPM control.
+	bootArchVGANotPresent = 1 << 2
+	bootArchNoASPM        = 1 << 4
+
+	// Generic Address Structure (5.2.3.2).
+	gasSize       = 12
+	gasSystemIO   = 1
+	gasAccessByte = 1
+
+	// MADT (5.2.12).
+	madtLocalAPICAddr = 36
+	madtFlags         = 40
+	madtEntries       = 44
+	madtTypeLAPIC     = 0
+	madtTypeIOAPIC    = 1
+	madtTypeLAPICNMI  = 4
+	madtLAPICLen      = 8
+	madtIOAPICLen     = 12
+	madtLAPICNMILen   = 6
+	madtLAPICEnabled  = 1
+	madtAllProcessors = 0xff
+	lint1             = 1
+
+	pmProfileUnspecified = 0
+)
+
+// ErrTooManyCPUs is returned for a CPU count the MADT cannot describe.
+var ErrTooManyCPUs = errors.New("too many CPUs for the MADT")
+
+// Tables are the built tables and the guest physical address each was
+// built for. Write them at their addresses; the RSDP must be at an address
+// the guest scans (the BIOS area, 0xE0000-0xFFFFF).
+type Tables struct {
+	RSDPAddr uint64
+	Blob     []byte // all tables, laid out from RSDPAddr
+	// Offsets of each table inside Blob, for tests.
+	XSDT, FADT, MADT, DSDT int
+}
+
+// Build lays out RSDP, XSDT, FADT, MADT and DSDT contiguously (16-byte
+// aligned) starting at base.
+func Build(base uint64, cfg Config) (*Tables, error) {
+	if cfg.CPUs < 1 || cfg.CPUs > MaxCPUs {
+		return nil, fmt.Errorf("%w: %d (at most %d)", ErrTooManyCPUs, cfg.CPUs, MaxCPUs)
+	}
+	t := &Tables{RSDPAddr: base}
+	var blob []byte
+	place := func(b []byte) int {
+		for len(blob)%16 != 0 {
+			blob = append(blob, 0)
+		}
+		off := len(blob)
+		blob = append(blob, b...)
+		return off
+	}
+	rsdpOff := place(make([]byte, rsdpSize))
+	dsdt := buildDSDT()
+	t.DSDT = place(dsdt)
+	fadt := buildFADT(base+uint64(t.DSDT), cfg)
+	t.FADT = place(fadt)
+	madt := buildMADT(cfg)
+	t.MADT = place(madt)
+	xsdt := header("XSDT", headerSize+16, xsdtRevision)
+	xsdt = binary.LittleEndian.AppendUint64(xsdt, base+uint64(t.FADT))
+	xsdt = binary.LittleEndian.AppendUint64(xsdt, base+uint64(t.MADT))
+	finish(xsdt)
+	t.XSDT = place(xsdt)
+
+	rsdp := blob[rsdpOff : rsdpOff+rsdpSize]
+	copy(rsdp, "RSD PTR ")
+	copy(rsdp[9:], oemID)
+	rsdp[15] = rsdpRevision
+	binary.LittleEndian.PutUint32(rsdp[20:], rsdpSize)
+	binary.LittleEndian.PutUint64(rsdp[24:], base+uint64(t.XSDT))
+	rsdp[8] = checksum(rsdp[:20])
+	rsdp[32] = checksum(rsdp)
+	t.Blob = blob
+	return t, nil
+}
+
+// header returns a system description table header with its length set;
+// finish fills in the checksum once the body is appended.
+func header(sig string, length int, rev uint8) []byte {
+	h := make([]byte, headerSize, length)
+	copy(h[0:4], sig)
+	binary.LittleEndian.PutUint32(h[4:], uint32(length))
+	h[8] = rev
+	copy(h[10:16], oemID)
+	copy(h[16:24], oemTableID)
+	binary.LittleEndian.PutUint32(h[24:], oemRevision)
+	copy(h[28:32], creatorID)
+	binary.LittleEndian.PutUint32(h[32:], creatorRevision)
+	return h
+}
+
+// finish sets the length and checksum of a complete table.
+func finish(t []byte) {
+	binary.LittleEndian.PutUint32(t[4:], uint32(len(t)))
+	t[9] = 0
+	t[9] = checksum(t)
+}
+
+// checksum returns the byte that makes b sum to zero.
+func checksum(b []byte) uint8 {
+	var s uint8
+	for _, c := range b {
+		s += c
+	}
+	return -s
+}
+
+// Sum returns the 8-bit sum of b (zero for a valid table).
+func Sum(b []byte) uint8 {
+	var s uint8
+	for _, c := range b {
+		s += c
+	}
+	return s
+}
+
+func gas(b []byte, port uint16) {
+	b[0] = gasSystemIO
+	b[1] = 8 // register bit width
+	b[2] = 0 // bit offset
+	b[3] = gasAccessByte
+	binary.LittleEndian.PutUint64(b[4:], uint64(port))
+}
+
+func buildFADT(dsdt uint64, cfg Config) []byte {
+	f := header("FACP", fadtSize, fadtRevision)
+	f = f[:fadtSize]
+	le := binary.LittleEndian
+	le.PutUint32(f[fadtDSDT:], uint32(dsdt))
+	f[fadtPMProfile] = pmProfileUnspecified
+	le.PutUint16(f[fadtSCIInt:], 0)
+	le.PutUint16(f[fadtIAPCBootArch:], bootArchVGANotPresent|bootArchNoASPM)
+	le.PutUint32(f[fadtFlags:], fadtFlagWBINVD|fadtFlagResetRegSup|fadtFlagHWReduced)
+	gas(f[fadtResetReg:], cfg.SleepPort+ResetOffset)
+	f[fadtResetValue] = ResetValue
+	f[fadtMinorVersion] = fadtMinor
+	le.PutUint64(f[fadtXDSDT:], dsdt)
+	gas(f[fadtSleepControl:], cfg.SleepPort+SleepControlOffset)
+	gas(f[fadtSleepStatus:], cfg.SleepPort+SleepStatusOffset)
+	copy(f[fadtHypervisorID:], "GOVM")
+	finish(f)
+	return f
+}
+
+func buildMADT(cfg Config) []byte {
+	m := header("APIC", madtEntries, madtRevision)
+	m = m[:madtEntries]
+	le := binary.LittleEndian
+	le.PutUint32(m[madtLocalAPICAddr:], cfg.LAPICAddr)
+	le.PutUint32(m[madtFlags:], 0) // no dual 8259 setup to disable
+	for i := 0; i < cfg.CPUs; i++ {
+		m = append(m, madtTypeLAPIC, madtLAPICLen, uint8(i), uint8(i))
+		m = le.AppendUint32(m, madtLAPICEnabled)
+	}
+	m = append(m, madtTypeIOAPIC, madtIOAPICLen, 0 /* I/O APIC ID */, 0)
+	m = le.AppendUint32(m, cfg.IOAPICAddr)
+	m = le.AppendUint32(m, 0) // GSI base
+	m = append(m, madtTypeLAPICNMI, madtLAPICNMILen, madtAllProcessors, 0, 0, lint1)
+	finish(m)
+	return m
+}
+
+// AML opcodes (ACPI 6.5, 20.2).
+const (
+	amlNameOp     = 0x08
+	amlPackageOp  = 0x12
+	amlBytePrefix = 0x0a
+	amlZeroOp     = 0x00
+)
+
+// buildDSDT returns a DSDT whose body is
+//
+//	Name (_S5, Package (4) { 5, 0, 0, 0 })
+func buildDSDT() []byte {
+	d := header("DSDT", headerSize, dsdtRevision)
+	elems := []byte{amlBytePrefix, S5SleepType, amlZeroOp, amlZeroOp, amlZeroOp}
+	pkg := append([]byte{4}, elems...) // NumElements, elements
+	pkgLen := len(pkg) + 1             // a one-byte PkgLength counts itself
+	d = append(d, amlNameOp, '_', 'S', '5', '_', amlPackageOp, byte(pkgLen))
+	d = append(d, pkg...)
+	finish(d)
+	return d
+}

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/govm/govm/boot"
+	"github.com/govm/govm/hostinfo"
+	"github.com/govm/govm/kvm"
+	"github.com/govm/govm/machine"
+)
+
+// DefaultCmdline comes before --append: the console on COM1, and a panic
+// reboots at once (govm then exits with ExitReboot instead of hanging).
+const DefaultCmdline = "console=ttyS0 panic=-1"
+
+type runOptions struct {
+	kernel  string
+	initrd  string
+	append  string
+	mem     string
+	cpus    int
+	kvmPath string
+}
+
+func newRunCmd(stdin *os.File, stdout, stderr io.Writer, code *int) *cobra.Command {
+	o := runOptions{}
+	c := &cobra.Command{
+		Use:   "run --kernel BZIMAGE [--initrd CPIO] [flags]",
+		Short: "Boot a Linux kernel in a new VM",
+		Long: `Boot a Linux kernel (bzImage or ELF vmlinux) in a new VM with the given
+memory and vCPUs. The guest's serial console (COM1) is govm's stdin and stdout.
+On a terminal, stdin is put in raw mode; type Ctrl-A x to quit, Ctrl-A Ctrl-A to
+send a Ctrl-A. Without a terminal (CI), end of input does not stop the guest.
+
+The kernel command line is "` + DefaultCmdline + `" followed by --append.
+
+` + exitCodeTable,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n, err := o.run(stdin, stdout, stderr)
+			*code = n
+			return err
+		},
+	}
+	f := c.Flags()
+	f.StringVarP(&o.kernel, "kernel", "k", "", "kernel image: a bzImage or an uncompressed ELF vmlinux (required)")
+	f.StringVarP(&o.initrd, "initrd", "i", "", "initial ramdisk (cpio archive, optionally compressed)")
+	f.StringVar(&o.append, "append", "", "extra kernel command line, added after govm's default")
+	f.StringVarP(&o.mem, "mem", "m", "512M", "guest RAM, e.g. 512M or 2G (a plain number is MiB)")
+	f.IntVarP(&o.cpus, "cpus", "c", 1, "number of vCPUs")
+	f.StringVar(&o.kvmPath, "kvm", kvm.DevicePath, "KVM device")
+	_ = c.MarkFlagRequired("kernel")
+	return c
+}
+
+// openImage opens a file the VM needs and checks it is a readable regular
+// file, naming the flag in the error.
+func openImage(flag, path string) (*os.File, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, 0, fmt.Errorf("--%s %s: %w", flag, path, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("--%s %s: %w", flag, path, err)
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, 0, fmt.Errorf("--%s %s: not a regular file", flag, path)
+	}
+	if st.Size() == 0 {
+		f.Close()
+		return nil, 0, fmt.Errorf("--%s %s: file is empty", flag, path)
+	}
+	return f, st.Size(), nil
+}
+
+func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) {
+	memSize, err := ParseSize(o.mem)
+	if err != nil {
+		return ExitError, usageError{fmt.Errorf("--mem: %w", err)}
+	}
+	if o.cpus < 1 {
+		return ExitError, usageError{fmt.Errorf("--cpus %d: need at least 1", o.cpus)}
+	}
+	kf, ksize, err := openImage("kernel", o.kernel)
+	if err != nil {
+		return ExitError, err
+	}
+	defer kf.Close()
+	bc := boot.Config{Kernel: kf, KernelSize: ksize, Cmdline: DefaultCmdline}
+	if a := strings.TrimSpace(o.append); a != "" {
+		bc.Cmdline += " " + a
+	}
+	if o.initrd != "" {
+		f, size, err := openImage("initrd", o.initrd)
+		if err != nil {
+			return ExitError, err
+		}
+		defer f.Close()
+		bc.Initrd, bc.InitrdSize = f, size
+	}
+	if facts := hostinfo.Probe(hostinfo.DefaultPaths); !facts.CanBootLinux() {
+		fmt.Fprintln(stderr, "govm: warning: this host's /dev/kvm is served by kvm_pvm without VT-x/AMD-V: "+
+			"guest kernel code is emulated instruction by instruction and Linux will not boot here; "+
+			"use a host with hardware virtualization, or the nested path (make run)")
+	}
+
+	m, err := machine.New(machine.Config{
+		KVMPath: o.kvmPath, MemSize: memSize, CPUs: o.cpus, Boot: bc, Console: stdout,
+	})
+	if err != nil {
+		return ExitError, explain(err, o.kvmPath)
+	}
+	defer m.Close()
+
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		if s, ok := <-sigs; ok {
+			cancel(fmt.Errorf("govm received %v", s))
+		}
+	}()
+
+	quit := make(chan struct{})
+	if term.IsTerminal(int(stdin.Fd())) {
+		old, err := term.MakeRaw(int(stdin.Fd()))
+		if err != nil {
+			return ExitError, fmt.Errorf("terminal raw mode: %w", err)
+		}
+		defer term.Restore(int(stdin.Fd()), old)
+		go feedConsole(stdin, m.Serial, true, quit)
+	} else {
+		go feedConsole(stdin, m.Serial, false, quit)
+	}
+	go func() {
+		<-quit
+		cancel(errUserQuit)
+	}()
+
+	res := m.Run(ctx)
+	switch {
+	case res.Reason == machine.StopCanceled && errors.Is(context.Cause(ctx), errUserQuit):
+		return ExitOK, nil
+	case res.Reason == machine.StopPoweroff:
+		return ExitOK, nil
+	case res.Reason == machine.StopReboot:
+		fmt.Fprintf(stderr, "govm: %s (exit %d)\n", res.Detail, ExitReboot)
+	case res.Reason == machine.StopError:
+		return ExitError, fmt.Errorf("vCPU %d: %w", res.VCPU, res.Err)
+	case res.Reason == machine.StopCanceled:
+		fmt.Fprintf(stderr, "govm: stopped: %s\n", res.Detail)
+	default:
+		fmt.Fprintf(stderr, "govm: guest %s: %s on vCPU %d at RIP %#x\n", res.Reason, res.Detail, res.VCPU, res.RIP)
+	}
+	return exitCode(res), nil
+}
+
+var errUserQuit = errors.New("quit from the console (Ctrl-A x)")
+
+// explain turns host errors into one actionable line.
+func explain(err error, path string) error {
+	switch {
+	case errors.Is(err, kvm.ErrNoDevice):
+		return fmt.Errorf("%w (is the kvm module loaded? try 'modprobe kvm_intel' or 'modprobe kvm_amd')", err)
+	case errors.Is(err, kvm.ErrPermission):
+		return fmt.Errorf("%w (add yourself to the kvm group: 'sudo usermod -aG kvm $USER', then log in again; or a udev rule: KERNEL==\"kvm\", GROUP=\"kvm\", MODE=\"0660\")", err)
+	}
+	return err
+}

@@ -1,0 +1,288 @@
+// Package devices holds govm's small legacy devices, one file each: the
+// 8250/16550A UART, the i8042 (reset line only), the CMOS RTC, the PCI host
+// bridge's configuration ports and the ACPI sleep/reset registers. A device
+// sees only offsets into its own range and the byte slice of one access; it
+// raises interrupts through a Line and asks for VM power actions through a
+// callback, so it knows nothing of KVM, buses or IRQ numbers.
+package devices
+
+import (
+	"io"
+	"sync"
+)
+
+// Line is an interrupt line a device drives. For the ISA devices here it is
+// an edge-triggered IOAPIC/PIC input: a raise after a lower is one interrupt.
+type Line interface {
+	SetLevel(high bool)
+}
+
+// 8250/16550A register offsets and bits (National Semiconductor PC16550D
+// data sheet; Linux include/uapi/linux/serial_reg.h).
+const (
+	uartRBR = 0 // receive buffer (read, DLAB=0)
+	uartTHR = 0 // transmit holding (write, DLAB=0)
+	uartDLL = 0 // divisor latch low (DLAB=1)
+	uartIER = 1 // interrupt enable (DLAB=0)
+	uartDLM = 1 // divisor latch high (DLAB=1)
+	uartIIR = 2 // interrupt identification (read)
+	uartFCR = 2 // FIFO control (write)
+	uartLCR = 3
+	uartMCR = 4
+	uartLSR = 5
+	uartMSR = 6
+	uartSCR = 7
+
+	// UARTPorts is the size of the register block.
+	UARTPorts = 8
+
+	ierRDI  = 0x01 // received data available
+	ierTHRI = 0x02 // transmitter holding register empty
+	ierRLSI = 0x04 // receiver line status
+	ierMSI  = 0x08 // modem status
+	ierMask = 0x0f
+
+	iirNoInt  = 0x01
+	iirMSI    = 0x00
+	iirTHRI   = 0x02
+	iirRDI    = 0x04
+	iirFIFOOn = 0xc0 // both FIFO-enabled bits of a 16550A
+
+	fcrEnable   = 0x01
+	fcrClearRcv = 0x02
+
+	lcrDLAB = 0x80
+
+	mcrDTR  = 0x01
+	mcrRTS  = 0x02
+	mcrOUT1 = 0x04
+	mcrOUT2 = 0x08
+	mcrLoop = 0x10
+	mcrMask = 0x1f
+
+	lsrDR   = 0x01
+	lsrTHRE = 0x20
+	lsrTEMT = 0x40
+
+	msrCTS = 0x10
+	msrDSR = 0x20
+	msrRI  = 0x40
+	msrDCD = 0x80
+
+	// rxBufferSize bounds the bytes queued for the guest; a writer beyond
+	// it blocks in Feed until the guest reads (back-pressure, no loss).
+	rxBufferSize = 1024
+)
+
+// COM1 is the conventional first serial port.
+const (
+	COM1Port = 0x3f8
+	COM1IRQ  = 4
+)
+
+// Serial is a 16550A UART. Output bytes go straight to Out; input is fed
+// with Feed. The transmitter is infinitely fast: THR is always empty.
+type Serial struct {
+	mu    sync.Mutex
+	out   io.Writer
+	irq   Line
+	level bool
+
+	ier, lcr, mcr, scr, dll, dlm uint8
+	fcr                          uint8
+	thrPending                   bool // THR-empty interrupt armed, not yet seen
+	txBuf                        [1]byte
+
+	rx     []byte
+	rxCond *sync.Cond
+	closed bool
+
+	// TxBytes counts bytes the guest transmitted.
+	TxBytes uint64
+}
+
+// NewSerial returns a UART writing guest output to out and raising irq.
+func NewSerial(out io.Writer, irq Line) *Serial {
+	s := &Serial{out: out, irq: irq, dll: 12 /* 9600 baud */}
+	s.rxCond = sync.NewCond(&s.mu)
+	return s
+}
+
+// Feed queues input bytes for the guest. It blocks while the receive buffer
+// is full and returns early (dropping the rest) only after Close.
+func (s *Serial) Feed(p []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(p) > 0 && !s.closed {
+		for len(s.rx) >= rxBufferSize && !s.closed {
+			s.rxCond.Wait()
+		}
+		n := min(len(p), rxBufferSize-len(s.rx))
+		s.rx = append(s.rx, p[:n]...)
+		p = p[n:]
+		s.updateIRQ()
+	}
+}
+
+// Close wakes a blocked Feed for good.
+func (s *Serial) Close() {
+	s.mu.Lock()
+	s.closed = true
+	s.rxCond.Broadcast()
+	s.mu.Unlock()
+}
+
+// iir returns the highest-priority pending interrupt.
+func (s *Serial) iir() uint8 {
+	fifo := uint8(0)
+	if s.fcr&fcrEnable != 0 {
+		fifo = iirFIFOOn
+	}
+	switch {
+	case s.ier&ierRDI != 0 && len(s.rx) > 0:
+		return fifo | iirRDI
+	case s.ier&ierTHRI != 0 && s.thrPending:
+		return fifo | iirTHRI
+	}
+	return fifo | iirNoInt
+}
+
+// updateIRQ drives the line from the pending state. OUT2 gates the line
+// to the interrupt controller on PC hardware.
+func (s *Serial) updateIRQ() {
+	level := s.iir()&iirNoInt == 0 && s.mcr&mcrOUT2 != 0
+	if level != s.level {
+		s.level = level
+		s.irq.SetLevel(level)
+	}
+}
+
+// Read serves a guest read of register off.
+func (s *Serial) Read(off uint64, data []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range data {
+		data[i] = s.readReg(off + uint64(i))
+	}
+	s.updateIRQ()
+}
+
+func (s *Serial) readReg(off uint64) uint8 {
+	switch off {
+	case uartRBR:
+		if s.lcr&lcrDLAB != 0 {
+			return s.dll
+		}
+		if len(s.rx) == 0 {
+			return 0
+		}
+		b := s.rx[0]
+		s.rx = s.rx[1:]
+		if len(s.rx) == 0 {
+			s.rx = s.rx[:0:0]
+		}
+		s.rxCond.Broadcast()
+		return b
+	case uartIER:
+		if s.lcr&lcrDLAB != 0 {
+			return s.dlm
+		}
+		return s.ier
+	case uartIIR:
+		v := s.iir()
+		if v&0x0f == iirTHRI {
+			s.thrPending = false // reading IIR clears a THRE interrupt
+		}
+		return v
+	case uartLCR:
+		return s.lcr
+	case uartMCR:
+		return s.mcr
+	case uartLSR:
+		v := uint8(lsrTHRE | lsrTEMT)
+		if len(s.rx) > 0 {
+			v |= lsrDR
+		}
+		return v
+	case uartMSR:
+		if s.mcr&mcrLoop != 0 {
+			// Loopback: modem outputs wire to modem inputs.
+			var v uint8
+			if s.mcr&mcrRTS != 0 {
+				v |= msrCTS
+			}
+			if s.mcr&mcrDTR != 0 {
+				v |= msrDSR
+			}
+			if s.mcr&mcrOUT1 != 0 {
+				v |= msrRI
+			}
+			if s.mcr&mcrOUT2 != 0 {
+				v |= msrDCD
+			}
+			return v
+		}
+		return msrDCD | msrDSR | msrCTS
+	case uartSCR:
+		return s.scr
+	}
+	return 0xff
+}
+
+// Write serves a guest write of register off.
+func (s *Serial) Write(off uint64, data []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, b := range data {
+		s.writeReg(off+uint64(i), b)
+	}
+	s.updateIRQ()
+}
+
+func (s *Serial) writeReg(off uint64, b uint8) {
+	switch off {
+	case uartTHR:
+		if s.lcr&lcrDLAB != 0 {
+			s.dll = b
+			return
+		}
+		if s.mcr&mcrLoop != 0 {
+			if len(s.rx) < rxBufferSize {
+				s.rx = append(s.rx, b)
+			}
+		} else {
+			s.TxBytes++
+			s.txBuf[0] = b
+			_, _ = s.out.Write(s.txBuf[:])
+		}
+		// The byte left at once; THR is empty again. Drop the line for
+		// this new THRE event so an edge-triggered controller sees it.
+		if s.ier&ierTHRI != 0 {
+			s.thrPending = false
+			s.updateIRQ()
+			s.thrPending = true
+		}
+	case uartIER:
+		if s.lcr&lcrDLAB != 0 {
+			s.dlm = b
+			return
+		}
+		old := s.ier
+		s.ier = b & ierMask
+		if s.ier&ierTHRI != 0 && old&ierTHRI == 0 {
+			s.thrPending = true // enabling THRI with THR empty interrupts at once
+		}
+	case uartFCR:
+		s.fcr = b
+		if b&fcrClearRcv != 0 {
+			s.rx = s.rx[:0]
+			s.rxCond.Broadcast()
+		}
+	case uartLCR:
+		s.lcr = b
+	case uartMCR:
+		s.mcr = b & mcrMask
+	case uartSCR:
+		s.scr = b
+	}
+}

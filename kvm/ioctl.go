@@ -1,0 +1,76 @@
+// Package kvm owns the boundary between govm and the Linux KVM API: typed
+// bindings for /dev/kvm (System), a VM file descriptor (VM) and a vCPU file
+// descriptor (VCPU), the kernel structures they exchange, and the decoding of
+// the shared kvm_run page into a typed Exit.
+//
+// It is the only package in govm that uses unsafe. Pointers become uintptr
+// only inside the argument list of a raw syscall (see ioctl_unsafe.go), and
+// kernel structures are mirrored with explicit padding so their sizes match
+// <linux/kvm.h>; ioctl numbers are derived from those sizes with the _IOC
+// encoding and checked against the header's values by a table test.
+package kvm
+
+import "unsafe"
+
+// The asm-generic _IOC encoding (include/uapi/asm-generic/ioctl.h):
+// dir in bits 30-31, size in 16-29, type in 8-15, number in 0-7.
+const (
+	iocNone  = 0
+	iocWrite = 1
+	iocRead  = 2
+
+	iocNRShift   = 0
+	iocTypeShift = 8
+	iocSizeShift = 16
+	iocDirShift  = 30
+
+	// kvmio is KVMIO, the ioctl type byte of every KVM request.
+	kvmio = 0xAE
+)
+
+func ioc(dir, nr, size uintptr) uintptr {
+	return dir<<iocDirShift | kvmio<<iocTypeShift | nr<<iocNRShift | size<<iocSizeShift
+}
+
+func io(nr uintptr) uintptr           { return ioc(iocNone, nr, 0) }
+func ior(nr, size uintptr) uintptr    { return ioc(iocRead, nr, size) }
+func iow(nr, size uintptr) uintptr    { return ioc(iocWrite, nr, size) }
+func iowr(nr, size uintptr) uintptr   { return ioc(iocRead|iocWrite, nr, size) }
+func sizeOf[T any]() uintptr          { var v T; return unsafe.Sizeof(v) }
+func iowT[T any](nr uintptr) uintptr  { return iow(nr, sizeOf[T]()) }
+func iorT[T any](nr uintptr) uintptr  { return ior(nr, sizeOf[T]()) }
+func iowrT[T any](nr uintptr) uintptr { return iowr(nr, sizeOf[T]()) }
+
+// Request numbers, named as in <linux/kvm.h>.
+var (
+	reqGetAPIVersion       = io(0x00)
+	reqCreateVM            = io(0x01)
+	reqGetMSRIndexList     = iowrT[msrList](0x02)
+	reqCheckExtension      = io(0x03)
+	reqGetVCPUMmapSize     = io(0x04)
+	reqGetSupportedCPUID   = iowrT[cpuid2Header](0x05)
+	reqCreateVCPU          = io(0x41)
+	reqSetUserMemoryRegion = iowT[UserspaceMemoryRegion](0x46)
+	reqSetTSSAddr          = io(0x47)
+	reqSetIdentityMapAddr  = iowT[uint64](0x48)
+	reqCreateIRQChip       = io(0x60)
+	reqIRQLine             = iowT[irqLevel](0x61)
+	reqSetGSIRouting       = iowT[irqRoutingHeader](0x6a)
+	reqIRQFD               = iowT[irqfd](0x76)
+	reqCreatePIT2          = iowT[pitConfig](0x77)
+	reqIOEventFD           = iowT[ioeventfd](0x79)
+	reqRun                 = io(0x80)
+	reqGetRegs             = iorT[Regs](0x81)
+	reqSetRegs             = iowT[Regs](0x82)
+	reqGetSregs            = iorT[Sregs](0x83)
+	reqSetSregs            = iowT[Sregs](0x84)
+	reqGetMSRs             = iowrT[msrsHeader](0x88)
+	reqSetMSRs             = iowT[msrsHeader](0x89)
+	reqSetFPU              = iowT[FPU](0x8d)
+	reqGetLAPIC            = iorT[LAPICState](0x8e)
+	reqSetLAPIC            = iowT[LAPICState](0x8f)
+	reqSetCPUID2           = iowT[cpuid2Header](0x90)
+	reqGetMPState          = iorT[uint32](0x98)
+	reqEnableCap           = iowT[enableCap](0xa3)
+	reqSignalMSI           = iowT[msi](0xa5)
+)

@@ -1,0 +1,150 @@
+package kvm
+
+import (
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// VCPU is a KVM virtual CPU file descriptor and its mapped run area.
+// Run must be called from one OS thread (runtime.LockOSThread); Kick may be
+// called from any goroutine.
+type VCPU struct {
+	fd  int
+	id  int
+	run []byte
+}
+
+// ID is the vCPU index (its initial APIC ID).
+func (v *VCPU) ID() int { return v.id }
+
+// Close unmaps the run area and closes the descriptor.
+func (v *VCPU) Close() error {
+	if v.run != nil {
+		unix.Munmap(v.run)
+		v.run = nil
+	}
+	return unix.Close(v.fd)
+}
+
+// ErrInterrupted is returned by Run when KVM_RUN was interrupted by a signal
+// or by Kick before or while the guest ran. The caller checks its own stop
+// condition and calls Run again if it wants to go on.
+var ErrInterrupted = errors.New("KVM_RUN interrupted")
+
+// Run enters the guest and returns the decoded exit. KVM_RUN errors other
+// than EINTR are returned wrapped; nothing is dropped.
+func (v *VCPU) Run() (Exit, error) {
+	if err := runOnce(v.fd); err != nil {
+		if errors.Is(err, unix.EINTR) {
+			return Exit{Reason: ExitIntr}, ErrInterrupted
+		}
+		return Exit{}, fmt.Errorf("KVM_RUN on vCPU %d: %w", v.id, err)
+	}
+	return DecodeExit(v.run)
+}
+
+// SetImmediateExit sets or clears kvm_run.immediate_exit. While it is set,
+// KVM_RUN returns EINTR at once instead of entering the guest.
+func (v *VCPU) SetImmediateExit(on bool) {
+	setImmediateExit(v.run, on)
+}
+
+// GetRegs reads the general-purpose registers.
+func (v *VCPU) GetRegs() (Regs, error) {
+	var r Regs
+	if _, err := ioctlPtr(v.fd, reqGetRegs, &r); err != nil {
+		return r, fmt.Errorf("KVM_GET_REGS: %w", err)
+	}
+	return r, nil
+}
+
+// SetRegs writes the general-purpose registers.
+func (v *VCPU) SetRegs(r Regs) error {
+	if _, err := ioctlPtr(v.fd, reqSetRegs, &r); err != nil {
+		return fmt.Errorf("KVM_SET_REGS: %w", err)
+	}
+	return nil
+}
+
+// GetSregs reads the special registers.
+func (v *VCPU) GetSregs() (Sregs, error) {
+	var s Sregs
+	if _, err := ioctlPtr(v.fd, reqGetSregs, &s); err != nil {
+		return s, fmt.Errorf("KVM_GET_SREGS: %w", err)
+	}
+	return s, nil
+}
+
+// SetSregs writes the special registers.
+func (v *VCPU) SetSregs(s Sregs) error {
+	if _, err := ioctlPtr(v.fd, reqSetSregs, &s); err != nil {
+		return fmt.Errorf("KVM_SET_SREGS: %w", err)
+	}
+	return nil
+}
+
+// SetFPU writes the x87/SSE state.
+func (v *VCPU) SetFPU(f FPU) error {
+	if _, err := ioctlPtr(v.fd, reqSetFPU, &f); err != nil {
+		return fmt.Errorf("KVM_SET_FPU: %w", err)
+	}
+	return nil
+}
+
+// GetLAPIC reads the local APIC register page.
+func (v *VCPU) GetLAPIC() (LAPICState, error) {
+	var l LAPICState
+	if _, err := ioctlPtr(v.fd, reqGetLAPIC, &l); err != nil {
+		return l, fmt.Errorf("KVM_GET_LAPIC: %w", err)
+	}
+	return l, nil
+}
+
+// SetLAPIC writes the local APIC register page.
+func (v *VCPU) SetLAPIC(l LAPICState) error {
+	if _, err := ioctlPtr(v.fd, reqSetLAPIC, &l); err != nil {
+		return fmt.Errorf("KVM_SET_LAPIC: %w", err)
+	}
+	return nil
+}
+
+// SetCPUID sets the CPUID leaves the guest sees.
+func (v *VCPU) SetCPUID(entries []CPUIDEntry) error {
+	hdr := cpuid2Header{NEnt: uint32(len(entries))}
+	entSize := int(sizeOf[CPUIDEntry]())
+	off := int(sizeOf[cpuid2Header]())
+	buf := make([]byte, off+len(entries)*entSize)
+	copy(buf, asBytes(&hdr))
+	for i := range entries {
+		copy(buf[off+i*entSize:], asBytes(&entries[i]))
+	}
+	if _, err := ioctlBuf(v.fd, reqSetCPUID2, buf); err != nil {
+		return fmt.Errorf("KVM_SET_CPUID2: %w", err)
+	}
+	return nil
+}
+
+// SetMSRs writes model-specific registers.
+func (v *VCPU) SetMSRs(entries []MSREntry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	hdr := msrsHeader{NMSRs: uint32(len(entries))}
+	entSize := int(sizeOf[MSREntry]())
+	off := int(sizeOf[msrsHeader]())
+	buf := make([]byte, off+len(entries)*entSize)
+	copy(buf, asBytes(&hdr))
+	for i := range entries {
+		copy(buf[off+i*entSize:], asBytes(&entries[i]))
+	}
+	n, err := ioctlBuf(v.fd, reqSetMSRs, buf)
+	if err != nil {
+		return fmt.Errorf("KVM_SET_MSRS: %w", err)
+	}
+	if n != len(entries) {
+		return fmt.Errorf("KVM_SET_MSRS: set %d of %d (MSR %#x refused)", n, len(entries), entries[n].Index)
+	}
+	return nil
+}

@@ -1,0 +1,262 @@
+package machine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/govm/govm/acpi"
+	"github.com/govm/govm/boot"
+	"github.com/govm/govm/devices"
+	"github.com/govm/govm/kvm"
+	"github.com/govm/govm/mem"
+)
+
+// Config describes a VM.
+type Config struct {
+	KVMPath string // default kvm.DevicePath
+	MemSize uint64
+	CPUs    int
+	Boot    boot.Config
+	// Console receives the guest's serial output (COM1).
+	Console io.Writer
+}
+
+// ErrCPUs is returned for a vCPU count the host or the tables cannot take.
+var ErrCPUs = errors.New("bad vCPU count")
+
+// Result is how a VM ended.
+type Result struct {
+	Reason StopReason
+	Detail string // one line: what happened
+	VCPU   int    // the vCPU that stopped the VM, or -1
+	RIP    uint64 // its instruction pointer, for crashes
+	Err    error  // for StopError
+}
+
+// Machine is a VM ready to run.
+type Machine struct {
+	cfg    Config
+	sys    *kvm.System
+	vm     *kvm.VM
+	mem    *mem.Memory
+	pio    *Bus
+	mmio   *Bus
+	vcpus  []*vcpu
+	Serial *devices.Serial
+
+	stopOnce sync.Once
+	stopping atomic.Bool
+	result   Result
+	done     chan struct{}
+}
+
+// New creates the VM: memory, irqchip, PIT, devices, ACPI tables, the
+// loaded kernel and the vCPUs with their boot state. On error everything
+// made so far is released.
+func New(cfg Config) (m *Machine, err error) {
+	if cfg.KVMPath == "" {
+		cfg.KVMPath = kvm.DevicePath
+	}
+	if cfg.Console == nil {
+		cfg.Console = io.Discard
+	}
+	ranges, err := RAMRanges(cfg.MemSize)
+	if err != nil {
+		return nil, err
+	}
+	m = &Machine{cfg: cfg, done: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			m.Close()
+			m = nil
+		}
+	}()
+	if m.sys, err = kvm.Open(cfg.KVMPath); err != nil {
+		return nil, err
+	}
+	if err = m.sys.CheckRequired(); err != nil {
+		return nil, err
+	}
+	maxCPUs := min(m.sys.MaxVCPUs(), acpi.MaxCPUs)
+	if cfg.CPUs < 1 || cfg.CPUs > maxCPUs {
+		return nil, fmt.Errorf("%w: %d (this host allows 1 to %d)", ErrCPUs, cfg.CPUs, maxCPUs)
+	}
+	if m.vm, err = m.sys.CreateVM(); err != nil {
+		return nil, err
+	}
+	if err = m.vm.SetTSSAddr(TSSAddr); err != nil {
+		return nil, err
+	}
+	if err = m.vm.SetIdentityMapAddr(IdentityMapAddr); err != nil {
+		return nil, err
+	}
+	if err = m.vm.CreateIRQChip(); err != nil {
+		return nil, err
+	}
+	if err = m.vm.CreatePIT2(); err != nil {
+		return nil, err
+	}
+	if m.mem, err = mem.Allocate(ranges); err != nil {
+		return nil, err
+	}
+	for i, r := range m.mem.Regions() {
+		if err = m.vm.SetMemoryRegion(uint32(i), r.Base, r.Data); err != nil {
+			return nil, err
+		}
+	}
+	if err = m.addDevices(); err != nil {
+		return nil, err
+	}
+	tables, err := acpi.Build(ACPIAddr, acpi.Config{
+		CPUs: cfg.CPUs, IOAPICAddr: IOAPICAddr, LAPICAddr: LAPICAddr, SleepPort: ACPIPMPort,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if uint64(len(tables.Blob)) > ACPIEnd-ACPIAddr {
+		return nil, fmt.Errorf("ACPI tables of %d bytes do not fit the BIOS area", len(tables.Blob))
+	}
+	if err = m.mem.WriteAt(tables.Blob, ACPIAddr); err != nil {
+		return nil, fmt.Errorf("writing ACPI tables: %w", err)
+	}
+	state, err := boot.Load(m.mem, cfg.Boot)
+	if err != nil {
+		return nil, err
+	}
+	cpuid, err := m.sys.SupportedCPUID()
+	if err != nil {
+		return nil, err
+	}
+	for i := 0; i < cfg.CPUs; i++ {
+		kv, err := m.vm.CreateVCPU(i)
+		if err != nil {
+			return nil, err
+		}
+		v := &vcpu{id: i, kvm: kv}
+		m.vcpus = append(m.vcpus, v)
+		if err := kv.SetCPUID(vcpuCPUID(cpuid, i, cfg.CPUs)); err != nil {
+			return nil, fmt.Errorf("vCPU %d: %w", i, err)
+		}
+		if i == 0 {
+			if err := setBootState(kv, state); err != nil {
+				return nil, fmt.Errorf("vCPU 0: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
+
+// irqLine drives one GSI of the in-kernel interrupt controllers.
+type irqLine struct {
+	vm  *kvm.VM
+	gsi uint32
+}
+
+func (l irqLine) SetLevel(high bool) {
+	if err := l.vm.IRQLine(l.gsi, high); err != nil {
+		slog.Warn("irq line", "gsi", l.gsi, "err", err)
+	}
+}
+
+func (m *Machine) addDevices() error {
+	m.pio = NewBus("pio", 0xff)
+	m.mmio = NewBus("mmio", 0)
+	power := func(a devices.PowerAction) {
+		switch a {
+		case devices.PowerOff:
+			m.stop(Result{Reason: StopPoweroff, Detail: "guest powered off", VCPU: -1})
+		case devices.PowerReset:
+			m.stop(Result{Reason: StopReboot, Detail: "guest requested a reset", VCPU: -1})
+		}
+	}
+	m.Serial = devices.NewSerial(m.cfg.Console, irqLine{vm: m.vm, gsi: devices.COM1IRQ})
+	for _, d := range []struct {
+		base, size uint64
+		name       string
+		dev        Device
+	}{
+		{devices.COM1Port, devices.UARTPorts, "serial COM1", m.Serial},
+		{devices.I8042DataPort, 1, "i8042 data", devices.NewI8042(power)},
+		{devices.I8042CommandPort, 1, "i8042 command", &offsetDevice{devices.NewI8042(power), devices.I8042CommandPort - devices.I8042DataPort}},
+		{devices.CMOSPort, devices.CMOSPorts, "cmos", devices.NewCMOS(nil)},
+		{devices.PCIConfigAddrPort, devices.PCIConfigPorts, "pci host", devices.NewPCIHost()},
+		{ACPIPMPort, acpi.PortCount, "acpi pm", devices.NewACPIPM(power)},
+	} {
+		if err := m.pio.Insert(d.base, d.size, d.name, d.dev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// offsetDevice shifts the offsets a device sees, for devices whose ports
+// are not contiguous (the i8042's 0x60 and 0x64 around KVM's 0x61).
+type offsetDevice struct {
+	dev Device
+	off uint64
+}
+
+func (o *offsetDevice) Read(off uint64, data []byte)  { o.dev.Read(off+o.off, data) }
+func (o *offsetDevice) Write(off uint64, data []byte) { o.dev.Write(off+o.off, data) }
+
+// Memory returns guest RAM.
+func (m *Machine) Memory() *mem.Memory { return m.mem }
+
+// stop records the first stop request and wakes Run.
+func (m *Machine) stop(r Result) {
+	m.stopOnce.Do(func() {
+		m.result = r
+		m.stopping.Store(true)
+		close(m.done)
+	})
+}
+
+// Run runs the vCPUs until the guest powers off, resets or crashes, or ctx
+// is done, and returns how it ended. The vCPUs are all stopped when it
+// returns.
+func (m *Machine) Run(ctx context.Context) Result {
+	var wg sync.WaitGroup
+	for _, v := range m.vcpus {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.runVCPU(v)
+		}()
+	}
+	select {
+	case <-m.done:
+	case <-ctx.Done():
+		m.stop(Result{Reason: StopCanceled, Detail: context.Cause(ctx).Error(), VCPU: -1})
+	}
+	m.kickAll(&wg)
+	return m.result
+}
+
+// Close releases the VM, its vCPUs and guest memory.
+func (m *Machine) Close() error {
+	if m.Serial != nil {
+		m.Serial.Close()
+	}
+	for _, v := range m.vcpus {
+		v.kvm.Close()
+	}
+	m.vcpus = nil
+	if m.vm != nil {
+		m.vm.Close()
+		m.vm = nil
+	}
+	if m.mem != nil {
+		m.mem.Close()
+		m.mem = nil
+	}
+	if m.sys != nil {
+		m.sys.Close()
+		m.sys = nil
+	}
+	return nil
+}

@@ -1,0 +1,160 @@
+package machine
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/govm/govm/boot"
+	"github.com/govm/govm/kvm"
+)
+
+type vcpu struct {
+	id  int
+	kvm *kvm.VCPU
+	tid atomic.Int32 // OS thread running it, 0 until started
+}
+
+// runVCPU is the vCPU loop: one goroutine per vCPU, locked to its thread so
+// KVM's per-thread state and the kick signal reach the right place.
+func (m *Machine) runVCPU(v *vcpu) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	v.tid.Store(int32(unix.Gettid()))
+	for !m.stopping.Load() {
+		e, err := v.kvm.Run()
+		if errors.Is(err, kvm.ErrInterrupted) {
+			// A kick or Go's preemption signal (SIGURG): check for a stop
+			// and go back in.
+			continue
+		}
+		if err != nil {
+			m.stop(Result{Reason: StopError, Detail: err.Error(), Err: err, VCPU: v.id, RIP: v.rip()})
+			return
+		}
+		if reason, detail := handleExit(&e, m.pio, m.mmio); reason != StopNone {
+			m.stop(Result{Reason: reason, Detail: detail, VCPU: v.id, RIP: v.rip()})
+			return
+		}
+	}
+}
+
+func (v *vcpu) rip() uint64 {
+	r, err := v.kvm.GetRegs()
+	if err != nil {
+		return 0
+	}
+	return r.RIP
+}
+
+// kickInterval is how often a vCPU that has not yet left KVM_RUN is
+// signalled again while stopping.
+const kickInterval = 10 * time.Millisecond
+
+// kickAll makes every vCPU leave KVM_RUN and waits for their goroutines.
+// immediate_exit covers a vCPU about to enter KVM_RUN; the signal (SIGURG,
+// which Go's runtime already handles harmlessly) interrupts one inside it.
+func (m *Machine) kickAll(wg *sync.WaitGroup) {
+	for _, v := range m.vcpus {
+		v.kvm.SetImmediateExit(true)
+	}
+	finished := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(finished)
+	}()
+	pid := unix.Getpid()
+	for {
+		for _, v := range m.vcpus {
+			if tid := v.tid.Load(); tid != 0 {
+				_ = unix.Tgkill(pid, int(tid), unix.SIGURG)
+			}
+		}
+		select {
+		case <-finished:
+			return
+		case <-time.After(kickInterval):
+		}
+	}
+}
+
+// setBootState loads the boot vCPU's registers from the state the loader
+// returned, and sets up its local APIC's LINT pins.
+func setBootState(v *kvm.VCPU, st *boot.CPUState) error {
+	sregs, err := v.GetSregs()
+	if err != nil {
+		return err
+	}
+	seg := func(s boot.Segment) kvm.Segment {
+		b := func(x bool) uint8 {
+			if x {
+				return 1
+			}
+			return 0
+		}
+		return kvm.Segment{
+			Base: s.Base, Limit: s.Limit, Selector: s.Selector, Type: s.Type,
+			Present: b(s.Present), DPL: s.DPL, DB: b(s.DB), S: b(s.S), L: b(s.L),
+			G: b(s.G), AVL: b(s.AVL),
+		}
+	}
+	sregs.CS = seg(st.CS)
+	ds := seg(st.DS)
+	sregs.DS, sregs.ES, sregs.FS, sregs.GS, sregs.SS = ds, ds, ds, ds, ds
+	sregs.TR = seg(st.TR)
+	sregs.GDT = kvm.DTable{Base: st.GDTBase, Limit: st.GDTLimit}
+	sregs.IDT = kvm.DTable{Base: st.IDTBase, Limit: st.IDTLimit}
+	sregs.CR0, sregs.CR3, sregs.CR4, sregs.EFER = st.CR0, st.CR3, st.CR4, st.EFER
+	if err := v.SetSregs(sregs); err != nil {
+		return err
+	}
+	if err := v.SetRegs(kvm.Regs{
+		RIP: st.RIP, RSP: st.RSP, RBP: st.RBP, RSI: st.RSI, RFLAGS: st.RFLAGS,
+	}); err != nil {
+		return err
+	}
+	if err := v.SetFPU(kvm.FPU{FCW: fpuControlDefault, MXCSR: mxcsrDefault}); err != nil {
+		return err
+	}
+	return setLINT(v)
+}
+
+// x87 and SSE reset values (SDM vol. 1, 8.1.5 and 10.2.3).
+const (
+	fpuControlDefault = 0x37f
+	mxcsrDefault      = 0x1f80
+)
+
+// Local APIC registers and delivery modes (SDM vol. 3, 10.5.1).
+const (
+	apicLVT0       = 0x350
+	apicLVT1       = 0x360
+	apicModeMask   = 0x700
+	apicModeExtINT = 0x700
+	apicModeNMI    = 0x400
+)
+
+// setLINT wires LINT0 to the 8259 (ExtINT) and LINT1 to NMI, the virtual
+// wire mode a BIOS leaves the boot CPU in (MP spec 1.4, 3.6.2.2).
+func setLINT(v *kvm.VCPU) error {
+	l, err := v.GetLAPIC()
+	if err != nil {
+		return err
+	}
+	set := func(reg int, mode uint32) {
+		x := uint32(l.Regs[reg]) | uint32(l.Regs[reg+1])<<8 | uint32(l.Regs[reg+2])<<16 | uint32(l.Regs[reg+3])<<24
+		x = x&^apicModeMask | mode
+		l.Regs[reg], l.Regs[reg+1], l.Regs[reg+2], l.Regs[reg+3] = byte(x), byte(x>>8), byte(x>>16), byte(x>>24)
+	}
+	set(apicLVT0, apicModeExtINT)
+	set(apicLVT1, apicModeNMI)
+	if err := v.SetLAPIC(l); err != nil {
+		return fmt.Errorf("LINT setup: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,242 @@
+// Package mem owns guest physical memory: the mapping of guest RAM regions
+// into govm's address space and every access to it. All reads and writes of
+// guest memory in govm go through Memory, which checks that an access lies
+// wholly inside one RAM region and returns a typed *AccessError otherwise, so
+// an address, length or index coming from the guest can never reach host
+// memory outside guest RAM.
+package mem
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+
+	"golang.org/x/sys/unix"
+)
+
+// Region is one contiguous range of guest RAM backed by host memory.
+type Region struct {
+	Base uint64 // guest physical address of Data[0]
+	Data []byte
+}
+
+// End is the first guest physical address after the region.
+func (r Region) End() uint64 { return r.Base + uint64(len(r.Data)) }
+
+// AccessError is an access outside guest RAM, or one that crosses the end
+// of a RAM region.
+type AccessError struct {
+	Addr uint64
+	Len  uint64
+}
+
+func (e *AccessError) Error() string {
+	return fmt.Sprintf("guest memory access [%#x, +%#x) outside RAM", e.Addr, e.Len)
+}
+
+// ErrOverlap is returned by New for regions that overlap or wrap.
+var ErrOverlap = errors.New("guest memory regions overlap")
+
+// Memory is guest physical memory: a sorted set of non-overlapping regions.
+// It is safe for concurrent use; it does not itself order accesses (guest
+// RAM is shared with running vCPUs).
+type Memory struct {
+	regions []Region
+	mapped  bool
+}
+
+// New builds a Memory over caller-provided buffers (tests use plain byte
+// slices; govm itself uses Allocate).
+func New(regions ...Region) (*Memory, error) {
+	rs := append([]Region(nil), regions...)
+	sort.Slice(rs, func(i, j int) bool { return rs[i].Base < rs[j].Base })
+	for i, r := range rs {
+		if len(r.Data) == 0 || r.End() < r.Base {
+			return nil, fmt.Errorf("%w: region at %#x of %d bytes", ErrOverlap, r.Base, len(r.Data))
+		}
+		if i > 0 && rs[i-1].End() > r.Base {
+			return nil, fmt.Errorf("%w: %#x-%#x and %#x-%#x", ErrOverlap, rs[i-1].Base, rs[i-1].End(), r.Base, r.End())
+		}
+	}
+	return &Memory{regions: rs}, nil
+}
+
+// Range is a guest physical range to back with RAM.
+type Range struct {
+	Base, Size uint64
+}
+
+// Allocate maps anonymous host memory for each range. The pages are
+// reserved lazily by the host kernel, so an idle guest costs little.
+func Allocate(ranges []Range) (*Memory, error) {
+	var rs []Region
+	for _, r := range ranges {
+		if r.Size == 0 {
+			continue
+		}
+		b, err := unix.Mmap(-1, 0, int(r.Size), unix.PROT_READ|unix.PROT_WRITE,
+			unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+		if err != nil {
+			for _, done := range rs {
+				unix.Munmap(done.Data)
+			}
+			return nil, fmt.Errorf("mmap %d MiB of guest RAM at %#x: %w", r.Size>>20, r.Base, err)
+		}
+		// Guest RAM is better served by transparent huge pages; a failure
+		// here only costs speed.
+		_ = unix.Madvise(b, unix.MADV_HUGEPAGE)
+		rs = append(rs, Region{Base: r.Base, Data: b})
+	}
+	m, err := New(rs...)
+	if err != nil {
+		for _, r := range rs {
+			unix.Munmap(r.Data)
+		}
+		return nil, err
+	}
+	m.mapped = true
+	return m, nil
+}
+
+// Close unmaps memory made by Allocate.
+func (m *Memory) Close() error {
+	if !m.mapped {
+		return nil
+	}
+	var first error
+	for _, r := range m.regions {
+		if err := unix.Munmap(r.Data); err != nil && first == nil {
+			first = err
+		}
+	}
+	m.regions, m.mapped = nil, false
+	return first
+}
+
+// Regions returns the RAM regions in address order.
+func (m *Memory) Regions() []Region { return m.regions }
+
+// Size is the total amount of RAM.
+func (m *Memory) Size() uint64 {
+	var n uint64
+	for _, r := range m.regions {
+		n += uint64(len(r.Data))
+	}
+	return n
+}
+
+// Slice returns the n bytes at addr as a slice aliasing guest RAM. The range
+// must lie inside one region; n may be zero (addr must still be in RAM or
+// at a region's end).
+func (m *Memory) Slice(addr, n uint64) ([]byte, error) {
+	for i := range m.regions {
+		r := &m.regions[i]
+		if addr < r.Base {
+			break
+		}
+		off := addr - r.Base
+		size := uint64(len(r.Data))
+		if off > size {
+			continue
+		}
+		if n > size-off {
+			break
+		}
+		return r.Data[off : off+n : off+n], nil
+	}
+	return nil, &AccessError{Addr: addr, Len: n}
+}
+
+// Contains reports whether [addr, addr+n) is wholly inside one RAM region.
+func (m *Memory) Contains(addr, n uint64) bool {
+	_, err := m.Slice(addr, n)
+	return err == nil
+}
+
+// ReadAt copies len(p) bytes at addr into p.
+func (m *Memory) ReadAt(p []byte, addr uint64) error {
+	s, err := m.Slice(addr, uint64(len(p)))
+	if err != nil {
+		return err
+	}
+	copy(p, s)
+	return nil
+}
+
+// WriteAt copies p into guest memory at addr.
+func (m *Memory) WriteAt(p []byte, addr uint64) error {
+	s, err := m.Slice(addr, uint64(len(p)))
+	if err != nil {
+		return err
+	}
+	copy(s, p)
+	return nil
+}
+
+// Zero clears n bytes at addr.
+func (m *Memory) Zero(addr, n uint64) error {
+	s, err := m.Slice(addr, n)
+	if err != nil {
+		return err
+	}
+	clear(s)
+	return nil
+}
+
+// Uint16 reads a little-endian 16-bit value.
+func (m *Memory) Uint16(addr uint64) (uint16, error) {
+	s, err := m.Slice(addr, 2)
+	if err != nil {
+		return 0, err
+	}
+	return binary.LittleEndian.Uint16(s), nil
+}
+
+// Uint32 reads a little-endian 32-bit value.
+func (m *Memory) Uint32(addr uint64) (uint32, error) {
+	s, err := m.Slice(addr, 4)
+	if err != nil {
+		return 0, err
+	}
+	return binary.LittleEndian.Uint32(s), nil
+}
+
+// Uint64 reads a little-endian 64-bit value.
+func (m *Memory) Uint64(addr uint64) (uint64, error) {
+	s, err := m.Slice(addr, 8)
+	if err != nil {
+		return 0, err
+	}
+	return binary.LittleEndian.Uint64(s), nil
+}
+
+// PutUint16 writes a little-endian 16-bit value.
+func (m *Memory) PutUint16(addr uint64, v uint16) error {
+	s, err := m.Slice(addr, 2)
+	if err != nil {
+		return err
+	}
+	binary.LittleEndian.PutUint16(s, v)
+	return nil
+}
+
+// PutUint32 writes a little-endian 32-bit value.
+func (m *Memory) PutUint32(addr uint64, v uint32) error {
+	s, err := m.Slice(addr, 4)
+	if err != nil {
+		return err
+	}
+	binary.LittleEndian.PutUint32(s, v)
+	return nil
+}
+
+// PutUint64 writes a little-endian 64-bit value.
+func (m *Memory) PutUint64(addr uint64, v uint64) error {
+	s, err := m.Slice(addr, 8)
+	if err != nil {
+		return err
+	}
+	binary.LittleEndian.PutUint64(s, v)
+	return nil
+}
