@@ -6,6 +6,7 @@
 package acpi
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -20,6 +21,9 @@ type Config struct {
 	// SleepPort+1 is the sleep status register and SleepPort+2 the reset
 	// register.
 	SleepPort uint16
+	// SerialPort and SerialIRQ describe COM1 in the DSDT (0: none).
+	SerialPort uint16
+	SerialIRQ  uint8
 }
 
 // Register offsets from Config.SleepPort, and their values.
@@ -135,7 +139,7 @@ func Build(base uint64, cfg Config) (*Tables, error) {
 		return off
 	}
 	rsdpOff := place(make([]byte, rsdpSize))
-	dsdt := buildDSDT()
+	dsdt := buildDSDT(cfg)
 	t.DSDT = place(dsdt)
 	fadt := buildFADT(base+uint64(t.DSDT), cfg)
 	t.FADT = place(fadt)
@@ -247,22 +251,113 @@ func buildMADT(cfg Config) []byte {
 
 // AML opcodes (ACPI 6.5, 20.2).
 const (
-	amlNameOp     = 0x08
-	amlPackageOp  = 0x12
-	amlBytePrefix = 0x0a
-	amlZeroOp     = 0x00
+	amlZeroOp      = 0x00
+	amlOneOp       = 0x01
+	amlNameOp      = 0x08
+	amlBytePrefix  = 0x0a
+	amlDWordPrefix = 0x0c
+	amlScopeOp     = 0x10
+	amlBufferOp    = 0x11
+	amlPackageOp   = 0x12
+	amlExtOpPrefix = 0x5b
+	amlDeviceOp    = 0x82
 )
 
-// buildDSDT returns a DSDT whose body is
+// Small resource descriptors (ACPI 6.5, 6.4.2).
+const (
+	resIOPort  = 0x47 // I/O port descriptor, 7 bytes follow
+	resIO16Bit = 0x01 // decodes 16 address bits
+	resIRQ     = 0x22 // IRQ descriptor, 2 bytes follow: edge, active high
+	resEndTag  = 0x79
+)
+
+// amlPkgLength encodes a PkgLength for a body of n bytes; the length
+// counts its own bytes (ACPI 6.5, 20.2.4).
+func amlPkgLength(n int) []byte {
+	if n+1 <= 0x3f {
+		return []byte{byte(n + 1)}
+	}
+	for extra := 1; extra <= 3; extra++ {
+		total := n + 1 + extra
+		if total < 1<<(4+8*extra) {
+			b := []byte{byte(extra<<6 | total&0xf)}
+			for i := 0; i < extra; i++ {
+				b = append(b, byte(total>>(4+8*i)))
+			}
+			return b
+		}
+	}
+	panic("AML package too large") // tables here are a few hundred bytes
+}
+
+func amlName(name string, value []byte) []byte {
+	return append(append([]byte{amlNameOp}, name...), value...)
+}
+
+func amlPkg(op []byte, body []byte) []byte {
+	out := append([]byte(nil), op...)
+	out = append(out, amlPkgLength(len(body))...)
+	return append(out, body...)
+}
+
+func amlScope(name string, body ...[]byte) []byte {
+	return amlPkg([]byte{amlScopeOp}, append([]byte(name), bytes.Join(body, nil)...))
+}
+
+func amlDevice(name string, body ...[]byte) []byte {
+	return amlPkg([]byte{amlExtOpPrefix, amlDeviceOp}, append([]byte(name), bytes.Join(body, nil)...))
+}
+
+func amlBuffer(data []byte) []byte {
+	return amlPkg([]byte{amlBufferOp}, append([]byte{amlBytePrefix, byte(len(data))}, data...))
+}
+
+// eisaID compresses a PNP ID such as "PNP0501" (ACPI 6.5, 19.6.35 EISAID).
+func eisaID(id string) []byte {
+	v := uint32(id[0]-0x40)<<26 | uint32(id[1]-0x40)<<21 | uint32(id[2]-0x40)<<16
+	for i := 3; i < 7; i++ {
+		c := id[i]
+		var d uint32
+		switch {
+		case c >= '0' && c <= '9':
+			d = uint32(c - '0')
+		default:
+			d = uint32(c-'A') + 10
+		}
+		v |= d << (4 * (6 - i))
+	}
+	// Stored big-endian as the ID reads.
+	return []byte{amlDWordPrefix, byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}
+}
+
+// serialDevice describes a 16550 UART so the guest's 8250_pnp driver
+// routes its interrupt through ACPI (in hardware-reduced mode there is no
+// legacy PIC and no ISA IRQ is set up without it).
+func serialDevice(name string, uid byte, port uint16, irq uint8) []byte {
+	res := []byte{
+		resIOPort, resIO16Bit, byte(port), byte(port >> 8), byte(port), byte(port >> 8), 1, 8,
+		resIRQ, byte(1 << irq), byte(uint16(1<<irq) >> 8),
+		resEndTag, 0,
+	}
+	return amlDevice(name,
+		amlName("_HID", eisaID("PNP0501")),
+		amlName("_UID", []byte{amlBytePrefix, uid}),
+		amlName("_CRS", amlBuffer(res)),
+	)
+}
+
+// buildDSDT returns a DSDT declaring
 //
 //	Name (_S5, Package (4) { 5, 0, 0, 0 })
-func buildDSDT() []byte {
+//	Scope (\_SB) { Device (COM1) { PNP0501 at 0x3F8, IRQ 4 } }
+func buildDSDT(cfg Config) []byte {
 	d := header("DSDT", headerSize, dsdtRevision)
-	elems := []byte{amlBytePrefix, S5SleepType, amlZeroOp, amlZeroOp, amlZeroOp}
-	pkg := append([]byte{4}, elems...) // NumElements, elements
-	pkgLen := len(pkg) + 1             // a one-byte PkgLength counts itself
-	d = append(d, amlNameOp, '_', 'S', '5', '_', amlPackageOp, byte(pkgLen))
-	d = append(d, pkg...)
+	s5 := amlName("_S5_", amlPkg([]byte{amlPackageOp},
+		[]byte{4, amlBytePrefix, S5SleepType, amlZeroOp, amlZeroOp, amlZeroOp}))
+	d = append(d, s5...)
+	if cfg.SerialPort != 0 {
+		d = append(d, amlScope("_SB_", serialDevice("COM1", 1, cfg.SerialPort, cfg.SerialIRQ))...)
+	}
 	finish(d)
 	return d
 }

@@ -28,16 +28,17 @@ func (v *VCPU) Close() error {
 	return unix.Close(v.fd)
 }
 
-// ErrInterrupted is returned by Run when KVM_RUN was interrupted by a signal
-// or by Kick before or while the guest ran. The caller checks its own stop
-// condition and calls Run again if it wants to go on.
+// ErrInterrupted is returned by Run when KVM_RUN returned without an exit to
+// serve: interrupted by a signal or immediate_exit (EINTR), or an AP that
+// was woken by INIT/SIPI and must simply enter again (EAGAIN). The caller
+// checks its own stop condition and calls Run again if it wants to go on.
 var ErrInterrupted = errors.New("KVM_RUN interrupted")
 
 // Run enters the guest and returns the decoded exit. KVM_RUN errors other
 // than EINTR are returned wrapped; nothing is dropped.
 func (v *VCPU) Run() (Exit, error) {
 	if err := runOnce(v.fd); err != nil {
-		if errors.Is(err, unix.EINTR) {
+		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
 			return Exit{Reason: ExitIntr}, ErrInterrupted
 		}
 		return Exit{}, fmt.Errorf("KVM_RUN on vCPU %d: %w", v.id, err)

@@ -5,6 +5,8 @@ import "github.com/govm/govm/kvm"
 // CPUID leaves and bits govm adjusts (SDM vol. 2A, CPUID).
 const (
 	cpuidFeatures     = 0x1
+	cpuidExtFeatures  = 0x7
+	cpuidXSave        = 0xd
 	cpuidExtTopology  = 0xb
 	cpuidExtTopology2 = 0x1f
 
@@ -14,6 +16,13 @@ const (
 	leaf1EBXAPICIDMask  = 0xff << leaf1EBXAPICIDShift
 	leaf1ECXHypervisor  = 1 << 31
 	leaf1EDXHTT         = 1 << 28
+
+	leaf7ECXPKU   = 1 << 3 // protection keys for user pages
+	leaf7ECXOSPKE = 1 << 4
+
+	xsaveFeaturePKRU = 9      // XCR0 bit and leaf 0xD sub-leaf of PKRU state
+	leafDSub1XSAVEC  = 1 << 1 // compacted XSAVE
+	leafDSub1XSAVES  = 1 << 3 // supervisor XSAVE
 )
 
 // vcpuCPUID returns the CPUID table for vCPU id of n: the host's supported
@@ -32,9 +41,58 @@ func vcpuCPUID(supported []kvm.CPUIDEntry, id, n int) []kvm.CPUIDEntry {
 			if n > 1 {
 				e.EDX |= leaf1EDXHTT
 			}
+		case cpuidExtFeatures:
+			if e.Index == 0 {
+				e.ECX &^= leaf7ECXPKU | leaf7ECXOSPKE
+			}
+		case cpuidXSave:
+			switch e.Index {
+			case 0:
+				e.EAX &^= 1 << xsaveFeaturePKRU
+			case 1:
+				e.EAX &^= leafDSub1XSAVEC | leafDSub1XSAVES
+			case xsaveFeaturePKRU:
+				e.EAX, e.EBX, e.ECX, e.EDX = 0, 0, 0, 0
+			}
 		case cpuidExtTopology, cpuidExtTopology2:
 			e.EDX = uint32(id) // x2APIC ID of this logical processor
 		}
 	}
+	fixXSaveSize(out)
 	return out
+}
+
+// xsaveLegacySize is the legacy FXSAVE region plus the XSAVE header (SDM
+// vol. 1, 13.4).
+const xsaveLegacySize = 512 + 64
+
+// fixXSaveSize sets CPUID.(EAX=0DH,ECX=0):EBX and ECX, the XSAVE area size,
+// to the size of every state component the table still offers. KVM keeps
+// EBX in step with the guest's XCR0 where it intercepts CPUID correctly;
+// nested under an emulator it has been seen to leave the stale value, and
+// the guest kernel then sizes its FPU buffers wrongly and corrupts memory.
+// Linux enables every offered component, so the full size is right there.
+func fixXSaveSize(entries []kvm.CPUIDEntry) {
+	var leaf0 *kvm.CPUIDEntry
+	size := uint32(xsaveLegacySize)
+	for i := range entries {
+		e := &entries[i]
+		if e.Function != cpuidXSave {
+			continue
+		}
+		if e.Index == 0 {
+			leaf0 = e
+		}
+	}
+	if leaf0 == nil {
+		return
+	}
+	for i := range entries {
+		e := &entries[i]
+		if e.Function != cpuidXSave || e.Index < 2 || e.Index >= 32 || leaf0.EAX&(1<<e.Index) == 0 {
+			continue
+		}
+		size = max(size, e.EBX+e.EAX) // offset + size of the component
+	}
+	leaf0.EBX, leaf0.ECX = size, size
 }

@@ -114,6 +114,7 @@ func New(cfg Config) (m *Machine, err error) {
 	}
 	tables, err := acpi.Build(ACPIAddr, acpi.Config{
 		CPUs: cfg.CPUs, IOAPICAddr: IOAPICAddr, LAPICAddr: LAPICAddr, SleepPort: ACPIPMPort,
+		SerialPort: devices.COM1Port, SerialIRQ: devices.COM1IRQ,
 	})
 	if err != nil {
 		return nil, err
@@ -140,6 +141,9 @@ func New(cfg Config) (m *Machine, err error) {
 		v := &vcpu{id: i, kvm: kv}
 		m.vcpus = append(m.vcpus, v)
 		if err := kv.SetCPUID(vcpuCPUID(cpuid, i, cfg.CPUs)); err != nil {
+			return nil, fmt.Errorf("vCPU %d: %w", i, err)
+		}
+		if err := setMSRs(kv); err != nil {
 			return nil, fmt.Errorf("vCPU %d: %w", i, err)
 		}
 		if i == 0 {

@@ -124,6 +124,27 @@ func setBootState(v *kvm.VCPU, st *boot.CPUState) error {
 	return setLINT(v)
 }
 
+// Model-specific registers every vCPU starts with (SDM vol. 4).
+const (
+	msrIA32TSC        = 0x10
+	msrIA32MiscEnable = 0x1a0
+	msrMTRRDefType    = 0x2ff
+	miscEnableFastStr = 1 << 0
+	mtrrDefTypeEnable = 1 << 11
+	mtrrTypeWriteBack = 6
+)
+
+// setMSRs zeroes the TSC on every vCPU, so all start in step, turns on
+// fast string operations, and makes all memory write-back cacheable by
+// default, as firmware would.
+func setMSRs(v *kvm.VCPU) error {
+	return v.SetMSRs([]kvm.MSREntry{
+		{Index: msrIA32TSC, Data: 0},
+		{Index: msrIA32MiscEnable, Data: miscEnableFastStr},
+		{Index: msrMTRRDefType, Data: mtrrDefTypeEnable | mtrrTypeWriteBack},
+	})
+}
+
 // x87 and SSE reset values (SDM vol. 1, 8.1.5 and 10.2.3).
 const (
 	fpuControlDefault = 0x37f

@@ -1,0 +1,114 @@
+package acpi
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"testing"
+)
+
+func testConfig() Config {
+	return Config{CPUs: 2, IOAPICAddr: 0xfec00000, LAPICAddr: 0xfee00000, SleepPort: 0x600, SerialPort: 0x3f8, SerialIRQ: 4}
+}
+
+func TestTablesChecksumsAndLinks(t *testing.T) {
+	const base = 0xe0000
+	tb, err := Build(base, testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	le := binary.LittleEndian
+	b := tb.Blob
+	rsdp := b[:rsdpSize]
+	if string(rsdp[:8]) != "RSD PTR " || Sum(rsdp[:20]) != 0 || Sum(rsdp) != 0 || rsdp[15] != 2 {
+		t.Fatalf("bad RSDP % x", rsdp)
+	}
+	if le.Uint64(rsdp[24:]) != base+uint64(tb.XSDT) {
+		t.Fatal("RSDP does not point at the XSDT")
+	}
+	table := func(off int, sig string) []byte {
+		t.Helper()
+		if off%16 != 0 {
+			t.Errorf("%s at unaligned offset %d", sig, off)
+		}
+		n := int(le.Uint32(b[off+4:]))
+		tb := b[off : off+n]
+		if string(tb[:4]) != sig {
+			t.Fatalf("signature %q at %d, want %s", tb[:4], off, sig)
+		}
+		if Sum(tb) != 0 {
+			t.Fatalf("%s checksum %d", sig, Sum(tb))
+		}
+		return tb
+	}
+	xsdt := table(tb.XSDT, "XSDT")
+	if len(xsdt) != headerSize+16 || le.Uint64(xsdt[36:]) != base+uint64(tb.FADT) || le.Uint64(xsdt[44:]) != base+uint64(tb.MADT) {
+		t.Fatalf("XSDT entries % x", xsdt[36:])
+	}
+	fadt := table(tb.FADT, "FACP")
+	if len(fadt) != fadtSize || le.Uint64(fadt[fadtXDSDT:]) != base+uint64(tb.DSDT) {
+		t.Fatal("FADT does not point at the DSDT")
+	}
+	if le.Uint32(fadt[fadtFlags:])&fadtFlagHWReduced == 0 {
+		t.Fatal("FADT not hardware-reduced")
+	}
+	if fadt[fadtSleepControl] != gasSystemIO || le.Uint64(fadt[fadtSleepControl+4:]) != 0x600 ||
+		le.Uint64(fadt[fadtSleepStatus+4:]) != 0x601 || le.Uint64(fadt[fadtResetReg+4:]) != 0x602 || fadt[fadtResetValue] != ResetValue {
+		t.Fatal("FADT register blocks wrong")
+	}
+	madt := table(tb.MADT, "APIC")
+	// Two LAPIC entries, one IOAPIC, one LAPIC NMI.
+	wantLen := madtEntries + 2*madtLAPICLen + madtIOAPICLen + madtLAPICNMILen
+	if len(madt) != wantLen {
+		t.Fatalf("MADT length %d, want %d", len(madt), wantLen)
+	}
+	e := madt[madtEntries:]
+	for i := 0; i < 2; i++ {
+		if e[0] != madtTypeLAPIC || e[3] != byte(i) || le.Uint32(e[4:]) != madtLAPICEnabled {
+			t.Fatalf("LAPIC entry %d: % x", i, e[:8])
+		}
+		e = e[madtLAPICLen:]
+	}
+	if e[0] != madtTypeIOAPIC || le.Uint32(e[4:]) != 0xfec00000 {
+		t.Fatalf("IOAPIC entry % x", e[:12])
+	}
+	dsdt := table(tb.DSDT, "DSDT")
+	body := dsdt[headerSize:]
+	wantS5 := []byte{0x08, '_', 'S', '5', '_', 0x12, 0x07, 0x04, 0x0a, 0x05, 0x00, 0x00, 0x00}
+	if !bytes.HasPrefix(body, wantS5) {
+		t.Fatalf("DSDT body % x, want prefix % x", body, wantS5)
+	}
+	if !bytes.Contains(body, []byte{0x0c, 0x41, 0xd0, 0x05, 0x01}) {
+		t.Fatal("DSDT lacks the PNP0501 EISA ID")
+	}
+	if !bytes.Contains(body, []byte{resIOPort, resIO16Bit, 0xf8, 0x03, 0xf8, 0x03, 1, 8, resIRQ, 0x10, 0x00, resEndTag}) {
+		t.Fatal("DSDT lacks COM1's resources")
+	}
+}
+
+func TestPkgLength(t *testing.T) {
+	tests := []struct {
+		n    int
+		want []byte
+	}{
+		{0, []byte{0x01}},
+		{62, []byte{0x3f}},
+		{63, []byte{0x41, 0x04}}, // 65 = 0x41: low nibble 1, next byte 4
+		{4000, []byte{0x42, 0xfa}}, // 4002: low nibble 2, then 4002>>4
+	}
+	for _, tt := range tests {
+		if got := amlPkgLength(tt.n); !bytes.Equal(got, tt.want) {
+			t.Errorf("amlPkgLength(%d) = % x, want % x", tt.n, got, tt.want)
+		}
+	}
+}
+
+func TestTooManyCPUs(t *testing.T) {
+	c := testConfig()
+	for _, n := range []int{0, MaxCPUs + 1} {
+		c.CPUs = n
+		if _, err := Build(0xe0000, c); !errors.Is(err, ErrTooManyCPUs) {
+			t.Errorf("CPUs %d: err = %v", n, err)
+		}
+	}
+}

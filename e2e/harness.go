@@ -1,0 +1,352 @@
+// Package e2e owns govm's end-to-end harness: it boots real Linux guests
+// with the real govm binary and reports what the guest printed and how govm
+// exited. On a host with VT-x/AMD-V it runs govm directly; on a host whose
+// /dev/kvm cannot run guest kernels (kvm_pvm), it runs govm inside a nested
+// L1 guest under QEMU TCG with emulated AMD SVM (scripts/l1-init). The
+// assets it boots are built by scripts/assets.sh into build/.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/govm/govm/hostinfo"
+)
+
+// Mode is how guests are run.
+type Mode int
+
+const (
+	// Direct runs build/govm on this host.
+	Direct Mode = iota
+	// Nested runs build/govm inside a QEMU TCG L1 guest with kvm-amd.
+	Nested
+)
+
+func (m Mode) String() string {
+	if m == Direct {
+		return "direct"
+	}
+	return "nested"
+}
+
+// Assets are the files scripts/assets.sh builds.
+type Assets struct {
+	Dir      string
+	BzImage  string
+	VMLinux  string
+	Initrd   string
+	Govm     string
+	L1Base   string
+	L1Kernel string
+}
+
+// ErrNoAssets means scripts/assets.sh has not been run.
+var ErrNoAssets = errors.New("e2e assets missing (run 'make assets')")
+
+// FindAssets locates build/ from $GOVM_BUILD or by walking up from the
+// working directory to the module root.
+func FindAssets() (*Assets, error) {
+	dir := os.Getenv("GOVM_BUILD")
+	if dir == "" {
+		wd, _ := os.Getwd()
+		for d := wd; ; d = filepath.Dir(d) {
+			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+				dir = filepath.Join(d, "build")
+				break
+			}
+			if filepath.Dir(d) == d {
+				return nil, ErrNoAssets
+			}
+		}
+	}
+	a := &Assets{
+		Dir:      dir,
+		BzImage:  filepath.Join(dir, "kernel/bzImage"),
+		VMLinux:  filepath.Join(dir, "kernel/vmlinux"),
+		Initrd:   filepath.Join(dir, "uroot.cpio"),
+		Govm:     filepath.Join(dir, "govm"),
+		L1Base:   filepath.Join(dir, "l1-base.cpio"),
+		L1Kernel: filepath.Join(dir, "kernel/bzImage"),
+	}
+	for _, f := range []string{a.BzImage, a.VMLinux, a.Initrd, a.Govm, a.L1Base} {
+		if _, err := os.Stat(f); err != nil {
+			return nil, fmt.Errorf("%w: %s", ErrNoAssets, f)
+		}
+	}
+	return a, nil
+}
+
+// ChooseMode picks Direct on hosts whose KVM runs Linux natively, Nested
+// where QEMU is installed, and says why neither works otherwise.
+func ChooseMode() (Mode, error) {
+	if os.Getenv("GOVM_E2E_MODE") == "nested" {
+		return Nested, nil
+	}
+	f := hostinfo.Probe(hostinfo.DefaultPaths)
+	if f.CanBootLinux() {
+		if _, err := os.Stat("/dev/kvm"); err == nil {
+			return Direct, nil
+		}
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		return 0, fmt.Errorf("this host cannot boot Linux under its own KVM (hardware virt %v, kvm_pvm %v) and qemu-system-x86_64 is not installed for the nested path", f.HardwareVirt(), f.PVM)
+	}
+	return Nested, nil
+}
+
+// Guest paths of the assets, in direct mode the host's and in nested mode
+// where scripts/assets.sh put them inside L1.
+const (
+	l1BzImage = "/l2/bzImage"
+	l1Initrd  = "/l2/initramfs.cpio"
+	l1VMLinux = "/l2/vmlinux"
+)
+
+// Case is one govm invocation. Args may use the placeholders {bzImage},
+// {vmlinux} and {initrd}.
+type Case struct {
+	Args    []string
+	Timeout time.Duration // for the whole run; default 4 minutes
+	// NeedVMLinux carries the ELF vmlinux into L1 (it is large, so only
+	// when asked).
+	NeedVMLinux bool
+}
+
+// Result is what a case produced.
+type Result struct {
+	Output   string        // console: govm's and the guest's output
+	GovmExit int           // govm's exit code
+	BootTime time.Duration // from govm's start to the agent's first line, 0 if not seen
+	Retries  int           // L1 crashes retried
+}
+
+// Marker reports the value of a GOVM-NAME=value line.
+func (r *Result) Marker(name string) (string, bool) {
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `=(\S+)`)
+	m := re.FindStringSubmatch(r.Output)
+	if m == nil {
+		return "", false
+	}
+	return m[1], true
+}
+
+// Runner runs cases.
+type Runner struct {
+	Mode   Mode
+	Assets *Assets
+	Log    func(format string, args ...any)
+}
+
+var errL1Crashed = errors.New("L1 kernel crashed")
+
+// Run runs one case, retrying once if the nested L1 itself crashed (a known
+// fault of QEMU's TCG SVM emulation, never a govm or L2 failure).
+func (r *Runner) Run(ctx context.Context, c Case) (*Result, error) {
+	if c.Timeout == 0 {
+		c.Timeout = 4 * time.Minute
+	}
+	if r.Mode == Direct {
+		return r.runDirect(ctx, c)
+	}
+	var res *Result
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		res, err = r.runNested(ctx, c)
+		if !errors.Is(err, errL1Crashed) {
+			break
+		}
+		if r.Log != nil {
+			r.Log("L1 crashed (attempt %d); retrying once. L1 console tail:\n%s", attempt+1, tail(res.Output, 20))
+		}
+	}
+	if res != nil && err == nil {
+		res.Retries = 0
+	}
+	return res, err
+}
+
+func (r *Runner) expand(args []string, bz, vm, initrd string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		a = strings.ReplaceAll(a, "{bzImage}", bz)
+		a = strings.ReplaceAll(a, "{vmlinux}", vm)
+		a = strings.ReplaceAll(a, "{initrd}", initrd)
+		out[i] = a
+	}
+	return out
+}
+
+const (
+	markerStart = "GOVM-START"
+	markerAgent = "GOVM-AGENT-START"
+	markerRC    = "GOVM-RC"
+	markerL1End = "GOVM-L1-EXIT"
+)
+
+// lineClock timestamps console lines as they arrive.
+type lineClock struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	start time.Time
+	agent time.Time
+}
+
+func (l *lineClock) consume(rd io.Reader) {
+	sc := bufio.NewScanner(rd)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), "\r")
+		now := time.Now()
+		l.mu.Lock()
+		l.buf.WriteString(line)
+		l.buf.WriteByte('\n')
+		if strings.HasSuffix(line, markerStart) && l.start.IsZero() {
+			l.start = now
+		}
+		if strings.Contains(line, markerAgent) && l.agent.IsZero() {
+			l.agent = now
+		}
+		l.mu.Unlock()
+	}
+}
+
+func (l *lineClock) result() *Result {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	res := &Result{Output: l.buf.String(), GovmExit: -1}
+	if !l.start.IsZero() && !l.agent.IsZero() {
+		res.BootTime = l.agent.Sub(l.start)
+	}
+	return res
+}
+
+func (r *Runner) runDirect(ctx context.Context, c Case) (*Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	args := append([]string{"run"}, r.expand(c.Args, r.Assets.BzImage, r.Assets.VMLinux, r.Assets.Initrd)...)
+	cmd := exec.CommandContext(ctx, r.Assets.Govm, args...)
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr, cmd.Stdin = pw, pw, nil
+	lc := &lineClock{}
+	done := make(chan struct{})
+	go func() { lc.consume(pr); close(done) }()
+	lc.mu.Lock()
+	lc.start = time.Now()
+	lc.mu.Unlock()
+	err := cmd.Run()
+	pw.Close()
+	<-done
+	res := lc.result()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		res.GovmExit = 0
+	case errors.As(err, &ee) && ctx.Err() == nil:
+		res.GovmExit = ee.ExitCode()
+	case ctx.Err() != nil:
+		return res, fmt.Errorf("govm did not finish within %v", c.Timeout)
+	default:
+		return res, err
+	}
+	return res, nil
+}
+
+// l1Append is L1's kernel command line.
+const l1Append = "console=ttyS0 quiet panic=-1"
+
+// l1Panic matches an L1 kernel crash on its console.
+var l1Panic = regexp.MustCompile(`Kernel panic - not syncing|BUG: |general protection fault|stack guard page`)
+
+func (r *Runner) runNested(ctx context.Context, c Case) (*Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	args := r.expand(c.Args, l1BzImage, l1VMLinux, l1Initrd)
+	var script strings.Builder
+	script.WriteString("cd /tmp\necho " + markerStart + "\n")
+	script.WriteString("govm run")
+	for _, a := range args {
+		script.WriteString(" " + shellQuote(a))
+	}
+	script.WriteString(" </dev/null\necho " + markerRC + "=$?\n")
+	files := []cpioFile{{Name: "case.sh", Mode: 0o755, Data: []byte(script.String())}}
+	if c.NeedVMLinux {
+		data, err := os.ReadFile(r.Assets.VMLinux)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, cpioFile{Name: "l2/vmlinux", Mode: 0o644, Data: data})
+	}
+	initrd, err := os.CreateTemp("", "govm-l1-*.cpio")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(initrd.Name())
+	base, err := os.Open(r.Assets.L1Base)
+	if err != nil {
+		return nil, err
+	}
+	_, err = io.Copy(initrd, base)
+	base.Close()
+	if err == nil {
+		err = writeCpio(initrd, files)
+	}
+	if cerr := initrd.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("building the L1 initramfs: %w", err)
+	}
+
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64",
+		"-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "2", "-m", "6G",
+		"-kernel", r.Assets.L1Kernel, "-initrd", initrd.Name(), "-append", l1Append,
+		"-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio")
+	cmd.WaitDelay = 5 * time.Second
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	lc := &lineClock{}
+	done := make(chan struct{})
+	go func() { lc.consume(pr); close(done) }()
+	runErr := cmd.Run()
+	pw.Close()
+	<-done
+	res := lc.result()
+	if v, ok := res.Marker(markerRC); ok {
+		res.GovmExit, _ = strconv.Atoi(v)
+	}
+	if _, ok := res.Marker(markerL1End); !ok {
+		if l1Panic.MatchString(res.Output) && !strings.Contains(res.Output, markerRC) {
+			return res, errL1Crashed
+		}
+		if ctx.Err() != nil {
+			return res, fmt.Errorf("nested run did not finish within %v", c.Timeout)
+		}
+		return res, fmt.Errorf("L1 ended without reporting (qemu: %v)", runErr)
+	}
+	return res, nil
+}
+
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Builds everything the demo VM and the end-to-end tests boot, into build/:
+#   build/kernel/bzImage, build/kernel/vmlinux    Debian's linux-image-cloud-amd64
+#   build/kernel/modules/*.ko                     kvm, kvm-amd, kvm-intel, irqbypass, tun (for L1)
+#   build/govm, build/govm-agent                  static binaries
+#   build/uroot.cpio                              u-root initramfs with govm-agent as uinit
+#   build/l1-base.cpio                            busybox initramfs for the nested L1 (see scripts/l1-init)
+# Each step is skipped when its output is newer than its inputs. Needs root
+# for apt-get only when a package is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+B=$ROOT/build
+mkdir -p "$B/kernel/modules"
+UROOT_VERSION=v0.16.0
+
+log() { echo "assets: $*" >&2; }
+
+need_pkgs=()
+for p in qemu-system-x86:qemu-system-x86_64 busybox-static:busybox cpio:cpio lz4:lz4 e2fsprogs:mkfs.ext4; do
+	command -v "${p#*:}" >/dev/null 2>&1 || need_pkgs+=("${p%%:*}")
+done
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+	log "installing ${need_pkgs[*]}"
+	SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+# 1. The kernel: Debian's cloud kernel, as both L1 and L2.
+if [ ! -s "$B/kernel/bzImage" ]; then
+	log "fetching linux-image-cloud-amd64"
+	tmp=$(mktemp -d)
+	( cd "$tmp"
+	  apt-get download linux-image-cloud-amd64 >/dev/null 2>&1 || { apt-get update -qq && apt-get download linux-image-cloud-amd64 >/dev/null; }
+	  dep=$(dpkg-deb -f linux-image-cloud-amd64_*.deb Depends | tr ',' '\n' | grep -o 'linux-image-[0-9][^ ]*' | head -1)
+	  apt-get download "$dep" >/dev/null
+	  dpkg-deb -x linux-image-[0-9]*.deb x )
+	cp "$tmp"/x/boot/vmlinuz-* "$B/kernel/bzImage"
+	basename "$tmp"/x/boot/vmlinuz-* | sed 's/^vmlinuz-//' > "$B/kernel/version"
+	mdir=$(echo "$tmp"/x/lib/modules/*/kernel)
+	for m in virt/lib/irqbypass arch/x86/kvm/kvm arch/x86/kvm/kvm-amd arch/x86/kvm/kvm-intel drivers/net/tun; do
+		cp "$mdir/$m.ko" "$B/kernel/modules/"
+	done
+	rm -rf "$tmp"
+fi
+
+# 2. An uncompressed ELF vmlinux from the bzImage's LZ4 payload
+#    (boot protocol: payload_offset at 0x248 and payload_length at 0x24c,
+#    relative to the protected-mode code after (setup_sects+1)*512 bytes).
+if [ ! -s "$B/kernel/vmlinux" ] || [ "$B/kernel/bzImage" -nt "$B/kernel/vmlinux" ]; then
+	log "extracting vmlinux"
+	u8()  { od -An -tu1 -j "$1" -N1 "$B/kernel/bzImage" | tr -d ' '; }
+	u32() { od -An -tu4 -j "$1" -N4 "$B/kernel/bzImage" | tr -d ' '; }
+	ss=$(u8 $((0x1f1))); [ "$ss" -eq 0 ] && ss=4
+	off=$(( (ss + 1) * 512 + $(u32 $((0x248))) ))
+	len=$(u32 $((0x24c)))
+	tail -c +$((off + 1)) "$B/kernel/bzImage" | head -c "$len" | lz4 -dc > "$B/kernel/vmlinux.tmp" 2>/dev/null || true
+	head -c 4 "$B/kernel/vmlinux.tmp" | grep -q ELF || { log "vmlinux extraction failed"; exit 1; }
+	mv "$B/kernel/vmlinux.tmp" "$B/kernel/vmlinux"
+fi
+
+# 3. govm and the guest agent, static.
+log "building govm and govm-agent"
+CGO_ENABLED=0 go build -trimpath -o "$B/govm" ./cmd/govm
+CGO_ENABLED=0 go build -trimpath -o "$B/govm-agent" ./guest/cmd/govm-agent
+
+# 4. The u-root initramfs (L2's root file system), from u-root's own module.
+if [ ! -s "$B/uroot.cpio" ] || [ "$B/govm-agent" -nt "$B/uroot.cpio" ]; then
+	GOBIN_DIR=$(go env GOPATH)/bin
+	if [ ! -x "$GOBIN_DIR/u-root" ]; then
+		log "installing u-root $UROOT_VERSION"
+		go install "github.com/u-root/u-root@$UROOT_VERSION"
+	fi
+	src=$(go env GOMODCACHE)/github.com/u-root/u-root@$UROOT_VERSION
+	[ -d "$src" ] || go mod download "github.com/u-root/u-root@$UROOT_VERSION"
+	log "building the u-root initramfs"
+	( cd "$src" && GOFLAGS=-mod=mod CGO_ENABLED=0 "$GOBIN_DIR/u-root" -o "$B/uroot.cpio.tmp" \
+		-files "$B/govm-agent:bin/govm-agent" -uinitcmd=/bin/govm-agent \
+		core ) >/dev/null 2>"$B/uroot.log" || { cat "$B/uroot.log" >&2; exit 1; }
+	mv "$B/uroot.cpio.tmp" "$B/uroot.cpio"
+fi
+
+# 5. The L1 base initramfs: busybox, the KVM modules, govm, the L2 kernel and
+#    initramfs. Test cases append a second cpio with /case.sh.
+log "building the L1 initramfs"
+l1=$(mktemp -d)
+mkdir -p "$l1"/{bin,sbin,dev,proc,sys,tmp,lib/modules,l2,etc}
+cp "$(command -v busybox)" "$l1/bin/busybox"
+for a in sh mount insmod poweroff cat echo ls mkdir sleep grep head tail dd sync uname rm cp sha256sum ip ifconfig wc seq timeout kill ps date; do
+	ln -sf busybox "$l1/bin/$a"
+done
+cp "$B"/kernel/modules/*.ko "$l1/lib/modules/"
+cp "$B/govm" "$l1/bin/govm"
+cp "$B/kernel/bzImage" "$l1/l2/bzImage"
+cp "$B/uroot.cpio" "$l1/l2/initramfs.cpio"
+cp scripts/l1-init "$l1/init"
+chmod +x "$l1/init"
+( cd "$l1" && find . | cpio -o -H newc --quiet ) > "$B/l1-base.cpio"
+rm -rf "$l1"
+log "done: $(du -sh "$B" | cut -f1) in build/"
