@@ -135,7 +135,9 @@ type Result struct {
 
 // Marker reports the value of a GOVM-NAME=value line.
 func (r *Result) Marker(name string) (string, bool) {
-	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `=(\S+)`)
+	// Kernel messages can interleave with the guest agent's lines, so the
+	// value ends at the first character that cannot belong to it.
+	re := regexp.MustCompile(`(?:^|[^A-Z-])` + regexp.QuoteMeta(name) + `=([A-Za-z0-9._-]+)`)
 	m := re.FindStringSubmatch(r.Output)
 	if m == nil {
 		return "", false
@@ -163,17 +165,19 @@ func (r *Runner) Run(ctx context.Context, c Case) (*Result, error) {
 	}
 	var res *Result
 	var err error
+	retries := 0
 	for attempt := 0; attempt < 2; attempt++ {
 		res, err = r.runNested(ctx, c)
 		if !errors.Is(err, errL1Crashed) {
 			break
 		}
+		retries++
 		if r.Log != nil {
 			r.Log("L1 crashed (attempt %d); retrying once. L1 console tail:\n%s", attempt+1, tail(res.Output, 20))
 		}
 	}
-	if res != nil && err == nil {
-		res.Retries = 0
+	if res != nil {
+		res.Retries = retries
 	}
 	return res, err
 }

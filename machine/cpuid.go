@@ -7,6 +7,7 @@ const (
 	cpuidFeatures     = 0x1
 	cpuidExtFeatures  = 0x7
 	cpuidXSave        = 0xd
+	cpuidKVMFeatures  = 0x40000001
 	cpuidExtTopology  = 0xb
 	cpuidExtTopology2 = 0x1f
 
@@ -16,6 +17,14 @@ const (
 	leaf1EBXAPICIDMask  = 0xff << leaf1EBXAPICIDShift
 	leaf1ECXHypervisor  = 1 << 31
 	leaf1EDXHTT         = 1 << 28
+
+	// KVM paravirtual features kept (Documentation/virt/kvm/x86/cpuid.rst):
+	// the clock sources, no-op port 0x80 delays and the stable-clock bit.
+	kvmFeatureClocksource  = 1 << 0
+	kvmFeatureNopIODelay   = 1 << 1
+	kvmFeatureClocksource2 = 1 << 3
+	kvmFeatureStableBit    = 1 << 24
+	kvmFeaturesKept        = kvmFeatureClocksource | kvmFeatureNopIODelay | kvmFeatureClocksource2 | kvmFeatureStableBit
 
 	leaf7ECXPKU   = 1 << 3 // protection keys for user pages
 	leaf7ECXOSPKE = 1 << 4
@@ -41,6 +50,8 @@ func vcpuCPUID(supported []kvm.CPUIDEntry, id, n int) []kvm.CPUIDEntry {
 			if n > 1 {
 				e.EDX |= leaf1EDXHTT
 			}
+		case cpuidKVMFeatures:
+			e.EAX &= kvmFeaturesKept
 		case cpuidExtFeatures:
 			if e.Index == 0 {
 				e.ECX &^= leaf7ECXPKU | leaf7ECXOSPKE

@@ -24,6 +24,21 @@ type Config struct {
 	Boot    boot.Config
 	// Console receives the guest's serial output (COM1).
 	Console io.Writer
+
+	// Test guests: RAM replaces the layout derived from MemSize, Start
+	// replaces loading a kernel (no ACPI tables either), NoIRQChip leaves
+	// interrupts to userspace so hlt exits, and PIO/MMIO add devices.
+	RAM       []mem.Range
+	Start     *boot.CPUState
+	NoIRQChip bool
+	PIO, MMIO []Mapping
+}
+
+// Mapping places a device on a bus.
+type Mapping struct {
+	Base, Size uint64
+	Name       string
+	Dev        Device
 }
 
 // ErrCPUs is returned for a vCPU count the host or the tables cannot take.
@@ -58,22 +73,23 @@ type Machine struct {
 // New creates the VM: memory, irqchip, PIT, devices, ACPI tables, the
 // loaded kernel and the vCPUs with their boot state. On error everything
 // made so far is released.
-func New(cfg Config) (m *Machine, err error) {
+func New(cfg Config) (_ *Machine, err error) {
 	if cfg.KVMPath == "" {
 		cfg.KVMPath = kvm.DevicePath
 	}
 	if cfg.Console == nil {
 		cfg.Console = io.Discard
 	}
-	ranges, err := RAMRanges(cfg.MemSize)
-	if err != nil {
-		return nil, err
+	ranges := cfg.RAM
+	if ranges == nil {
+		if ranges, err = RAMRanges(cfg.MemSize); err != nil {
+			return nil, err
+		}
 	}
-	m = &Machine{cfg: cfg, done: make(chan struct{})}
+	m := &Machine{cfg: cfg, done: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			m.Close()
-			m = nil
 		}
 	}()
 	if m.sys, err = kvm.Open(cfg.KVMPath); err != nil {
@@ -95,11 +111,13 @@ func New(cfg Config) (m *Machine, err error) {
 	if err = m.vm.SetIdentityMapAddr(IdentityMapAddr); err != nil {
 		return nil, err
 	}
-	if err = m.vm.CreateIRQChip(); err != nil {
-		return nil, err
-	}
-	if err = m.vm.CreatePIT2(); err != nil {
-		return nil, err
+	if !cfg.NoIRQChip {
+		if err = m.vm.CreateIRQChip(); err != nil {
+			return nil, err
+		}
+		if err = m.vm.CreatePIT2(); err != nil {
+			return nil, err
+		}
 	}
 	if m.mem, err = mem.Allocate(ranges); err != nil {
 		return nil, err
@@ -112,22 +130,11 @@ func New(cfg Config) (m *Machine, err error) {
 	if err = m.addDevices(); err != nil {
 		return nil, err
 	}
-	tables, err := acpi.Build(ACPIAddr, acpi.Config{
-		CPUs: cfg.CPUs, IOAPICAddr: IOAPICAddr, LAPICAddr: LAPICAddr, SleepPort: ACPIPMPort,
-		SerialPort: devices.COM1Port, SerialIRQ: devices.COM1IRQ,
-	})
-	if err != nil {
-		return nil, err
-	}
-	if uint64(len(tables.Blob)) > ACPIEnd-ACPIAddr {
-		return nil, fmt.Errorf("ACPI tables of %d bytes do not fit the BIOS area", len(tables.Blob))
-	}
-	if err = m.mem.WriteAt(tables.Blob, ACPIAddr); err != nil {
-		return nil, fmt.Errorf("writing ACPI tables: %w", err)
-	}
-	state, err := boot.Load(m.mem, cfg.Boot)
-	if err != nil {
-		return nil, err
+	state := cfg.Start
+	if state == nil {
+		if state, err = m.loadGuest(); err != nil {
+			return nil, err
+		}
 	}
 	cpuid, err := m.sys.SupportedCPUID()
 	if err != nil {
@@ -147,12 +154,31 @@ func New(cfg Config) (m *Machine, err error) {
 			return nil, fmt.Errorf("vCPU %d: %w", i, err)
 		}
 		if i == 0 {
-			if err := setBootState(kv, state); err != nil {
+			if err := setBootState(kv, state, !cfg.NoIRQChip); err != nil {
 				return nil, fmt.Errorf("vCPU 0: %w", err)
 			}
 		}
 	}
 	return m, nil
+}
+
+// loadGuest writes the ACPI tables and loads the kernel.
+func (m *Machine) loadGuest() (*boot.CPUState, error) {
+	cfg := m.cfg
+	tables, err := acpi.Build(ACPIAddr, acpi.Config{
+		CPUs: cfg.CPUs, IOAPICAddr: IOAPICAddr, LAPICAddr: LAPICAddr, SleepPort: ACPIPMPort,
+		SerialPort: devices.COM1Port, SerialIRQ: devices.COM1IRQ,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if uint64(len(tables.Blob)) > ACPIEnd-ACPIAddr {
+		return nil, fmt.Errorf("ACPI tables of %d bytes do not fit the BIOS area", len(tables.Blob))
+	}
+	if err = m.mem.WriteAt(tables.Blob, ACPIAddr); err != nil {
+		return nil, fmt.Errorf("writing ACPI tables: %w", err)
+	}
+	return boot.Load(m.mem, cfg.Boot)
 }
 
 // irqLine drives one GSI of the in-kernel interrupt controllers.
@@ -192,6 +218,16 @@ func (m *Machine) addDevices() error {
 		{ACPIPMPort, acpi.PortCount, "acpi pm", devices.NewACPIPM(power)},
 	} {
 		if err := m.pio.Insert(d.base, d.size, d.name, d.dev); err != nil {
+			return err
+		}
+	}
+	for _, d := range m.cfg.PIO {
+		if err := m.pio.Insert(d.Base, d.Size, d.Name, d.Dev); err != nil {
+			return err
+		}
+	}
+	for _, d := range m.cfg.MMIO {
+		if err := m.mmio.Insert(d.Base, d.Size, d.Name, d.Dev); err != nil {
 			return err
 		}
 	}

@@ -85,7 +85,7 @@ func (m *Machine) kickAll(wg *sync.WaitGroup) {
 
 // setBootState loads the boot vCPU's registers from the state the loader
 // returned, and sets up its local APIC's LINT pins.
-func setBootState(v *kvm.VCPU, st *boot.CPUState) error {
+func setBootState(v *kvm.VCPU, st *boot.CPUState, lapic bool) error {
 	sregs, err := v.GetSregs()
 	if err != nil {
 		return err
@@ -120,6 +120,9 @@ func setBootState(v *kvm.VCPU, st *boot.CPUState) error {
 	}
 	if err := v.SetFPU(kvm.FPU{FCW: fpuControlDefault, MXCSR: mxcsrDefault}); err != nil {
 		return err
+	}
+	if !lapic {
+		return nil
 	}
 	return setLINT(v)
 }

@@ -85,7 +85,7 @@ func Allocate(ranges []Range) (*Memory, error) {
 		}
 		// Guest RAM is better served by transparent huge pages; a failure
 		// here only costs speed.
-		_ = unix.Madvise(b, unix.MADV_HUGEPAGE)
+		// _ = unix.Madvise(b, unix.MADV_HUGEPAGE)
 		rs = append(rs, Region{Base: r.Base, Data: b})
 	}
 	m, err := New(rs...)

@@ -1,0 +1,129 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+var (
+	runnerOnce sync.Once
+	runner     *Runner
+	runnerErr  error
+)
+
+// testRunner returns the shared runner, or skips with the reason the host
+// cannot boot Linux guests. `make test` builds the assets first, so there
+// this never skips.
+func testRunner(t *testing.T) *Runner {
+	t.Helper()
+	runnerOnce.Do(func() {
+		a, err := FindAssets()
+		if err != nil {
+			runnerErr = err
+			return
+		}
+		mode, err := ChooseMode()
+		if err != nil {
+			runnerErr = err
+			return
+		}
+		runner = &Runner{Mode: mode, Assets: a}
+	})
+	if runnerErr != nil {
+		if errors.Is(runnerErr, ErrNoAssets) && os.Getenv("GOVM_E2E_REQUIRED") != "" {
+			t.Fatal(runnerErr)
+		}
+		t.Skip(runnerErr)
+	}
+	r := *runner
+	r.Log = t.Logf
+	return &r
+}
+
+func markerInt(t *testing.T, res *Result, name string) int64 {
+	t.Helper()
+	v, ok := res.Marker(name)
+	if !ok {
+		t.Fatalf("guest did not report %s; console tail:\n%s", name, tail(res.Output, 40))
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		t.Fatalf("%s=%q: %v", name, v, err)
+	}
+	return n
+}
+
+func TestBoot(t *testing.T) {
+	const (
+		kib = 1024
+		mib = 1024 * kib
+	)
+	tests := []struct {
+		name     string
+		args     []string
+		vmlinux  bool
+		wantExit int
+		wantCPUs int64
+		// The guest's MemTotal lies between these (the kernel keeps some
+		// for itself).
+		minMemKB, maxMemKB int64
+	}{
+		{
+			name:     "1 vCPU poweroff",
+			args:     []string{"--kernel", "{bzImage}", "--initrd", "{initrd}", "--mem", "512M", "--cpus", "1", "--append", "govm.action=poweroff"},
+			wantExit: 0, wantCPUs: 1, minMemKB: 400 * kib, maxMemKB: 512 * kib,
+		},
+		{
+			name:     "2 vCPUs",
+			args:     []string{"--kernel", "{bzImage}", "--initrd", "{initrd}", "--mem", "512M", "--cpus", "2", "--append", "govm.action=poweroff"},
+			wantExit: 0, wantCPUs: 2, minMemKB: 400 * kib, maxMemKB: 512 * kib,
+		},
+		{
+			name:     "4G above the PCI hole",
+			args:     []string{"--kernel", "{bzImage}", "--initrd", "{initrd}", "--mem", "4G", "--cpus", "1", "--append", "govm.action=poweroff"},
+			wantExit: 0, wantCPUs: 1, minMemKB: 3700 * kib, maxMemKB: 4 * mib,
+		},
+		{
+			name:     "ELF vmlinux",
+			args:     []string{"--kernel", "{vmlinux}", "--initrd", "{initrd}", "--mem", "512M", "--append", "govm.action=poweroff"},
+			vmlinux:  true,
+			wantExit: 0, wantCPUs: 1, minMemKB: 400 * kib, maxMemKB: 512 * kib,
+		},
+		{
+			name:     "guest reboot",
+			args:     []string{"--kernel", "{bzImage}", "--initrd", "{initrd}", "--mem", "512M", "--append", "govm.action=reboot"},
+			wantExit: 32, wantCPUs: 1, minMemKB: 400 * kib, maxMemKB: 512 * kib,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := testRunner(t)
+			res, err := r.Run(context.Background(), Case{Args: tt.args, NeedVMLinux: tt.vmlinux})
+			if err != nil {
+				out := ""
+				if res != nil {
+					out = tail(res.Output, 60)
+				}
+				t.Fatalf("%s run: %v\nconsole tail:\n%s", r.Mode, err, out)
+			}
+			if res.GovmExit != tt.wantExit {
+				t.Fatalf("govm exit %d, want %d; console tail:\n%s", res.GovmExit, tt.wantExit, tail(res.Output, 60))
+			}
+			if n := markerInt(t, res, "GOVM-CPUS"); n != tt.wantCPUs {
+				t.Errorf("guest sees %d CPUs, want %d", n, tt.wantCPUs)
+			}
+			if kb := markerInt(t, res, "GOVM-MEMTOTAL-KB"); kb < tt.minMemKB || kb > tt.maxMemKB {
+				t.Errorf("guest MemTotal %d kB, want %d-%d", kb, tt.minMemKB, tt.maxMemKB)
+			}
+			if strings.Contains(tt.name, "4G") && !strings.Contains(res.Output, "BIOS-e820: [mem 0x0000000100000000-0x00000001") {
+				t.Errorf("no RAM above 4 GiB in the guest's e820 map")
+			}
+			t.Logf("%s: govm start to guest init agent: %.1f s (L1 retries: %d)", r.Mode, res.BootTime.Seconds(), res.Retries)
+		})
+	}
+}
