@@ -62,8 +62,13 @@ fi
 
 # 3. govm and the guest agent, static.
 log "building govm and govm-agent"
-CGO_ENABLED=0 go build -trimpath -o "$B/govm" ./cmd/govm
-CGO_ENABLED=0 go build -trimpath -o "$B/govm-agent" ./guest/cmd/govm-agent
+# Replace a binary only when it changed, so later steps see a stable mtime.
+build_static() {
+	CGO_ENABLED=0 go build -trimpath -o "$1.tmp" "$2"
+	if cmp -s "$1.tmp" "$1"; then rm "$1.tmp"; else mv "$1.tmp" "$1"; fi
+}
+build_static "$B/govm" ./cmd/govm
+build_static "$B/govm-agent" ./guest/cmd/govm-agent
 
 # 4. The u-root initramfs (L2's root file system), from u-root's own module.
 if [ ! -s "$B/uroot.cpio" ] || [ "$B/govm-agent" -nt "$B/uroot.cpio" ]; then
@@ -83,6 +88,11 @@ fi
 
 # 5. The L1 base initramfs: busybox, the KVM modules, govm, the L2 kernel and
 #    initramfs. Test cases append a second cpio with /case.sh.
+if [ -s "$B/l1-base.cpio" ] && [ "$B/l1-base.cpio" -nt "$B/govm" ] && [ "$B/l1-base.cpio" -nt "$B/uroot.cpio" ] \
+	&& [ "$B/l1-base.cpio" -nt scripts/l1-init ] && [ "$B/l1-base.cpio" -nt "$B/kernel/bzImage" ]; then
+	log "up to date"
+	exit 0
+fi
 log "building the L1 initramfs"
 l1=$(mktemp -d)
 mkdir -p "$l1"/{bin,sbin,dev,proc,sys,tmp,lib/modules,l2,etc}

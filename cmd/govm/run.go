@@ -115,11 +115,6 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 		defer f.Close()
 		bc.Initrd, bc.InitrdSize = f, size
 	}
-	if facts := hostinfo.Probe(hostinfo.DefaultPaths); !facts.CanBootLinux() {
-		fmt.Fprintln(stderr, "govm: warning: this host's /dev/kvm is served by kvm_pvm without VT-x/AMD-V: "+
-			"guest kernel code is emulated instruction by instruction and Linux will not boot here; "+
-			"use a host with hardware virtualization, or the nested path (make run)")
-	}
 
 	m, err := machine.New(machine.Config{
 		KVMPath: o.kvmPath, MemSize: memSize, CPUs: o.cpus, Boot: bc, Console: stdout,
@@ -128,6 +123,13 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 		return ExitError, explain(err, o.kvmPath)
 	}
 	defer m.Close()
+	// Said up front, before the guest starts, so nobody stares at a
+	// silent console.
+	if facts := hostinfo.Probe(hostinfo.DefaultPaths); !facts.CanBootLinux() {
+		fmt.Fprintln(stderr, "govm: warning: this host's /dev/kvm is served by kvm_pvm without VT-x/AMD-V: "+
+			"guest kernel code is emulated instruction by instruction and Linux will not boot here; "+
+			"use a host with hardware virtualization, or the nested path (make run)")
+	}
 
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)

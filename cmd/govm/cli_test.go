@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want uint64
+		err  bool
+	}{
+		{"512M", 512 << 20, false},
+		{"512", 512 << 20, false},
+		{"2G", 2 << 30, false},
+		{"2g", 2 << 30, false},
+		{"1GiB", 1 << 30, false},
+		{"1024K", 1 << 20, false},
+		{"1T", 1 << 40, false},
+		{"", 0, true},
+		{"0", 0, true},
+		{"-1G", 0, true},
+		{"1.5G", 0, true},
+		{"12Q", 0, true},
+		{"G", 0, true},
+		{"99999999999999999999", 0, true},
+		{"9999999999999T", 0, true},
+	}
+	for _, tt := range tests {
+		got, err := ParseSize(tt.in)
+		if tt.err {
+			if !errors.Is(err, ErrBadSize) {
+				t.Errorf("ParseSize(%q) = %d, %v; want ErrBadSize", tt.in, got, err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestConsoleFilter(t *testing.T) {
+	tests := []struct {
+		in   []string // chunks as read
+		want string
+		quit bool
+	}{
+		{[]string{"ls\r"}, "ls\r", false},
+		{[]string{"a\x01x"}, "a", true},
+		{[]string{"a\x01", "x"}, "a", true}, // escape split across reads
+		{[]string{"\x01\x01b"}, "\x01b", false},
+		{[]string{"\x01c"}, "\x01c", false},
+	}
+	for _, tt := range tests {
+		var got []byte
+		quit, pending := false, false
+		for _, c := range tt.in {
+			out, q := consoleFilter([]byte(c), &pending)
+			got = append(got, out...)
+			if q {
+				quit = true
+				break
+			}
+		}
+		if string(got) != tt.want || quit != tt.quit {
+			t.Errorf("%q: got %q quit %v, want %q %v", tt.in, got, quit, tt.want, tt.quit)
+		}
+	}
+}
+
+// buildGovm builds the real binary once for the CLI tests.
+func buildGovm(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "govm")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestBadInput runs the built binary on bad input: each case must exit 1
+// within 2 s with exactly one line on stderr and no Go panic or goroutine
+// dump.
+func TestBadInput(t *testing.T) {
+	bin := buildGovm(t)
+	dir := t.TempDir()
+	write := func(name string, data []byte, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	random := make([]byte, 64<<10)
+	for i := range random {
+		random[i] = byte(i*131 + i>>7)
+	}
+	junk := write("junk", random, 0o644)
+	empty := write("empty", nil, 0o644)
+	unreadable := write("unreadable", []byte("x"), 0o000)
+	// A bzImage-shaped file with a boot protocol older than 2.12.
+	old := make([]byte, 8192)
+	old[0x1f1] = 1
+	old[0x1fe], old[0x1ff] = 0x55, 0xaa
+	copy(old[0x202:], "HdrS")
+	old[0x206], old[0x207] = 0x04, 0x02
+	oldKernel := write("old-bzimage", old, 0o644)
+
+	tests := []struct {
+		name string
+		args []string
+		want string // a word the stderr line must contain
+	}{
+		{"no kernel flag", []string{"run"}, "kernel"},
+		{"missing kernel", []string{"run", "--kernel", filepath.Join(dir, "nope")}, "no such file"},
+		{"kernel is a directory", []string{"run", "--kernel", dir}, "not a regular file"},
+		{"empty kernel", []string{"run", "--kernel", empty}, "empty"},
+		{"random bytes as kernel", []string{"run", "--kernel", junk}, "not a Linux kernel"},
+		{"old boot protocol", []string{"run", "--kernel", oldKernel}, "boot protocol too old"},
+		{"missing initrd", []string{"run", "--kernel", junk, "--initrd", filepath.Join(dir, "nope")}, "initrd"},
+		{"bad mem", []string{"run", "--kernel", junk, "--mem", "lots"}, "--mem"},
+		{"zero mem", []string{"run", "--kernel", junk, "--mem", "0"}, "--mem"},
+		{"huge mem", []string{"run", "--kernel", junk, "--mem", "99999999T"}, "--mem"},
+		{"cpus 0", []string{"run", "--kernel", junk, "--cpus", "0"}, "--cpus"},
+		{"cpus not a number", []string{"run", "--kernel", junk, "--cpus", "two"}, "cpus"},
+		{"unknown flag", []string{"run", "--frobnicate"}, "unknown flag"},
+		{"unknown command", []string{"fly"}, "unknown command"},
+		{"no kvm device", []string{"run", "--kernel", junk, "--kvm", filepath.Join(dir, "kvm")}, "KVM"},
+	}
+	if os.Geteuid() != 0 {
+		tests = append(tests, struct {
+			name string
+			args []string
+			want string
+		}{"unreadable kernel", []string{"run", "--kernel", unreadable}, "permission denied"})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, tt.args...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			cmd.Stdin = nil
+			err := cmd.Run()
+			if ctx.Err() != nil {
+				t.Fatal("did not exit within 2 s")
+			}
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != ExitError {
+				t.Fatalf("exit %v, want %d; stderr %q", err, ExitError, stderr.String())
+			}
+			s := strings.TrimRight(stderr.String(), "\n")
+			lines := strings.Split(s, "\n")
+			if len(lines) != 1 {
+				t.Fatalf("stderr has %d lines, want 1:\n%s", len(lines), s)
+			}
+			if strings.Contains(s, "goroutine") || strings.Contains(s, "panic") {
+				t.Fatalf("Go panic on stderr: %s", s)
+			}
+			if !strings.Contains(strings.ToLower(s), strings.ToLower(tt.want)) {
+				t.Fatalf("stderr %q lacks %q", s, tt.want)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := execute([]string{"version"}, os.Stdin, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "govm ") {
+		t.Fatalf("code %d out %q err %q", code, out.String(), errb.String())
+	}
+}
