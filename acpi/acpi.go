@@ -24,6 +24,8 @@ type Config struct {
 	// SerialPort and SerialIRQ describe COM1 in the DSDT (0: none).
 	SerialPort uint16
 	SerialIRQ  uint8
+	// PVPanicPort announces QEMU's pvpanic device (QEMU0001) (0: none).
+	PVPanicPort uint16
 }
 
 // Register offsets from Config.SleepPort, and their values.
@@ -251,16 +253,17 @@ func buildMADT(cfg Config) []byte {
 
 // AML opcodes (ACPI 6.5, 20.2).
 const (
-	amlZeroOp      = 0x00
-	amlOneOp       = 0x01
-	amlNameOp      = 0x08
-	amlBytePrefix  = 0x0a
-	amlDWordPrefix = 0x0c
-	amlScopeOp     = 0x10
-	amlBufferOp    = 0x11
-	amlPackageOp   = 0x12
-	amlExtOpPrefix = 0x5b
-	amlDeviceOp    = 0x82
+	amlZeroOp       = 0x00
+	amlOneOp        = 0x01
+	amlNameOp       = 0x08
+	amlBytePrefix   = 0x0a
+	amlDWordPrefix  = 0x0c
+	amlStringPrefix = 0x0d
+	amlScopeOp      = 0x10
+	amlBufferOp     = 0x11
+	amlPackageOp    = 0x12
+	amlExtOpPrefix  = 0x5b
+	amlDeviceOp     = 0x82
 )
 
 // Small resource descriptors (ACPI 6.5, 6.4.2).
@@ -346,6 +349,24 @@ func serialDevice(name string, uid byte, port uint16, irq uint8) []byte {
 	)
 }
 
+// amlString encodes a string constant.
+func amlString(s string) []byte {
+	return append(append([]byte{amlStringPrefix}, s...), 0)
+}
+
+// pvpanicDevice describes QEMU's pvpanic ISA port, which the guest's
+// pvpanic driver binds to by its _HID.
+func pvpanicDevice(port uint16) []byte {
+	res := []byte{
+		resIOPort, resIO16Bit, byte(port), byte(port >> 8), byte(port), byte(port >> 8), 1, 1,
+		resEndTag, 0,
+	}
+	return amlDevice("PEVT",
+		amlName("_HID", amlString("QEMU0001")),
+		amlName("_CRS", amlBuffer(res)),
+	)
+}
+
 // buildDSDT returns a DSDT declaring
 //
 //	Name (_S5, Package (4) { 5, 0, 0, 0 })
@@ -355,8 +376,15 @@ func buildDSDT(cfg Config) []byte {
 	s5 := amlName("_S5_", amlPkg([]byte{amlPackageOp},
 		[]byte{4, amlBytePrefix, S5SleepType, amlZeroOp, amlZeroOp, amlZeroOp}))
 	d = append(d, s5...)
+	var sb [][]byte
 	if cfg.SerialPort != 0 {
-		d = append(d, amlScope("_SB_", serialDevice("COM1", 1, cfg.SerialPort, cfg.SerialIRQ))...)
+		sb = append(sb, serialDevice("COM1", 1, cfg.SerialPort, cfg.SerialIRQ))
+	}
+	if cfg.PVPanicPort != 0 {
+		sb = append(sb, pvpanicDevice(cfg.PVPanicPort))
+	}
+	if len(sb) > 0 {
+		d = append(d, amlScope("_SB_", sb...)...)
 	}
 	finish(d)
 	return d

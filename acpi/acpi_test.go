@@ -93,7 +93,7 @@ func TestPkgLength(t *testing.T) {
 	}{
 		{0, []byte{0x01}},
 		{62, []byte{0x3f}},
-		{63, []byte{0x41, 0x04}}, // 65 = 0x41: low nibble 1, next byte 4
+		{63, []byte{0x41, 0x04}},   // 65 = 0x41: low nibble 1, next byte 4
 		{4000, []byte{0x42, 0xfa}}, // 4002: low nibble 2, then 4002>>4
 	}
 	for _, tt := range tests {

@@ -97,8 +97,14 @@ type Serial struct {
 	rxCond *sync.Cond
 	closed bool
 
-	// TxBytes counts bytes the guest transmitted.
-	TxBytes uint64
+	txBytes uint64
+}
+
+// TxBytes counts bytes the guest transmitted.
+func (s *Serial) TxBytes() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.txBytes
 }
 
 // NewSerial returns a UART writing guest output to out and raising irq.
@@ -251,7 +257,7 @@ func (s *Serial) writeReg(off uint64, b uint8) {
 				s.rx = append(s.rx, b)
 			}
 		} else {
-			s.TxBytes++
+			s.txBytes++
 			s.txBuf[0] = b
 			_, _ = s.out.Write(s.txBuf[:])
 		}

@@ -28,9 +28,14 @@ const (
 	StopCanceled
 	// StopError: govm itself failed (an ioctl error, a device error).
 	StopError
+	// StopGuestExit: the guest wrote an exit code to the exit port
+	// (Result.Code).
+	StopGuestExit
+	// StopPanic: the guest kernel reported a panic through pvpanic.
+	StopPanic
 )
 
-var stopNames = [...]string{"running", "poweroff", "reboot", "crash", "halted", "canceled", "error"}
+var stopNames = [...]string{"running", "poweroff", "reboot", "crash", "halted", "canceled", "error", "exit", "panic"}
 
 func (r StopReason) String() string {
 	if int(r) < len(stopNames) {

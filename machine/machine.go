@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/govm/govm/acpi"
 	"github.com/govm/govm/boot"
@@ -24,6 +25,8 @@ type Config struct {
 	Boot    boot.Config
 	// Console receives the guest's serial output (COM1).
 	Console io.Writer
+	// Started is when the VMM started, for the boot timer (default: New).
+	Started time.Time
 
 	// Test guests: RAM replaces the layout derived from MemSize, Start
 	// replaces loading a kernel (no ACPI tables either), NoIRQChip leaves
@@ -51,6 +54,14 @@ type Result struct {
 	VCPU   int    // the vCPU that stopped the VM, or -1
 	RIP    uint64 // its instruction pointer, for crashes
 	Err    error  // for StopError
+	Code   int    // for StopGuestExit: the guest's exit code
+}
+
+// Stats are counters a VM keeps while it runs.
+type Stats struct {
+	Exits       map[string]uint64 // vCPU exits by kind
+	SerialBytes uint64            // bytes the guest wrote to COM1
+	BootTime    time.Duration     // Config.Started to the first boot-timer write; 0 if none
 }
 
 // Machine is a VM ready to run.
@@ -63,6 +74,8 @@ type Machine struct {
 	mmio   *Bus
 	vcpus  []*vcpu
 	Serial *devices.Serial
+
+	bootTime atomic.Int64 // nanoseconds, 0 until the boot timer fires
 
 	stopOnce sync.Once
 	stopping atomic.Bool
@@ -79,6 +92,9 @@ func New(cfg Config) (_ *Machine, err error) {
 	}
 	if cfg.Console == nil {
 		cfg.Console = io.Discard
+	}
+	if cfg.Started.IsZero() {
+		cfg.Started = time.Now()
 	}
 	ranges := cfg.RAM
 	if ranges == nil {
@@ -167,7 +183,7 @@ func (m *Machine) loadGuest() (*boot.CPUState, error) {
 	cfg := m.cfg
 	tables, err := acpi.Build(ACPIAddr, acpi.Config{
 		CPUs: cfg.CPUs, IOAPICAddr: IOAPICAddr, LAPICAddr: LAPICAddr, SleepPort: ACPIPMPort,
-		SerialPort: devices.COM1Port, SerialIRQ: devices.COM1IRQ,
+		SerialPort: devices.COM1Port, SerialIRQ: devices.COM1IRQ, PVPanicPort: devices.PVPanicPort,
 	})
 	if err != nil {
 		return nil, err
@@ -216,6 +232,17 @@ func (m *Machine) addDevices() error {
 		{devices.CMOSPort, devices.CMOSPorts, "cmos", devices.NewCMOS(nil)},
 		{devices.PCIConfigAddrPort, devices.PCIConfigPorts, "pci host", devices.NewPCIHost()},
 		{ACPIPMPort, acpi.PortCount, "acpi pm", devices.NewACPIPM(power)},
+		{devices.ExitPortAddr, devices.ExitPorts, "exit port", devices.NewExitPort(func(code uint8) {
+			m.stop(Result{Reason: StopGuestExit, Code: int(code), Detail: fmt.Sprintf("guest exit code %d", code), VCPU: -1})
+		})},
+		{devices.PVPanicPort, devices.PVPanicPorts, "pvpanic", devices.NewPVPanic(func(ev uint8) {
+			if ev&devices.PVPanicPanicked != 0 {
+				m.stop(Result{Reason: StopPanic, Detail: "guest kernel panic (pvpanic)", VCPU: -1})
+			}
+		})},
+		{devices.BootTimerPort, devices.BootTimerPorts, "boot timer", devices.NewBootTimer(func(uint8) {
+			m.bootTime.CompareAndSwap(0, int64(time.Since(m.cfg.Started)))
+		})},
 	} {
 		if err := m.pio.Insert(d.base, d.size, d.name, d.dev); err != nil {
 			return err
@@ -243,6 +270,26 @@ type offsetDevice struct {
 
 func (o *offsetDevice) Read(off uint64, data []byte)  { o.dev.Read(off+o.off, data) }
 func (o *offsetDevice) Write(off uint64, data []byte) { o.dev.Write(off+o.off, data) }
+
+// Stats returns the VM's counters.
+func (m *Machine) Stats() Stats {
+	st := Stats{Exits: map[string]uint64{}, BootTime: time.Duration(m.bootTime.Load())}
+	for _, v := range m.vcpus {
+		for r := range v.exits {
+			if n := v.exits[r].Load(); n > 0 {
+				st.Exits[kvm.ExitReason(r).String()] += n
+			}
+		}
+	}
+	if m.Serial != nil {
+		st.SerialBytes = m.Serial.TxBytes()
+	}
+	return st
+}
+
+// BootTime is the time from Config.Started to the guest's first write to
+// the boot-timer port, 0 if none yet.
+func (m *Machine) BootTime() time.Duration { return time.Duration(m.bootTime.Load()) }
 
 // Memory returns guest RAM.
 func (m *Machine) Memory() *mem.Memory { return m.mem }

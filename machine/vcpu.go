@@ -18,7 +18,12 @@ type vcpu struct {
 	id  int
 	kvm *kvm.VCPU
 	tid atomic.Int32 // OS thread running it, 0 until started
+	// exits counts exits by reason (indexes below maxCountedExit).
+	exits [maxCountedExit]atomic.Uint64
 }
+
+// maxCountedExit bounds the exit reasons counted per vCPU.
+const maxCountedExit = 64
 
 // runVCPU is the vCPU loop: one goroutine per vCPU, locked to its thread so
 // KVM's per-thread state and the kick signal reach the right place.
@@ -36,6 +41,9 @@ func (m *Machine) runVCPU(v *vcpu) {
 		if err != nil {
 			m.stop(Result{Reason: StopError, Detail: err.Error(), Err: err, VCPU: v.id, RIP: v.rip()})
 			return
+		}
+		if e.Reason < maxCountedExit {
+			v.exits[e.Reason].Add(1)
 		}
 		if reason, detail := handleExit(&e, m.pio, m.mmio); reason != StopNone {
 			m.stop(Result{Reason: reason, Detail: detail, VCPU: v.id, RIP: v.rip()})

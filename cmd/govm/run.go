@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -30,6 +33,12 @@ type runOptions struct {
 	mem     string
 	cpus    int
 	kvmPath string
+
+	timeout    time.Duration
+	consoleLog string
+	expect     string
+	failOn     string
+	metrics    string
 }
 
 func newRunCmd(stdin *os.File, stdout, stderr io.Writer, code *int) *cobra.Command {
@@ -59,6 +68,11 @@ The kernel command line is "` + DefaultCmdline + `" followed by --append.
 	f.StringVarP(&o.mem, "mem", "m", "512M", "guest RAM, e.g. 512M or 2G (a plain number is MiB)")
 	f.IntVarP(&o.cpus, "cpus", "c", 1, "number of vCPUs")
 	f.StringVar(&o.kvmPath, "kvm", kvm.DevicePath, "KVM device")
+	f.DurationVar(&o.timeout, "timeout", 0, "stop the VM after this long (e.g. 2m) and exit 35")
+	f.StringVar(&o.consoleLog, "console-log", "", "also write everything the guest prints to this file")
+	f.StringVar(&o.expect, "expect", "", "exit 0 as soon as a console line matches this regular expression")
+	f.StringVar(&o.failOn, "fail-on", "", "exit 36 as soon as a console line matches this regular expression")
+	f.StringVar(&o.metrics, "metrics", "", "write boot time, exits by kind and console bytes as JSON to this file")
 	_ = c.MarkFlagRequired("kernel")
 	return c
 }
@@ -91,12 +105,24 @@ func openImage(flag, path string) (*os.File, int64, error) {
 }
 
 func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) {
+	started := time.Now()
 	memSize, err := ParseSize(o.mem)
 	if err != nil {
 		return ExitError, usageError{fmt.Errorf("--mem: %w", err)}
 	}
 	if o.cpus < 1 {
 		return ExitError, usageError{fmt.Errorf("--cpus %d: need at least 1", o.cpus)}
+	}
+	if o.timeout < 0 {
+		return ExitError, usageError{fmt.Errorf("--timeout %v: must be positive", o.timeout)}
+	}
+	sink := &consoleSink{outs: []io.Writer{stdout}}
+	var err2 error
+	if sink.expect, err2 = compileFlag("expect", o.expect); err2 != nil {
+		return ExitError, err2
+	}
+	if sink.failOn, err2 = compileFlag("fail-on", o.failOn); err2 != nil {
+		return ExitError, err2
 	}
 	kf, ksize, err := openImage("kernel", o.kernel)
 	if err != nil {
@@ -116,8 +142,25 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 		bc.Initrd, bc.InitrdSize = f, size
 	}
 
+	if o.consoleLog != "" {
+		f, err := os.Create(o.consoleLog)
+		if err != nil {
+			return ExitError, fmt.Errorf("--console-log: %w", err)
+		}
+		defer f.Close()
+		sink.outs = append(sink.outs, f)
+	}
+	if o.metrics != "" {
+		// Fail now, not after the guest ran, if the file cannot be written.
+		f, err := os.Create(o.metrics)
+		if err != nil {
+			return ExitError, fmt.Errorf("--metrics: %w", err)
+		}
+		f.Close()
+	}
+
 	m, err := machine.New(machine.Config{
-		KVMPath: o.kvmPath, MemSize: memSize, CPUs: o.cpus, Boot: bc, Console: stdout,
+		KVMPath: o.kvmPath, MemSize: memSize, CPUs: o.cpus, Boot: bc, Console: sink, Started: started,
 	})
 	if err != nil {
 		return ExitError, explain(err, o.kvmPath)
@@ -133,6 +176,20 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
+	if o.timeout > 0 {
+		t := time.AfterFunc(o.timeout, func() { cancel(errTimeout) })
+		defer t.Stop()
+	}
+	sink.onMatch = func(k matchKind, line string) {
+		switch k {
+		case matchExpect:
+			cancel(errExpected)
+		case matchFailOn:
+			cancel(&failOnError{line})
+		case matchPanic:
+			cancel(errPanicLine)
+		}
+	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -159,11 +216,32 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 	}()
 
 	res := m.Run(ctx)
+	code := exitCode(res)
+	if o.metrics != "" {
+		if err := writeMetrics(o.metrics, m.Stats(), res, code); err != nil {
+			fmt.Fprintf(stderr, "govm: --metrics: %v\n", err)
+		}
+	}
+	cause := context.Cause(ctx)
+	var foe *failOnError
 	switch {
-	case res.Reason == machine.StopCanceled && errors.Is(context.Cause(ctx), errUserQuit):
+	case res.Reason == machine.StopCanceled && errors.Is(cause, errUserQuit):
 		return ExitOK, nil
-	case res.Reason == machine.StopPoweroff:
+	case res.Reason == machine.StopCanceled && errors.Is(cause, errExpected):
 		return ExitOK, nil
+	case res.Reason == machine.StopCanceled && errors.As(cause, &foe):
+		fmt.Fprintf(stderr, "govm: console matched --fail-on: %q (exit %d)\n", foe.line, ExitFailOn)
+		return ExitFailOn, nil
+	case res.Reason == machine.StopCanceled && errors.Is(cause, errPanicLine):
+		fmt.Fprintf(stderr, "govm: guest kernel panic (exit %d)\n", ExitPanic)
+		return ExitPanic, nil
+	case res.Reason == machine.StopCanceled && errors.Is(cause, errTimeout):
+		fmt.Fprintf(stderr, "govm: timeout after %v (exit %d); last console lines:\n%s\n", o.timeout, ExitTimeout, sink.Tail())
+		return ExitTimeout, nil
+	case res.Reason == machine.StopPoweroff, res.Reason == machine.StopGuestExit:
+		return code, nil
+	case res.Reason == machine.StopPanic:
+		fmt.Fprintf(stderr, "govm: %s (exit %d)\n", res.Detail, ExitPanic)
 	case res.Reason == machine.StopReboot:
 		fmt.Fprintf(stderr, "govm: %s (exit %d)\n", res.Detail, ExitReboot)
 	case res.Reason == machine.StopError:
@@ -173,10 +251,53 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 	default:
 		fmt.Fprintf(stderr, "govm: guest %s: %s on vCPU %d at RIP %#x\n", res.Reason, res.Detail, res.VCPU, res.RIP)
 	}
-	return exitCode(res), nil
+	return code, nil
 }
 
-var errUserQuit = errors.New("quit from the console (Ctrl-A x)")
+var (
+	errUserQuit  = errors.New("quit from the console (Ctrl-A x)")
+	errTimeout   = errors.New("timeout")
+	errExpected  = errors.New("console matched --expect")
+	errPanicLine = errors.New("guest kernel panic on the console")
+)
+
+type failOnError struct{ line string }
+
+func (e *failOnError) Error() string { return "console matched --fail-on: " + e.line }
+
+func compileFlag(name, expr string) (*regexp.Regexp, error) {
+	if expr == "" {
+		return nil, nil
+	}
+	re, err := regexp.Compile(expr)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--%s: %w", name, err)}
+	}
+	return re, nil
+}
+
+// metricsFile is the JSON --metrics writes.
+type metricsFile struct {
+	BootTimeMS  float64           `json:"boot_time_ms,omitempty"`
+	Exits       map[string]uint64 `json:"exits"`
+	SerialBytes uint64            `json:"serial_bytes"`
+	Reason      string            `json:"reason"`
+	ExitCode    int               `json:"exit_code"`
+}
+
+func writeMetrics(path string, st machine.Stats, res machine.Result, code int) error {
+	b, err := json.MarshalIndent(metricsFile{
+		BootTimeMS:  float64(st.BootTime.Microseconds()) / 1000,
+		Exits:       st.Exits,
+		SerialBytes: st.SerialBytes,
+		Reason:      res.Reason.String(),
+		ExitCode:    code,
+	}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
 
 // explain turns host errors into one actionable line.
 func explain(err error, path string) error {

@@ -1,7 +1,9 @@
 // Command govm-agent runs inside a govm guest as u-root's uinit. It reports
 // what the guest sees (CPUs, memory) on the console as GOVM-* marker lines,
 // then does what the kernel command line asks with govm.action=: poweroff,
-// reboot, or nothing (u-root's shell starts next). The end-to-end tests and
+// reboot, panic, hang, exit:N (end the VM with code N through the exit
+// port), or nothing (u-root's shell starts next). It marks the boot timer
+// first. The end-to-end tests and
 // `make run` use it.
 package main
 
@@ -9,20 +11,36 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/govm/govm/guest"
 )
 
 func main() {
 	fmt.Println("GOVM-AGENT-START")
+	if err := guest.BootDone(); err != nil {
+		fmt.Printf("GOVM-AGENT-ERROR: %v\n", err)
+	}
 	fmt.Printf("GOVM-CPUS=%d\n", countCPUs())
 	fmt.Printf("GOVM-MEMTOTAL-KB=%d\n", memTotalKB())
 	if b, err := os.ReadFile("/proc/uptime"); err == nil {
 		fmt.Printf("GOVM-UPTIME=%s\n", strings.Fields(string(b))[0])
 	}
-	switch action() {
+	act := action()
+	if v, ok := strings.CutPrefix(act, "exit:"); ok {
+		n, err := strconv.ParseUint(v, 10, 8)
+		must(err)
+		fmt.Printf("GOVM-AGENT: exiting with %d\n", n)
+		must(guest.Exit(uint8(n)))
+	}
+	switch act {
+	case "hang":
+		fmt.Println("GOVM-AGENT: hanging")
+		select {}
 	case "poweroff":
 		fmt.Println("GOVM-AGENT: powering off")
 		unix.Sync()

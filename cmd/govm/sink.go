@@ -1,0 +1,100 @@
+package main
+
+import (
+	"io"
+	"regexp"
+	"strings"
+	"sync"
+)
+
+// Console matches, in order of precedence.
+type matchKind int
+
+const (
+	matchNone matchKind = iota
+	matchExpect
+	matchFailOn
+	matchPanic
+)
+
+// kernelPanic is the line a Linux kernel prints when it panics.
+var kernelPanic = regexp.MustCompile(`Kernel panic - not syncing`)
+
+// Bounds on what the sink remembers.
+const (
+	maxLineBytes = 4096 // a longer line is matched in pieces
+	tailLines    = 30   // lines kept for the timeout report
+)
+
+// consoleSink receives the guest's console output: it copies it to the
+// terminal and the console log, keeps the last lines, and reports the first
+// line that matches --expect, --fail-on or a kernel panic.
+type consoleSink struct {
+	mu      sync.Mutex
+	outs    []io.Writer
+	line    []byte
+	tail    []string
+	expect  *regexp.Regexp
+	failOn  *regexp.Regexp
+	onMatch func(matchKind, string)
+	matched bool
+}
+
+func (s *consoleSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, w := range s.outs {
+		_, _ = w.Write(p)
+	}
+	for _, b := range p {
+		if b == '\n' || len(s.line) >= maxLineBytes {
+			s.check(true)
+			s.line = s.line[:0]
+			continue
+		}
+		if b != '\r' {
+			s.line = append(s.line, b)
+		}
+	}
+	// A prompt or marker without a newline yet.
+	s.check(false)
+	return len(p), nil
+}
+
+// check matches the current line; complete lines go into the tail.
+func (s *consoleSink) check(complete bool) {
+	if complete {
+		if len(s.tail) == tailLines {
+			copy(s.tail, s.tail[1:])
+			s.tail = s.tail[:tailLines-1]
+		}
+		s.tail = append(s.tail, string(s.line))
+	}
+	if s.matched || s.onMatch == nil || len(s.line) == 0 {
+		return
+	}
+	var kind matchKind
+	switch {
+	case s.failOn != nil && s.failOn.Match(s.line):
+		kind = matchFailOn
+	case s.expect != nil && s.expect.Match(s.line):
+		kind = matchExpect
+	case complete && kernelPanic.Match(s.line):
+		kind = matchPanic
+	default:
+		return
+	}
+	s.matched = true
+	s.onMatch(kind, string(s.line))
+}
+
+// Tail returns the last lines the guest printed.
+func (s *consoleSink) Tail() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lines := append([]string(nil), s.tail...)
+	if len(s.line) > 0 {
+		lines = append(lines, string(s.line))
+	}
+	return strings.Join(lines, "\n")
+}

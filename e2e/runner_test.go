@@ -1,0 +1,49 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestCIRunner checks govm's verdicts as a CI boot-test runner: the guest's
+// own exit code, a kernel panic, a hang cut by --timeout, and console
+// matches with --expect and --fail-on.
+func TestCIRunner(t *testing.T) {
+	base := []string{"--kernel", "{bzImage}", "--initrd", "{initrd}", "--mem", "512M"}
+	tests := []struct {
+		name     string
+		args     []string
+		wantExit int
+		wantOut  string // must appear in the output (console and govm's stderr)
+	}{
+		{"guest exits 0", []string{"--append", "govm.action=exit:0"}, 0, "exiting with 0"},
+		{"guest exits 7", []string{"--append", "govm.action=exit:7"}, 7, "exiting with 7"},
+		{"guest kernel panic", []string{"--append", "govm.action=panic"}, 34, "guest kernel panic"},
+		{"hang hits the timeout", []string{"--append", "govm.action=hang", "--timeout", "90s"}, 35, "timeout after 1m30s"},
+		{"expect matches", []string{"--append", "govm.action=hang", "--expect", "GOVM-CPUS=[0-9]+", "--timeout", "5m"}, 0, "GOVM-CPUS="},
+		{"fail-on matches", []string{"--append", "govm.action=hang", "--fail-on", "GOVM-MEMTOTAL-KB", "--timeout", "5m"}, 36, "matched --fail-on"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := testRunner(t)
+			start := time.Now()
+			res, err := r.Run(context.Background(), Case{Args: append(append([]string{}, base...), tt.args...)})
+			if err != nil {
+				out := ""
+				if res != nil {
+					out = tail(res.Output, 60)
+				}
+				t.Fatalf("%s run: %v\nconsole tail:\n%s", r.Mode, err, out)
+			}
+			if res.GovmExit != tt.wantExit {
+				t.Fatalf("govm exit %d, want %d; console tail:\n%s", res.GovmExit, tt.wantExit, tail(res.Output, 60))
+			}
+			if !strings.Contains(res.Output, tt.wantOut) {
+				t.Fatalf("output lacks %q; tail:\n%s", tt.wantOut, tail(res.Output, 40))
+			}
+			t.Logf("%s: exit %d after %.1f s", r.Mode, res.GovmExit, time.Since(start).Seconds())
+		})
+	}
+}
