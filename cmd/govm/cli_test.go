@@ -10,7 +10,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/govm/govm/hostinfo"
 )
+
+func hostinfoPaths(cpuinfo, modules string) hostinfo.Paths {
+	return hostinfo.Paths{CPUInfo: cpuinfo, Modules: modules}
+}
 
 func TestParseSize(t *testing.T) {
 	tests := []struct {
@@ -179,5 +185,41 @@ func TestVersion(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := execute([]string{"version"}, os.Stdin, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "govm ") {
 		t.Fatalf("code %d out %q err %q", code, out.String(), errb.String())
+	}
+}
+
+func TestCheckFakeHosts(t *testing.T) {
+	dir := t.TempDir()
+	cpuinfo := func(flags string) string {
+		p := filepath.Join(dir, "cpuinfo-"+strings.ReplaceAll(flags, " ", "_"))
+		os.WriteFile(p, []byte("processor\t: 0\nflags\t\t: fpu "+flags+" sse\n"), 0o644)
+		return p
+	}
+	modules := filepath.Join(dir, "modules")
+	os.MkdirAll(filepath.Join(modules, "kvm_pvm"), 0o755)
+	var out bytes.Buffer
+	// A missing device fails whatever the CPU has.
+	if runCheck(&out, filepath.Join(dir, "nokvm"), hostinfoPaths(cpuinfo("vmx"), modules)) {
+		t.Fatalf("missing device passed:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "modprobe") {
+		t.Errorf("no fix suggested:\n%s", out.String())
+	}
+}
+
+// On this machine's real /dev/kvm: kvm_pvm without vmx/svm must fail with
+// the reason; a host with hardware virtualization must pass.
+func TestCheckThisHost(t *testing.T) {
+	if _, err := os.Stat("/dev/kvm"); err != nil {
+		t.Skip("no /dev/kvm")
+	}
+	var out bytes.Buffer
+	ok := runCheck(&out, "/dev/kvm", hostinfo.DefaultPaths)
+	facts := hostinfo.Probe(hostinfo.DefaultPaths)
+	if ok != facts.CanBootLinux() {
+		t.Fatalf("check says %v, host can boot Linux: %v\n%s", ok, facts.CanBootLinux(), out.String())
+	}
+	if !ok && !strings.Contains(out.String(), "kvm_pvm") {
+		t.Fatalf("failure does not name kvm_pvm:\n%s", out.String())
 	}
 }
