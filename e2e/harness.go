@@ -118,6 +118,8 @@ const (
 // Case is one govm invocation. Args may use the placeholders {bzImage},
 // {vmlinux} and {initrd}.
 type Case struct {
+	// Command is the govm subcommand; default "run".
+	Command string
 	Args    []string
 	Timeout time.Duration // for the whole run; default 4 minutes
 	// NeedVMLinux carries the ELF vmlinux into L1 (it is large, so only
@@ -159,6 +161,9 @@ var errL1Crashed = errors.New("L1 kernel crashed")
 func (r *Runner) Run(ctx context.Context, c Case) (*Result, error) {
 	if c.Timeout == 0 {
 		c.Timeout = 4 * time.Minute
+	}
+	if c.Command == "" {
+		c.Command = "run"
 	}
 	if r.Mode == Direct {
 		return r.runDirect(ctx, c)
@@ -240,7 +245,7 @@ func (l *lineClock) result() *Result {
 func (r *Runner) runDirect(ctx context.Context, c Case) (*Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
-	args := append([]string{"run"}, r.expand(c.Args, r.Assets.BzImage, r.Assets.VMLinux, r.Assets.Initrd)...)
+	args := append([]string{c.Command}, r.expand(c.Args, r.Assets.BzImage, r.Assets.VMLinux, r.Assets.Initrd)...)
 	cmd := exec.CommandContext(ctx, r.Assets.Govm, args...)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr, cmd.Stdin = pw, pw, nil
@@ -280,7 +285,7 @@ func (r *Runner) runNested(ctx context.Context, c Case) (*Result, error) {
 	args := r.expand(c.Args, l1BzImage, l1VMLinux, l1Initrd)
 	var script strings.Builder
 	script.WriteString("cd /tmp\necho " + markerStart + "\n")
-	script.WriteString("govm run")
+	script.WriteString("govm " + c.Command)
 	for _, a := range args {
 		script.WriteString(" " + shellQuote(a))
 	}

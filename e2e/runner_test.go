@@ -47,3 +47,16 @@ func TestCIRunner(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckWhereLinuxBoots runs govm check where the harness boots Linux
+// (inside L1, or directly on a host with VT-x/AMD-V): it must pass.
+func TestCheckWhereLinuxBoots(t *testing.T) {
+	r := testRunner(t)
+	res, err := r.Run(context.Background(), Case{Command: "check", Timeout: 2 * time.Minute})
+	if err != nil {
+		t.Fatalf("%s: %v", r.Mode, err)
+	}
+	if res.GovmExit != 0 || !strings.Contains(res.Output, "guest kernel code") {
+		t.Fatalf("govm check exit %d:\n%s", res.GovmExit, tail(res.Output, 20))
+	}
+}
