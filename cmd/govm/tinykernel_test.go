@@ -1,0 +1,225 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+	"golang.org/x/term"
+
+	"github.com/govm/govm/kvm"
+)
+
+// tinyELF builds an x86_64 ELF "kernel" whose 64-bit entry point runs code:
+// enough to drive the whole CLI on this host's own /dev/kvm, where a real
+// Linux kernel cannot boot.
+func tinyELF(code []byte) []byte {
+	const (
+		ehSize  = 64
+		phSize  = 56
+		loadAt  = 0x100000
+		codeOff = ehSize + phSize
+	)
+	b := make([]byte, codeOff+len(code))
+	le := binary.LittleEndian
+	copy(b, "\x7fELF")
+	b[4], b[5], b[6] = 2, 1, 1 // 64-bit, little-endian, version 1
+	le.PutUint16(b[16:], 2)    // ET_EXEC
+	le.PutUint16(b[18:], 62)   // EM_X86_64
+	le.PutUint32(b[20:], 1)
+	le.PutUint64(b[24:], loadAt+codeOff) // entry
+	le.PutUint64(b[32:], ehSize)         // phoff
+	le.PutUint16(b[52:], ehSize)
+	le.PutUint16(b[54:], phSize)
+	le.PutUint16(b[56:], 1) // phnum
+	ph := b[ehSize:]
+	le.PutUint32(ph[0:], 1) // PT_LOAD
+	le.PutUint32(ph[4:], 5) // R+X
+	le.PutUint64(ph[8:], 0) // offset
+	le.PutUint64(ph[16:], loadAt)
+	le.PutUint64(ph[24:], loadAt)
+	le.PutUint64(ph[32:], uint64(len(b)))
+	le.PutUint64(ph[40:], uint64(len(b)))
+	le.PutUint64(ph[48:], 0x1000)
+	copy(b[codeOff:], code)
+	return b
+}
+
+// Guest code: print "OK\n" on COM1, then either write 7 to the exit port
+// or spin forever.
+var (
+	printOK  = []byte{0x66, 0xba, 0xf8, 0x03, 0xb0, 'O', 0xee, 0xb0, 'K', 0xee, 0xb0, '\n', 0xee}
+	exit7    = []byte{0xb0, 0x07, 0xe6, 0xf4, 0xeb, 0xfe}
+	spin     = []byte{0xeb, 0xfe}
+	poweroff = []byte{0x66, 0xba, 0x00, 0x06, 0xb0, 0x34, 0xee, 0xeb, 0xfe}
+)
+
+func requireKVM(t *testing.T) {
+	t.Helper()
+	s, err := kvm.Open(kvm.DevicePath)
+	if err != nil {
+		t.Skipf("no usable %s: %v", kvm.DevicePath, err)
+	}
+	s.Close()
+}
+
+func TestRunTinyKernel(t *testing.T) {
+	requireKVM(t)
+	bin := buildGovm(t)
+	dir := t.TempDir()
+	kernel := func(name string, code ...[]byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, tinyELF(bytes.Join(code, nil)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	exits := kernel("exit7", printOK, exit7)
+	spins := kernel("spin", printOK, spin)
+	off := kernel("poweroff", printOK, poweroff)
+	logFile := filepath.Join(dir, "console.log")
+	metrics := filepath.Join(dir, "metrics.json")
+
+	tests := []struct {
+		name       string
+		args       []string
+		wantExit   int
+		wantStdout string
+		wantStderr string
+	}{
+		{"guest exit code passes through", []string{"--kernel", exits}, 7, "OK\n", ""},
+		{"poweroff exits 0", []string{"--kernel", off}, 0, "OK\n", ""},
+		{"console log and metrics", []string{"--kernel", exits, "--console-log", logFile, "--metrics", metrics}, 7, "OK\n", ""},
+		{"timeout", []string{"--kernel", spins, "--timeout", "1s"}, ExitTimeout, "OK\n", "timeout after 1s"},
+		{"expect", []string{"--kernel", spins, "--expect", "^OK$", "--timeout", "20s"}, 0, "OK\n", ""},
+		{"fail-on", []string{"--kernel", spins, "--fail-on", "O.", "--timeout", "20s"}, ExitFailOn, "OK", "matched --fail-on"},
+		{"stdin from a pipe", []string{"--kernel", exits, "--cpus", "2", "--mem", "128M"}, 7, "OK\n", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, append([]string{"run"}, tt.args...)...)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if strings.Contains(tt.name, "pipe") {
+				cmd.Stdin = strings.NewReader("typed input\n")
+			}
+			err := cmd.Run()
+			code := 0
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tt.wantExit {
+				t.Fatalf("exit %d, want %d; stderr %q", code, tt.wantExit, stderr.String())
+			}
+			if !strings.HasPrefix(stdout.String(), tt.wantStdout) {
+				t.Errorf("stdout %q, want prefix %q", stdout.String(), tt.wantStdout)
+			}
+			if tt.wantStderr != "" && !strings.Contains(stderr.String(), tt.wantStderr) {
+				t.Errorf("stderr %q lacks %q", stderr.String(), tt.wantStderr)
+			}
+		})
+	}
+	if b, err := os.ReadFile(logFile); err != nil || string(b) != "OK\n" {
+		t.Errorf("console log %q, %v", b, err)
+	}
+	var m metricsFile
+	if b, err := os.ReadFile(metrics); err != nil || json.Unmarshal(b, &m) != nil {
+		t.Fatalf("metrics: %s %v", b, err)
+	}
+	if m.ExitCode != 7 || m.Exits["IO"] < 4 || m.SerialBytes != 3 || m.Reason != "exit" {
+		t.Errorf("metrics %+v", m)
+	}
+}
+
+// TestTerminalRestored runs govm with a pty as its terminal and checks the
+// terminal settings are back as they were after each kind of exit.
+func TestTerminalRestored(t *testing.T) {
+	requireKVM(t)
+	bin := buildGovm(t)
+	dir := t.TempDir()
+	write := func(name string, code ...[]byte) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, tinyELF(bytes.Join(code, nil)), 0o644)
+		return p
+	}
+	tests := []struct {
+		name     string
+		args     []string
+		input    string
+		wantExit int
+	}{
+		{"guest exit", []string{"--kernel", write("e", printOK, exit7)}, "", 7},
+		{"timeout", []string{"--kernel", write("s", printOK, spin), "--timeout", "1s"}, "", ExitTimeout},
+		{"ctrl-a x", []string{"--kernel", write("s2", printOK, spin), "--timeout", "20s"}, "\x01x", 0},
+		{"error before boot", []string{"--kernel", filepath.Join(dir, "missing")}, "", ExitError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ptmx, tty, err := pty.Open()
+			if err != nil {
+				t.Skipf("no pty: %v", err)
+			}
+			defer ptmx.Close()
+			defer tty.Close()
+			before, err := term.GetState(int(tty.Fd()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(bin, append([]string{"run"}, tt.args...)...)
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			go func() { // drain the terminal so govm never blocks writing
+				buf := make([]byte, 4096)
+				for {
+					if _, err := ptmx.Read(buf); err != nil {
+						return
+					}
+				}
+			}()
+			if tt.input != "" {
+				time.Sleep(500 * time.Millisecond)
+				ptmx.Write([]byte(tt.input))
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			var werr error
+			select {
+			case werr = <-done:
+			case <-time.After(30 * time.Second):
+				cmd.Process.Kill()
+				t.Fatal("govm did not exit")
+			}
+			code := 0
+			var ee *exec.ExitError
+			if errors.As(werr, &ee) {
+				code = ee.ExitCode()
+			}
+			if code != tt.wantExit {
+				t.Fatalf("exit %d, want %d", code, tt.wantExit)
+			}
+			after, err := term.GetState(int(tty.Fd()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if *after != *before {
+				t.Fatalf("terminal state not restored")
+			}
+		})
+	}
+}
