@@ -45,6 +45,23 @@ func testRunner(t *testing.T) *Runner {
 	return &r
 }
 
+// runCase runs c and fails the test unless govm exits with wantExit.
+func runCase(t *testing.T, r *Runner, c Case, wantExit int) *Result {
+	t.Helper()
+	res, err := r.Run(context.Background(), c)
+	if err != nil {
+		out := ""
+		if res != nil {
+			out = tail(res.Output, 60)
+		}
+		t.Fatalf("%s run: %v\nconsole tail:\n%s", r.Mode, err, out)
+	}
+	if res.GovmExit != wantExit {
+		t.Fatalf("govm exit %d, want %d; console tail:\n%s", res.GovmExit, wantExit, tail(res.Output, 60))
+	}
+	return res
+}
+
 func markerInt(t *testing.T, res *Result, name string) int64 {
 	t.Helper()
 	v, ok := res.Marker(name)
@@ -103,17 +120,7 @@ func TestBoot(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := testRunner(t)
-			res, err := r.Run(context.Background(), Case{Args: tt.args, NeedVMLinux: tt.vmlinux})
-			if err != nil {
-				out := ""
-				if res != nil {
-					out = tail(res.Output, 60)
-				}
-				t.Fatalf("%s run: %v\nconsole tail:\n%s", r.Mode, err, out)
-			}
-			if res.GovmExit != tt.wantExit {
-				t.Fatalf("govm exit %d, want %d; console tail:\n%s", res.GovmExit, tt.wantExit, tail(res.Output, 60))
-			}
+			res := runCase(t, r, Case{Args: tt.args, NeedVMLinux: tt.vmlinux}, tt.wantExit)
 			if n := markerInt(t, res, "GOVM-CPUS"); n != tt.wantCPUs {
 				t.Errorf("guest sees %d CPUs, want %d", n, tt.wantCPUs)
 			}

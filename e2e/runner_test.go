@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -29,17 +28,7 @@ func TestCIRunner(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := testRunner(t)
 			start := time.Now()
-			res, err := r.Run(context.Background(), Case{Args: append(append([]string{}, base...), tt.args...)})
-			if err != nil {
-				out := ""
-				if res != nil {
-					out = tail(res.Output, 60)
-				}
-				t.Fatalf("%s run: %v\nconsole tail:\n%s", r.Mode, err, out)
-			}
-			if res.GovmExit != tt.wantExit {
-				t.Fatalf("govm exit %d, want %d; console tail:\n%s", res.GovmExit, tt.wantExit, tail(res.Output, 60))
-			}
+			res := runCase(t, r, Case{Args: append(append([]string{}, base...), tt.args...)}, tt.wantExit)
 			if !strings.Contains(res.Output, tt.wantOut) {
 				t.Fatalf("output lacks %q; tail:\n%s", tt.wantOut, tail(res.Output, 40))
 			}
@@ -52,11 +41,8 @@ func TestCIRunner(t *testing.T) {
 // (inside L1, or directly on a host with VT-x/AMD-V): it must pass.
 func TestCheckWhereLinuxBoots(t *testing.T) {
 	r := testRunner(t)
-	res, err := r.Run(context.Background(), Case{Command: "check", Timeout: 2 * time.Minute})
-	if err != nil {
-		t.Fatalf("%s: %v", r.Mode, err)
-	}
-	if res.GovmExit != 0 || !strings.Contains(res.Output, "guest kernel code") {
+	res := runCase(t, r, Case{Command: "check", Timeout: 2 * time.Minute}, 0)
+	if !strings.Contains(res.Output, "guest kernel code") {
 		t.Fatalf("govm check exit %d:\n%s", res.GovmExit, tail(res.Output, 20))
 	}
 }

@@ -21,11 +21,9 @@ import (
 
 func requireKVM(t *testing.T) {
 	t.Helper()
-	s, err := kvm.Open(kvm.DevicePath)
-	if err != nil {
+	if err := kvm.Available(kvm.DevicePath); err != nil {
 		t.Skipf("no usable %s: %v", kvm.DevicePath, err)
 	}
-	s.Close()
 }
 
 // recorder is a test device that records accesses and answers reads with

@@ -65,11 +65,9 @@ var (
 
 func requireKVM(t *testing.T) {
 	t.Helper()
-	s, err := kvm.Open(kvm.DevicePath)
-	if err != nil {
+	if err := kvm.Available(kvm.DevicePath); err != nil {
 		t.Skipf("no usable %s: %v", kvm.DevicePath, err)
 	}
-	s.Close()
 }
 
 func TestRunTinyKernel(t *testing.T) {
