@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 B=build
 ARGS=(--kernel KERNEL --initrd INITRD --mem 512M --cpus 2 "$@")
+NESTED_APPEND=(--append quiet) # less traffic on the emulated L1 console
 
 native=yes
 if [ -d /sys/module/kvm_pvm ] && ! grep -qwE 'vmx|svm' /proc/cpuinfo; then native=no; fi
@@ -18,7 +19,7 @@ if [ "$native" = yes ]; then
 	exec "$B/govm" run "${a[@]}"
 fi
 
-a=("${ARGS[@]/KERNEL//l2/bzImage}"); a=("${a[@]/INITRD//l2/initramfs.cpio}")
+a=("${ARGS[@]/KERNEL//l2/bzImage}" "${NESTED_APPEND[@]}"); a=("${a[@]/INITRD//l2/initramfs.cpio}")
 echo "make run: this host's /dev/kvm cannot boot Linux (kvm_pvm, no VT-x/AMD-V)," >&2
 echo "make run: so govm runs inside a nested L1 guest (QEMU TCG with emulated AMD SVM):" >&2
 echo "make run:   govm run ${a[*]}" >&2

@@ -29,7 +29,7 @@ const DefaultCmdline = "console=ttyS0 panic=-1"
 type runOptions struct {
 	kernel  string
 	initrd  string
-	append  string
+	appends []string
 	mem     string
 	cpus    int
 	kvmPath string
@@ -64,7 +64,7 @@ The kernel command line is "` + DefaultCmdline + `" followed by --append.
 	f := c.Flags()
 	f.StringVarP(&o.kernel, "kernel", "k", "", "kernel image: a bzImage or an uncompressed ELF vmlinux (required)")
 	f.StringVarP(&o.initrd, "initrd", "i", "", "initial ramdisk (cpio archive, optionally compressed)")
-	f.StringVar(&o.append, "append", "", "extra kernel command line, added after govm's default")
+	f.StringArrayVar(&o.appends, "append", nil, "extra kernel command line, added after govm's default (repeatable)")
 	f.StringVarP(&o.mem, "mem", "m", "512M", "guest RAM, e.g. 512M or 2G (a plain number is MiB)")
 	f.IntVarP(&o.cpus, "cpus", "c", 1, "number of vCPUs")
 	f.StringVar(&o.kvmPath, "kvm", kvm.DevicePath, "KVM device")
@@ -130,8 +130,10 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 	}
 	defer kf.Close()
 	bc := boot.Config{Kernel: kf, KernelSize: ksize, Cmdline: DefaultCmdline}
-	if a := strings.TrimSpace(o.append); a != "" {
-		bc.Cmdline += " " + a
+	for _, a := range o.appends {
+		if a = strings.TrimSpace(a); a != "" {
+			bc.Cmdline += " " + a
+		}
 	}
 	if o.initrd != "" {
 		f, size, err := openImage("initrd", o.initrd)
