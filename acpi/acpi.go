@@ -26,6 +26,9 @@ type Config struct {
 	SerialIRQ  uint8
 	// PVPanicPort announces QEMU's pvpanic device (QEMU0001) (0: none).
 	PVPanicPort uint16
+	// PCIMMIOBase and PCIMMIOEnd bound the 32-bit memory window of the PCI
+	// root bridge (PNP0A03) on bus 0 (0: no PCI root bridge).
+	PCIMMIOBase, PCIMMIOEnd uint32
 }
 
 // Register offsets from Config.SleepPort, and their values.
@@ -367,6 +370,56 @@ func pvpanicDevice(port uint16) []byte {
 	)
 }
 
+// Large resource descriptors (ACPI 6.5, 6.4.3).
+const (
+	resWordAddr  = 0x88
+	resDWordAddr = 0x87
+	resTypeMem   = 0
+	resTypeIO    = 1
+	resTypeBus   = 2
+	resMinMaxFix = 0x0c // _MIF and _MAF: the range is fixed
+	resMemRW     = 0x01
+	resIOEntire  = 0x03
+)
+
+func wordAddr(typ, typeFlags uint8, min, max uint16) []byte {
+	b := []byte{resWordAddr, 13, 0, typ, resMinMaxFix, typeFlags}
+	b = binary.LittleEndian.AppendUint16(b, 0) // granularity
+	b = binary.LittleEndian.AppendUint16(b, min)
+	b = binary.LittleEndian.AppendUint16(b, max)
+	b = binary.LittleEndian.AppendUint16(b, 0) // translation
+	return binary.LittleEndian.AppendUint16(b, max-min+1)
+}
+
+func dwordMem(min, max uint32) []byte {
+	b := []byte{resDWordAddr, 23, 0, resTypeMem, resMinMaxFix, resMemRW}
+	b = binary.LittleEndian.AppendUint32(b, 0)
+	b = binary.LittleEndian.AppendUint32(b, min)
+	b = binary.LittleEndian.AppendUint32(b, max)
+	b = binary.LittleEndian.AppendUint32(b, 0)
+	return binary.LittleEndian.AppendUint32(b, max-min+1)
+}
+
+// pciRootDevice describes the PCI host bridge so the guest scans bus 0:
+// with ACPI, Linux finds PCI only through PNP0A03 devices.
+func pciRootDevice(memBase, memEnd uint32) []byte {
+	var crs []byte
+	crs = append(crs, wordAddr(resTypeBus, 0, 0, 0)...)
+	crs = append(crs, resIOPort, resIO16Bit, 0xf8, 0x0c, 0xf8, 0x0c, 1, 8) // 0xCF8, 8 ports
+	crs = append(crs, wordAddr(resTypeIO, resIOEntire, 0x0000, 0x0cf7)...)
+	crs = append(crs, wordAddr(resTypeIO, resIOEntire, 0x0d00, 0xffff)...)
+	crs = append(crs, dwordMem(memBase, memEnd-1)...)
+	crs = append(crs, resEndTag, 0)
+	return amlDevice("PCI0",
+		amlName("_HID", eisaID("PNP0A03")),
+		amlName("_ADR", []byte{amlZeroOp}),
+		amlName("_SEG", []byte{amlZeroOp}),
+		amlName("_UID", []byte{amlZeroOp}),
+		amlName("_BBN", []byte{amlZeroOp}),
+		amlName("_CRS", amlBuffer(crs)),
+	)
+}
+
 // buildDSDT returns a DSDT declaring
 //
 //	Name (_S5, Package (4) { 5, 0, 0, 0 })
@@ -382,6 +435,9 @@ func buildDSDT(cfg Config) []byte {
 	}
 	if cfg.PVPanicPort != 0 {
 		sb = append(sb, pvpanicDevice(cfg.PVPanicPort))
+	}
+	if cfg.PCIMMIOEnd > cfg.PCIMMIOBase {
+		sb = append(sb, pciRootDevice(cfg.PCIMMIOBase, cfg.PCIMMIOEnd))
 	}
 	if len(sb) > 0 {
 		d = append(d, amlScope("_SB_", sb...)...)

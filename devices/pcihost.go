@@ -25,12 +25,33 @@ const (
 	pciConfigSpace  = 256
 )
 
+// ConfigSpace is a PCI function's configuration space (package pci).
+type ConfigSpace interface {
+	Read(off int, data []byte)
+	Write(off int, data []byte)
+}
+
+// PCISlots is the number of device slots on bus 0.
+const PCISlots = 32
+
 // PCIHost is the configuration-space access mechanism with a host bridge
-// at 00:00.0.
+// at 00:00.0 and single-function devices in the other slots of bus 0.
 type PCIHost struct {
 	mu     sync.Mutex
 	addr   uint32
 	bridge [pciConfigSpace]byte
+	slots  [PCISlots]ConfigSpace
+}
+
+// Attach places a function in slot (1-31); call before the guest runs.
+func (h *PCIHost) Attach(slot int, f ConfigSpace) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if slot < 1 || slot >= PCISlots || h.slots[slot] != nil {
+		return false
+	}
+	h.slots[slot] = f
+	return true
 }
 
 // NewPCIHost returns the host bridge.
@@ -45,18 +66,19 @@ func NewPCIHost() *PCIHost {
 	return h
 }
 
-// configOffset decodes the selected device's register offset; ok is false
-// for disabled cycles and empty slots.
-func (h *PCIHost) configOffset() (uint32, bool) {
+// target decodes the selected function and register offset; slot is -1
+// for disabled cycles and absent functions, 0 for the host bridge.
+func (h *PCIHost) target() (slot int, reg uint32) {
 	if h.addr&pciEnableBit == 0 {
-		return 0, false
+		return -1, 0
 	}
 	bus := h.addr >> 16 & 0xff
-	devfn := h.addr >> 8 & 0xff
-	if bus != 0 || devfn != 0 {
-		return 0, false
+	dev := int(h.addr >> 11 & 0x1f)
+	fn := h.addr >> 8 & 0x7
+	if bus != 0 || fn != 0 || (dev != 0 && h.slots[dev] == nil) {
+		return -1, 0
 	}
-	return h.addr & 0xfc, true
+	return dev, h.addr & 0xfc
 }
 
 // Read serves the address and data ports.
@@ -73,14 +95,26 @@ func (h *PCIHost) Read(off uint64, data []byte) {
 		}
 		return
 	}
-	reg, ok := h.configOffset()
-	for i := range data {
-		o := reg + uint32(off-pciDataOff) + uint32(i)
-		if !ok || o >= pciConfigSpace {
-			data[i] = 0xff
-			continue
+	slot, reg := h.target()
+	o := reg + uint32(off-pciDataOff)
+	switch {
+	case slot > 0:
+		f := h.slots[slot]
+		h.mu.Unlock()
+		f.Read(int(o), data)
+		h.mu.Lock() // re-taken for the deferred unlock
+	case slot == 0:
+		for i := range data {
+			if p := o + uint32(i); p < pciConfigSpace {
+				data[i] = h.bridge[p]
+			} else {
+				data[i] = 0xff
+			}
 		}
-		data[i] = h.bridge[o]
+	default:
+		for i := range data {
+			data[i] = 0xff
+		}
 	}
 }
 
@@ -88,8 +122,18 @@ func (h *PCIHost) Read(off uint64, data []byte) {
 // read-only.
 func (h *PCIHost) Write(off uint64, data []byte) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if off == pciAddrOff && len(data) == 4 {
 		h.addr = binary.LittleEndian.Uint32(data)
+		h.mu.Unlock()
+		return
+	}
+	slot, reg := h.target()
+	var f ConfigSpace
+	if slot > 0 && off >= pciDataOff {
+		f = h.slots[slot]
+	}
+	h.mu.Unlock()
+	if f != nil {
+		f.Write(int(reg+uint32(off-pciDataOff)), data)
 	}
 }

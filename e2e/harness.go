@@ -125,6 +125,16 @@ type Case struct {
 	// NeedVMLinux carries the ELF vmlinux into L1 (it is large, so only
 	// when asked).
 	NeedVMLinux bool
+	// Files are created in a scratch directory before govm starts (inside
+	// L1 in nested mode); {dir} in Args and After names it.
+	Files map[string][]byte
+	// Before is a shell snippet run before govm starts, in the same place
+	// as After (to make large disk images where they are used).
+	Before string
+	// After is a shell snippet run once govm has exited; its output is
+	// part of Result.Output (in nested mode it runs inside L1, where the
+	// files are).
+	After string
 }
 
 // Result is what a case produced.
@@ -230,7 +240,26 @@ func collect(rd io.Reader, buf *bytes.Buffer, done chan<- struct{}) {
 func (r *Runner) runDirect(ctx context.Context, c Case) (*Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
+	dir, err := os.MkdirTemp("", "govm-case-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	for name, data := range c.Files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	if c.Before != "" {
+		before := exec.Command("sh", "-c", strings.ReplaceAll(c.Before, "{dir}", dir))
+		if out, err := before.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("before: %v: %s", err, out)
+		}
+	}
 	args := append([]string{c.Command}, r.expand(c.Args, r.Assets.BzImage, r.Assets.VMLinux, r.Assets.Initrd)...)
+	for i := range args {
+		args[i] = strings.ReplaceAll(args[i], "{dir}", dir)
+	}
 	metrics := ""
 	if c.Command == "run" {
 		f, err := os.CreateTemp("", "govm-metrics-*.json")
@@ -245,7 +274,12 @@ func (r *Runner) runDirect(ctx context.Context, c Case) (*Result, error) {
 	cmd := exec.CommandContext(ctx, r.Assets.Govm, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr, cmd.Stdin = &out, &out, nil
-	err := cmd.Run()
+	err = cmd.Run()
+	if c.After != "" {
+		after := exec.Command("sh", "-c", strings.ReplaceAll(c.After, "{dir}", dir))
+		after.Stdout, after.Stderr = &out, &out
+		_ = after.Run()
+	}
 	res := &Result{Output: out.String(), GovmExit: -1}
 	if metrics != "" {
 		if b, err := os.ReadFile(metrics); err == nil {
@@ -276,6 +310,10 @@ func (r *Runner) runNested(ctx context.Context, c Case) (*Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 	args := r.expand(c.Args, l1BzImage, l1VMLinux, l1Initrd)
+	const l1Dir = "/case"
+	for i := range args {
+		args[i] = strings.ReplaceAll(args[i], "{dir}", l1Dir)
+	}
 	if c.Command == "run" {
 		args = append(args, "--metrics", "/tmp/metrics.json")
 	}
@@ -285,15 +323,25 @@ func (r *Runner) runNested(ctx context.Context, c Case) (*Result, error) {
 	// half of the runs that printed their boot log live, none of twelve
 	// that wrote it to a file).
 	var script strings.Builder
-	script.WriteString("cd /tmp\n")
+	script.WriteString("mkdir -p " + l1Dir + "\ncd /tmp\n")
+	if c.Before != "" {
+		script.WriteString(strings.ReplaceAll(c.Before, "{dir}", l1Dir) + "\n")
+	}
 	script.WriteString("govm " + c.Command)
 	for _, a := range args {
 		script.WriteString(" " + shellQuote(a))
 	}
 	script.WriteString(" </dev/null >/tmp/console.txt 2>&1\necho " + markerRC + "=$?\n")
+	script.WriteString("sync\n")
 	script.WriteString("cat /tmp/console.txt\n")
 	script.WriteString("echo " + markerMetrics + "-BEGIN; cat /tmp/metrics.json 2>/dev/null; echo; echo " + markerMetrics + "-END\n")
+	if c.After != "" {
+		script.WriteString(strings.ReplaceAll(c.After, "{dir}", l1Dir) + "\n")
+	}
 	files := []cpioFile{{Name: "case.sh", Mode: 0o755, Data: []byte(script.String())}}
+	for name, data := range c.Files {
+		files = append(files, cpioFile{Name: "case/" + name, Mode: 0o644, Data: data})
+	}
 	if c.NeedVMLinux {
 		data, err := os.ReadFile(r.Assets.VMLinux)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 )
 
 // Device serves guest accesses to its address range. off is the offset from
@@ -35,8 +36,12 @@ const maxUnhandledLogged = 256
 // Bus maps address ranges (I/O ports or MMIO addresses) to devices. Ranges
 // are registered before the vCPUs start; lookups take no lock.
 type Bus struct {
-	kind   string
-	ranges []busRange // sorted by base, non-overlapping
+	kind string
+	// ranges is sorted by base and non-overlapping. It is replaced, never
+	// changed in place, so lookups from vCPU threads take no lock while a
+	// device (a PCI BAR) moves.
+	ranges atomic.Pointer[[]busRange]
+	mu     sync.Mutex // serializes Insert and Remove
 	// fill is the byte an unhandled read returns: 0xff for the ISA
 	// port space (a floating bus), 0 for MMIO.
 	fill uint8
@@ -47,7 +52,9 @@ type Bus struct {
 
 // NewBus returns an empty bus; kind names it in log messages.
 func NewBus(kind string, fill uint8) *Bus {
-	return &Bus{kind: kind, fill: fill, logged: make(map[uint64]struct{})}
+	b := &Bus{kind: kind, fill: fill, logged: make(map[uint64]struct{})}
+	b.ranges.Store(&[]busRange{})
+	return b
 }
 
 // Insert maps [base, base+size) to dev.
@@ -58,30 +65,53 @@ func (b *Bus) Insert(base, size uint64, name string, dev Device) error {
 	if base+size < base {
 		return fmt.Errorf("%s %s at %#x+%#x wraps: %w", b.kind, name, base, size, ErrOverlap)
 	}
-	i := sort.Search(len(b.ranges), func(i int) bool { return b.ranges[i].base >= base })
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	old := *b.ranges.Load()
+	i := sort.Search(len(old), func(i int) bool { return old[i].base >= base })
 	if i > 0 {
-		if p := b.ranges[i-1]; p.base+p.size > base {
+		if p := old[i-1]; p.base+p.size > base {
 			return fmt.Errorf("%s %s at %#x overlaps %s at %#x: %w", b.kind, name, base, p.name, p.base, ErrOverlap)
 		}
 	}
-	if i < len(b.ranges) {
-		if n := b.ranges[i]; base+size > n.base {
+	if i < len(old) {
+		if n := old[i]; base+size > n.base {
 			return fmt.Errorf("%s %s at %#x overlaps %s at %#x: %w", b.kind, name, base, n.name, n.base, ErrOverlap)
 		}
 	}
-	b.ranges = append(b.ranges, busRange{})
-	copy(b.ranges[i+1:], b.ranges[i:])
-	b.ranges[i] = busRange{base: base, size: size, name: name, dev: dev}
+	rs := make([]busRange, 0, len(old)+1)
+	rs = append(rs, old[:i]...)
+	rs = append(rs, busRange{base: base, size: size, name: name, dev: dev})
+	rs = append(rs, old[i:]...)
+	b.ranges.Store(&rs)
 	return nil
+}
+
+// Remove unmaps the range that starts at base and belongs to dev.
+func (b *Bus) Remove(base uint64, dev Device) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	old := *b.ranges.Load()
+	for i, r := range old {
+		if r.base == base && r.dev == dev {
+			rs := make([]busRange, 0, len(old)-1)
+			rs = append(rs, old[:i]...)
+			rs = append(rs, old[i+1:]...)
+			b.ranges.Store(&rs)
+			return true
+		}
+	}
+	return false
 }
 
 // find returns the range holding the whole access [addr, addr+n).
 func (b *Bus) find(addr, n uint64) *busRange {
-	i := sort.Search(len(b.ranges), func(i int) bool { return b.ranges[i].base > addr })
+	rs := *b.ranges.Load()
+	i := sort.Search(len(rs), func(i int) bool { return rs[i].base > addr })
 	if i == 0 {
 		return nil
 	}
-	r := &b.ranges[i-1]
+	r := &rs[i-1]
 	if addr-r.base >= r.size || n > r.size-(addr-r.base) {
 		return nil
 	}

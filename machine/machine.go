@@ -31,6 +31,9 @@ type Config struct {
 	// Test guests: RAM replaces the layout derived from MemSize, Start
 	// replaces loading a kernel (no ACPI tables either), NoIRQChip leaves
 	// interrupts to userspace so hlt exits, and PIO/MMIO add devices.
+	// Disks are virtio-blk devices on the PCI bus.
+	Disks []Disk
+
 	RAM       []mem.Range
 	Start     *boot.CPUState
 	NoIRQChip bool
@@ -66,14 +69,16 @@ type Stats struct {
 
 // Machine is a VM ready to run.
 type Machine struct {
-	cfg    Config
-	sys    *kvm.System
-	vm     *kvm.VM
-	mem    *mem.Memory
-	pio    *Bus
-	mmio   *Bus
-	vcpus  []*vcpu
-	Serial *devices.Serial
+	cfg     Config
+	sys     *kvm.System
+	vm      *kvm.VM
+	mem     *mem.Memory
+	pio     *Bus
+	mmio    *Bus
+	vcpus   []*vcpu
+	Serial  *devices.Serial
+	pciHost *devices.PCIHost
+	closers []func() error
 
 	bootTime atomic.Int64 // nanoseconds, 0 until the boot timer fires
 
@@ -146,6 +151,9 @@ func New(cfg Config) (_ *Machine, err error) {
 	if err = m.addDevices(); err != nil {
 		return nil, err
 	}
+	if err = m.addDisks(); err != nil {
+		return nil, err
+	}
 	state := cfg.Start
 	if state == nil {
 		if state, err = m.loadGuest(); err != nil {
@@ -184,6 +192,7 @@ func (m *Machine) loadGuest() (*boot.CPUState, error) {
 	tables, err := acpi.Build(ACPIAddr, acpi.Config{
 		CPUs: cfg.CPUs, IOAPICAddr: IOAPICAddr, LAPICAddr: LAPICAddr, SleepPort: ACPIPMPort,
 		SerialPort: devices.COM1Port, SerialIRQ: devices.COM1IRQ, PVPanicPort: devices.PVPanicPort,
+		PCIMMIOBase: PCIMMIOBase, PCIMMIOEnd: PCIMMIOEnd,
 	})
 	if err != nil {
 		return nil, err
@@ -221,6 +230,7 @@ func (m *Machine) addDevices() error {
 		}
 	}
 	m.Serial = devices.NewSerial(m.cfg.Console, irqLine{vm: m.vm, gsi: devices.COM1IRQ})
+	m.pciHost = devices.NewPCIHost()
 	for _, d := range []struct {
 		base, size uint64
 		name       string
@@ -230,7 +240,7 @@ func (m *Machine) addDevices() error {
 		{devices.I8042DataPort, 1, "i8042 data", devices.NewI8042(power)},
 		{devices.I8042CommandPort, 1, "i8042 command", &offsetDevice{devices.NewI8042(power), devices.I8042CommandPort - devices.I8042DataPort}},
 		{devices.CMOSPort, devices.CMOSPorts, "cmos", devices.NewCMOS(nil)},
-		{devices.PCIConfigAddrPort, devices.PCIConfigPorts, "pci host", devices.NewPCIHost()},
+		{devices.PCIConfigAddrPort, devices.PCIConfigPorts, "pci host", m.pciHost},
 		{ACPIPMPort, acpi.PortCount, "acpi pm", devices.NewACPIPM(power)},
 		{devices.ExitPortAddr, devices.ExitPorts, "exit port", devices.NewExitPort(func(code uint8) {
 			m.stop(Result{Reason: StopGuestExit, Code: int(code), Detail: fmt.Sprintf("guest exit code %d", code), VCPU: -1})
@@ -329,6 +339,10 @@ func (m *Machine) Close() error {
 	if m.Serial != nil {
 		m.Serial.Close()
 	}
+	for _, c := range m.closers {
+		c()
+	}
+	m.closers = nil
 	for _, v := range m.vcpus {
 		v.kvm.Close()
 	}

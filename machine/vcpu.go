@@ -169,10 +169,16 @@ const (
 	apicModeMask   = 0x700
 	apicModeExtINT = 0x700
 	apicModeNMI    = 0x400
+	apicLVTMasked  = 1 << 16
 )
 
-// setLINT wires LINT0 to the 8259 (ExtINT) and LINT1 to NMI, the virtual
-// wire mode a BIOS leaves the boot CPU in (MP spec 1.4, 3.6.2.2).
+// setLINT sets the boot CPU's LINT0 to ExtINT but masked, and LINT1 to
+// NMI. The ACPI tables describe a hardware-reduced platform with no 8259,
+// so Linux never programs the (in-kernel) PIC; but KVM routes every ISA
+// interrupt to it as well as to the I/O APIC. With LINT0 unmasked, as KVM
+// leaves the boot CPU, Linux keeps "virtual wire" ExtINT on, and each
+// serial interrupt also arrives through the unprogrammed PIC with a vector
+// in the exception range: the guest then dies at a random point.
 func setLINT(v *kvm.VCPU) error {
 	l, err := v.GetLAPIC()
 	if err != nil {
@@ -180,10 +186,10 @@ func setLINT(v *kvm.VCPU) error {
 	}
 	set := func(reg int, mode uint32) {
 		x := uint32(l.Regs[reg]) | uint32(l.Regs[reg+1])<<8 | uint32(l.Regs[reg+2])<<16 | uint32(l.Regs[reg+3])<<24
-		x = x&^apicModeMask | mode
+		x = x&^(apicModeMask|apicLVTMasked) | mode
 		l.Regs[reg], l.Regs[reg+1], l.Regs[reg+2], l.Regs[reg+3] = byte(x), byte(x>>8), byte(x>>16), byte(x>>24)
 	}
-	set(apicLVT0, apicModeExtINT)
+	set(apicLVT0, apicModeExtINT|apicLVTMasked)
 	set(apicLVT1, apicModeNMI)
 	if err := v.SetLAPIC(l); err != nil {
 		return fmt.Errorf("LINT setup: %w", err)

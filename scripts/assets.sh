@@ -28,7 +28,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 
 # 1. The kernel: Debian's cloud kernel, as both L1 and L2.
-if [ ! -s "$B/kernel/bzImage" ]; then
+if [ ! -s "$B/kernel/bzImage" ] || [ ! -d "$B/kernel/guest-modules" ]; then
 	log "fetching linux-image-cloud-amd64"
 	tmp=$(mktemp -d)
 	( cd "$tmp"
@@ -41,6 +41,13 @@ if [ ! -s "$B/kernel/bzImage" ]; then
 	mdir=$(echo "$tmp"/x/lib/modules/*/kernel)
 	for m in virt/lib/irqbypass arch/x86/kvm/kvm arch/x86/kvm/kvm-amd arch/x86/kvm/kvm-intel drivers/net/tun; do
 		cp "$mdir/$m.ko" "$B/kernel/modules/"
+	done
+	# The guest's virtio drivers (modules in Debian's kernel), for u-root.
+	mkdir -p "$B/kernel/guest-modules"
+	for m in drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_modern_dev \
+		drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci drivers/block/virtio_blk \
+		net/core/failover drivers/net/net_failover drivers/net/virtio_net; do
+		cp "$mdir/$m.ko" "$B/kernel/guest-modules/"
 	done
 	rm -rf "$tmp"
 fi
@@ -80,8 +87,10 @@ if [ ! -s "$B/uroot.cpio" ] || [ "$B/govm-agent" -nt "$B/uroot.cpio" ]; then
 	src=$(go env GOMODCACHE)/github.com/u-root/u-root@$UROOT_VERSION
 	[ -d "$src" ] || go mod download "github.com/u-root/u-root@$UROOT_VERSION"
 	log "building the u-root initramfs"
+	files=(-files "$B/govm-agent:bin/govm-agent")
+	for k in "$B"/kernel/guest-modules/*.ko; do files+=(-files "$k:lib/modules/govm/$(basename "$k")"); done
 	( cd "$src" && GOFLAGS=-mod=mod CGO_ENABLED=0 "$GOBIN_DIR/u-root" -o "$B/uroot.cpio.tmp" \
-		-files "$B/govm-agent:bin/govm-agent" -uinitcmd=/bin/govm-agent \
+		"${files[@]}" -uinitcmd=/bin/govm-agent \
 		core ) >/dev/null 2>"$B/uroot.log" || { cat "$B/uroot.log" >&2; exit 1; }
 	mv "$B/uroot.cpio.tmp" "$B/uroot.cpio"
 fi

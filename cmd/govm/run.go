@@ -39,6 +39,7 @@ type runOptions struct {
 	expect     string
 	failOn     string
 	metrics    string
+	disks      []string
 }
 
 func newRunCmd(stdin *os.File, stdout, stderr io.Writer, code *int) *cobra.Command {
@@ -72,6 +73,7 @@ The kernel command line is "` + DefaultCmdline + `" followed by --append.
 	f.StringVar(&o.consoleLog, "console-log", "", "also write everything the guest prints to this file")
 	f.StringVar(&o.expect, "expect", "", "exit 0 as soon as a console line matches this regular expression")
 	f.StringVar(&o.failOn, "fail-on", "", "exit 36 as soon as a console line matches this regular expression")
+	f.StringArrayVar(&o.disks, "disk", nil, "attach a disk image as virtio-blk: PATH[,ro][,serial=ID] (repeatable)")
 	f.StringVar(&o.metrics, "metrics", "", "write boot time, exits by kind and console bytes as JSON to this file")
 	_ = c.MarkFlagRequired("kernel")
 	return c
@@ -115,6 +117,10 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 	}
 	if o.timeout < 0 {
 		return ExitError, usageError{fmt.Errorf("--timeout %v: must be positive", o.timeout)}
+	}
+	disks, err := parseDisks(o.disks)
+	if err != nil {
+		return ExitError, err
 	}
 	sink := &consoleSink{outs: []io.Writer{stdout}}
 	var err2 error
@@ -163,6 +169,7 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 
 	m, err := machine.New(machine.Config{
 		KVMPath: o.kvmPath, MemSize: memSize, CPUs: o.cpus, Boot: bc, Console: sink, Started: started,
+		Disks: disks,
 	})
 	if err != nil {
 		return ExitError, explain(err, o.kvmPath)

@@ -11,6 +11,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +26,7 @@ func main() {
 	if err := guest.BootDone(); err != nil {
 		fmt.Printf("GOVM-AGENT-ERROR: %v\n", err)
 	}
+	loadModules()
 	fmt.Printf("GOVM-CPUS=%d\n", countCPUs())
 	fmt.Printf("GOVM-MEMTOTAL-KB=%d\n", memTotalKB())
 	if b, err := os.ReadFile("/proc/uptime"); err == nil {
@@ -38,6 +40,11 @@ func main() {
 		must(guest.Exit(uint8(n)))
 	}
 	switch act {
+	case "disktest":
+		diskTest()
+		fmt.Println("GOVM-AGENT: powering off")
+		unix.Sync()
+		must(unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF))
 	case "hang":
 		fmt.Println("GOVM-AGENT: hanging")
 		select {}
@@ -110,4 +117,126 @@ func memTotalKB() int64 {
 		}
 	}
 	return -1
+}
+
+// moduleDir holds the kernel modules govm's initramfs carries, and
+// moduleOrder is the order their dependencies need.
+const moduleDir = "/lib/modules/govm"
+
+var moduleOrder = []string{
+	"virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev",
+	"virtio_pci", "virtio_blk", "failover", "net_failover", "virtio_net",
+}
+
+// loadModules loads the virtio drivers, which Debian's kernel builds as
+// modules.
+func loadModules() {
+	for _, name := range moduleOrder {
+		f, err := os.Open(moduleDir + "/" + name + ".ko")
+		if err != nil {
+			continue
+		}
+		err = unix.FinitModule(int(f.Fd()), "", 0)
+		f.Close()
+		if err != nil && err != unix.EEXIST {
+			fmt.Printf("GOVM-AGENT-ERROR: loading %s: %v\n", name, err)
+		}
+	}
+	// Give the drivers a moment to probe their devices.
+	for i := 0; i < 50; i++ {
+		if m, _ := filepath.Glob("/sys/block/vd*"); len(m) > 0 {
+			time.Sleep(100 * time.Millisecond)
+			break
+		}
+		if _, err := os.Stat(moduleDir + "/virtio_blk.ko"); err != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	disks, _ := filepath.Glob("/sys/block/vd*")
+	for _, d := range disks {
+		name := filepath.Base(d)
+		size := strings.TrimSpace(readFile(d + "/size"))
+		ro := strings.TrimSpace(readFile(d + "/ro"))
+		serial := strings.TrimSpace(readFile(d + "/serial"))
+		fmt.Printf("GOVM-DISK %s sectors=%s ro=%s serial=%s\n", name, size, ro, serial)
+	}
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
+// Disk test pattern: the host checks these bytes after the guest powers off.
+const diskSector = 512
+
+func diskPattern(disk string, off int64) []byte {
+	b := make([]byte, diskSector)
+	copy(b, fmt.Sprintf("GOVM-PATTERN %s %d", disk, off))
+	return b
+}
+
+// diskTest reads the host's marker at sector 1 of every disk, then writes a
+// pattern at the first sector, 1 MiB and the last sector and flushes (on a
+// read-only disk the write must fail).
+func diskTest() {
+	disks, _ := filepath.Glob("/sys/block/vd*")
+	for _, d := range disks {
+		name := filepath.Base(d)
+		sectors, _ := strconv.ParseInt(strings.TrimSpace(readFile(d+"/size")), 10, 64)
+		ro := strings.TrimSpace(readFile(d+"/ro")) == "1"
+		flag := os.O_RDWR
+		if ro {
+			flag = os.O_RDONLY
+		}
+		f, err := os.OpenFile("/dev/"+name, flag|unix.O_DIRECT, 0)
+		if err != nil {
+			fmt.Printf("GOVM-DISK-ERROR %s open: %v\n", name, err)
+			continue
+		}
+		buf := alignedBuffer(diskSector)
+		if _, err := f.ReadAt(buf, diskSector); err != nil {
+			fmt.Printf("GOVM-DISK-ERROR %s read: %v\n", name, err)
+		} else {
+			fmt.Printf("GOVM-DISK-READ %s %s\n", name, strings.TrimRight(string(buf[:32]), "\x00"))
+		}
+		if ro {
+			w, err := os.OpenFile("/dev/"+name, os.O_WRONLY, 0)
+			if err == nil {
+				_, err = w.WriteAt(diskPattern(name, 0), 0)
+				if err == nil {
+					err = w.Sync()
+				}
+				w.Close()
+			}
+			fmt.Printf("GOVM-DISK-RO-WRITE %s refused=%v\n", name, err != nil)
+			f.Close()
+			continue
+		}
+		ok := true
+		for _, off := range []int64{0, 1 << 20, (sectors - 1) * diskSector} {
+			copy(buf, diskPattern(name, off))
+			if _, err := f.WriteAt(buf, off); err != nil {
+				fmt.Printf("GOVM-DISK-ERROR %s write at %d: %v\n", name, off, err)
+				ok = false
+			}
+		}
+		if err := f.Sync(); err != nil {
+			fmt.Printf("GOVM-DISK-ERROR %s flush: %v\n", name, err)
+			ok = false
+		}
+		f.Close()
+		fmt.Printf("GOVM-DISK-WROTE %s ok=%v\n", name, ok)
+	}
+}
+
+// alignedBuffer returns n bytes aligned for O_DIRECT: an anonymous
+// mapping is page aligned.
+func alignedBuffer(n int) []byte {
+	b, err := unix.Mmap(-1, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		panic(err)
+	}
+	return b[:n]
 }

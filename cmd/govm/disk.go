@@ -1,0 +1,68 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/govm/govm/machine"
+)
+
+// parseDisk parses --disk PATH[,ro][,serial=ID].
+func parseDisk(spec string) (machine.Disk, error) {
+	parts := strings.Split(spec, ",")
+	d := machine.Disk{Path: parts[0]}
+	if d.Path == "" {
+		return d, fmt.Errorf("--disk %q: no path", spec)
+	}
+	for _, p := range parts[1:] {
+		switch {
+		case p == "ro":
+			d.ReadOnly = true
+		case p == "rw":
+			d.ReadOnly = false
+		case strings.HasPrefix(p, "serial="):
+			d.Serial = strings.TrimPrefix(p, "serial=")
+			if len(d.Serial) > 20 {
+				return d, fmt.Errorf("--disk %q: serial longer than 20 bytes", spec)
+			}
+		default:
+			return d, fmt.Errorf("--disk %q: unknown option %q (want ro, rw or serial=ID)", spec, p)
+		}
+	}
+	return d, nil
+}
+
+// parseDisks parses every --disk and refuses one file given twice.
+func parseDisks(specs []string) ([]machine.Disk, error) {
+	var disks []machine.Disk
+	var seen []os.FileInfo
+	for _, s := range specs {
+		d, err := parseDisk(s)
+		if err != nil {
+			return nil, err
+		}
+		st, err := os.Stat(d.Path)
+		if err != nil {
+			return nil, fmt.Errorf("--disk %s: %w", d.Path, unwrapPath(err))
+		}
+		if st.IsDir() {
+			return nil, fmt.Errorf("--disk %s: is a directory", d.Path)
+		}
+		for _, o := range seen {
+			if os.SameFile(o, st) {
+				return nil, fmt.Errorf("--disk %s: the same file is already a disk", d.Path)
+			}
+		}
+		seen = append(seen, st)
+		disks = append(disks, d)
+	}
+	return disks, nil
+}
+
+func unwrapPath(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}

@@ -1,0 +1,619 @@
+package virtio
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/govm/govm/mem"
+	"github.com/govm/govm/pci"
+)
+
+// Platform is what the PCI transport needs from the VM: placing its BAR on
+// the MMIO bus, binding queue notifications to eventfds in the kernel, and
+// delivering MSIs.
+type Platform interface {
+	MapMMIO(base, size uint64, name string, dev MMIODevice) error
+	UnmapMMIO(base uint64, dev MMIODevice)
+	IOEventFD(fd int, addr uint64, length uint32, deassign bool) error
+	SignalMSI(addr uint64, data uint32) error
+}
+
+// MMIODevice serves accesses to a mapped range (machine.Device).
+type MMIODevice interface {
+	Read(off uint64, data []byte)
+	Write(off uint64, data []byte)
+}
+
+// Virtio PCI constants (virtio 1.2, 4.1).
+const (
+	pciVendorVirtio = 0x1af4
+	pciDeviceBase   = 0x1040 // modern device ID = 0x1040 + type
+	pciRevision     = 1
+
+	capCommon = 1
+	capNotify = 2
+	capISR    = 3
+	capDevice = 4
+
+	// BAR0 layout.
+	BARSize       = 0x8000
+	offCommon     = 0x0000
+	lenCommon     = 0x38
+	offISR        = 0x1000
+	lenISR        = 1
+	offDevice     = 0x2000
+	lenDevice     = 0x1000
+	offNotify     = 0x3000
+	notifyMult    = 4
+	offMSIXTable  = 0x4000
+	offMSIXPBA    = 0x5000
+	msixEntrySize = 16
+
+	// Common configuration (4.1.4.3).
+	ccDeviceFeatureSel = 0x00
+	ccDeviceFeature    = 0x04
+	ccDriverFeatureSel = 0x08
+	ccDriverFeature    = 0x0c
+	ccConfigMSIX       = 0x10
+	ccNumQueues        = 0x12
+	ccStatus           = 0x14
+	ccConfigGen        = 0x15
+	ccQueueSelect      = 0x16
+	ccQueueSize        = 0x18
+	ccQueueMSIX        = 0x1a
+	ccQueueEnable      = 0x1c
+	ccQueueNotifyOff   = 0x1e
+	ccQueueDesc        = 0x20
+	ccQueueDriver      = 0x28
+	ccQueueDevice      = 0x30
+
+	// Device status (2.1).
+	StatusAcknowledge = 1
+	StatusDriver      = 2
+	StatusDriverOK    = 4
+	StatusFeaturesOK  = 8
+	StatusNeedsReset  = 64
+	StatusFailed      = 128
+
+	noVector = 0xffff
+
+	msixCtlEnable   = 1 << 15
+	msixCtlFuncMask = 1 << 14
+	msixVectorMask  = 1
+
+	isrQueue  = 1
+	isrConfig = 2
+)
+
+type pciQueue struct {
+	q        Queue
+	size     uint16
+	enabled  bool
+	vector   uint16
+	efd      int
+	notifyAt uint64 // ioeventfd address registered, 0 if none
+}
+
+// PCIDevice is a virtio device behind the modern virtio-PCI transport.
+type PCIDevice struct {
+	name string
+	dev  Device
+	mem  *mem.Memory
+	plat Platform
+	Cfg  *pci.Config
+	msix int // MSI-X capability offset
+
+	mu          sync.Mutex
+	mapped      uint64 // BAR address mapped on the bus, 0 if none
+	devFeatSel  uint32
+	drvFeatSel  uint32
+	drvFeatures uint64
+	status      uint8
+	configGen   uint8
+	queueSel    uint16
+	configVec   uint16
+	isr         uint8
+	queues      []pciQueue
+	table       []byte // MSI-X table
+	pending     []bool
+
+	live    bool // activated
+	stop    atomic.Bool
+	workers sync.WaitGroup
+}
+
+// NewPCIDevice wraps dev in the transport, with its BAR at barAddr.
+func NewPCIDevice(name string, dev Device, m *mem.Memory, plat Platform, barAddr uint64) *PCIDevice {
+	n := dev.NumQueues()
+	p := &PCIDevice{
+		name: name, dev: dev, mem: m, plat: plat,
+		queues:    make([]pciQueue, n),
+		table:     make([]byte, (n+1)*msixEntrySize),
+		pending:   make([]bool, n+1),
+		configVec: noVector,
+	}
+	for i := range p.queues {
+		p.queues[i] = pciQueue{size: dev.QueueMax(), vector: noVector, efd: -1}
+	}
+	for v := 0; v <= n; v++ {
+		p.table[v*msixEntrySize+12] = msixVectorMask // vectors start masked
+	}
+	class, sub := uint8(0xff), uint8(0)
+	switch dev.Type() {
+	case TypeBlock:
+		class, sub = 0x01, 0x00
+	case TypeNet:
+		class, sub = 0x02, 0x00
+	}
+	c := pci.NewConfig(pciVendorVirtio, pciDeviceBase+dev.Type(), class, sub, 0)
+	c.SetByte(pci.RevisionID, pciRevision)
+	c.SetSubsystem(pciVendorVirtio, dev.Type())
+	c.AddMem64BAR(0, BARSize, barAddr)
+	vcap := func(typ uint8, off, length uint32, extra []byte) []byte {
+		b := make([]byte, 14+len(extra))
+		b[0] = byte(16 + len(extra)) // cap_len, from the capability's start
+		b[1] = typ
+		b[2] = 0 // BAR 0
+		binary.LittleEndian.PutUint32(b[6:], off)
+		binary.LittleEndian.PutUint32(b[10:], length)
+		copy(b[14:], extra)
+		return b
+	}
+	c.AddCapability(pci.CapVendor, vcap(capCommon, offCommon, lenCommon, nil), nil)
+	mult := make([]byte, 4)
+	binary.LittleEndian.PutUint32(mult, notifyMult)
+	c.AddCapability(pci.CapVendor, vcap(capNotify, offNotify, uint32(n*notifyMult), mult), nil)
+	c.AddCapability(pci.CapVendor, vcap(capISR, offISR, lenISR, nil), nil)
+	c.AddCapability(pci.CapVendor, vcap(capDevice, offDevice, lenDevice, nil), nil)
+	mx := make([]byte, 10)
+	binary.LittleEndian.PutUint16(mx[0:], uint16(n)) // table size - 1 = n (n queues + config)
+	binary.LittleEndian.PutUint32(mx[2:], offMSIXTable)
+	binary.LittleEndian.PutUint32(mx[6:], offMSIXPBA)
+	p.msix = c.AddCapability(pci.CapMSIX, mx, []byte{0, 0xc0})
+	c.OnWrite = func(int, []byte) { p.remap() }
+	p.Cfg = c
+	return p
+}
+
+// remap follows the guest's BAR and memory-enable settings.
+func (p *PCIDevice) remap() {
+	want := uint64(0)
+	if p.Cfg.MemoryEnabled() {
+		a := p.Cfg.BARAddr(0)
+		if a != 0 && a+BARSize > a && a&(BARSize-1) == 0 {
+			want = a
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if want == p.mapped {
+		return
+	}
+	if p.mapped != 0 {
+		p.plat.UnmapMMIO(p.mapped, p)
+		p.unbindNotify()
+	}
+	p.mapped = 0
+	if want != 0 {
+		if err := p.plat.MapMMIO(want, BARSize, p.name, p); err != nil {
+			slog.Warn("virtio-pci: BAR placement refused", "dev", p.name, "err", err)
+			return
+		}
+		p.mapped = want
+		if p.live {
+			p.bindNotify()
+		}
+	}
+}
+
+// Read serves BAR0.
+func (p *PCIDevice) Read(off uint64, data []byte) {
+	clear(data)
+	switch {
+	case off < offCommon+lenCommon:
+		p.mu.Lock()
+		p.readCommon(off, data)
+		p.mu.Unlock()
+	case off == offISR:
+		p.mu.Lock()
+		data[0] = p.isr
+		p.isr = 0 // reading ISR clears it (4.1.4.5)
+		p.mu.Unlock()
+	case off >= offDevice && off < offDevice+lenDevice:
+		p.dev.ReadConfig(off-offDevice, data)
+	case off >= offMSIXTable && off+uint64(len(data)) <= offMSIXTable+uint64(len(p.table)):
+		p.mu.Lock()
+		copy(data, p.table[off-offMSIXTable:])
+		p.mu.Unlock()
+	case off >= offMSIXPBA && off < offMSIXPBA+8:
+		p.mu.Lock()
+		var bits uint64
+		for i, pend := range p.pending {
+			if pend {
+				bits |= 1 << i
+			}
+		}
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], bits)
+		copy(data, b[off-offMSIXPBA:])
+		p.mu.Unlock()
+	}
+}
+
+// Write serves BAR0.
+func (p *PCIDevice) Write(off uint64, data []byte) {
+	switch {
+	case off < offCommon+lenCommon:
+		p.mu.Lock()
+		p.writeCommon(off, data)
+		p.mu.Unlock()
+	case off >= offDevice && off < offDevice+lenDevice:
+		p.dev.WriteConfig(off-offDevice, data)
+	case off >= offNotify && off < offNotify+uint64(len(p.queues)*notifyMult):
+		// Only when the ioeventfd is not bound (yet): wake the worker.
+		p.kick(int(off-offNotify) / notifyMult)
+	case off >= offMSIXTable && off+uint64(len(data)) <= offMSIXTable+uint64(len(p.table)):
+		p.mu.Lock()
+		copy(p.table[off-offMSIXTable:], data)
+		p.mu.Unlock()
+		p.deliverPending()
+	}
+}
+
+func uintN(data []byte) uint64 {
+	var b [8]byte
+	copy(b[:], data)
+	return binary.LittleEndian.Uint64(b[:])
+}
+
+func putN(data []byte, v uint64) {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], v)
+	copy(data, b[:])
+}
+
+func (p *PCIDevice) selected() *pciQueue {
+	if int(p.queueSel) < len(p.queues) {
+		return &p.queues[p.queueSel]
+	}
+	return nil
+}
+
+func (p *PCIDevice) readCommon(off uint64, data []byte) {
+	q := p.selected()
+	switch off {
+	case ccDeviceFeatureSel:
+		putN(data, uint64(p.devFeatSel))
+	case ccDeviceFeature:
+		if p.devFeatSel < 2 {
+			putN(data, p.offered()>>(32*p.devFeatSel)&0xffffffff)
+		}
+	case ccDriverFeatureSel:
+		putN(data, uint64(p.drvFeatSel))
+	case ccDriverFeature:
+		if p.drvFeatSel < 2 {
+			putN(data, p.drvFeatures>>(32*p.drvFeatSel)&0xffffffff)
+		}
+	case ccConfigMSIX:
+		putN(data, uint64(p.configVec))
+	case ccNumQueues:
+		putN(data, uint64(len(p.queues)))
+	case ccStatus:
+		putN(data, uint64(p.status))
+	case ccConfigGen:
+		putN(data, uint64(p.configGen))
+	case ccQueueSelect:
+		putN(data, uint64(p.queueSel))
+	case ccQueueSize, ccQueueMSIX, ccQueueEnable, ccQueueNotifyOff, ccQueueDesc, ccQueueDesc + 4,
+		ccQueueDriver, ccQueueDriver + 4, ccQueueDevice, ccQueueDevice + 4:
+		if q == nil {
+			return
+		}
+		switch off {
+		case ccQueueSize:
+			putN(data, uint64(q.size))
+		case ccQueueMSIX:
+			putN(data, uint64(q.vector))
+		case ccQueueEnable:
+			if q.enabled {
+				putN(data, 1)
+			}
+		case ccQueueNotifyOff:
+			putN(data, uint64(p.queueSel))
+		case ccQueueDesc, ccQueueDesc + 4:
+			putN(data, q.q.Desc>>(8*(off-ccQueueDesc)))
+		case ccQueueDriver, ccQueueDriver + 4:
+			putN(data, q.q.Avail>>(8*(off-ccQueueDriver)))
+		case ccQueueDevice, ccQueueDevice + 4:
+			putN(data, q.q.Used>>(8*(off-ccQueueDevice)))
+		}
+	}
+}
+
+// offered is what the device offers: its own features plus the transport's.
+func (p *PCIDevice) offered() uint64 {
+	return p.dev.Features() | FeatureVersion1 | FeatureEventIdx | FeatureIndirectDesc
+}
+
+// setAddr updates the low or high half of a 64-bit ring address.
+func setAddr(dst *uint64, off uint64, v uint64, n int) {
+	shift := 8 * off
+	mask := uint64(1)<<(8*uint(n)) - 1
+	if n >= 8 {
+		mask = ^uint64(0)
+	}
+	*dst = *dst&^(mask<<shift) | (v&mask)<<shift
+}
+
+func (p *PCIDevice) writeCommon(off uint64, data []byte) {
+	v := uintN(data)
+	q := p.selected()
+	// Queue configuration is frozen once the driver says DRIVER_OK
+	// (4.1.4.3.2); writes after that are ignored.
+	queueCfg := !p.live && q != nil && p.status&StatusFeaturesOK != 0
+	switch off {
+	case ccDeviceFeatureSel:
+		p.devFeatSel = uint32(v)
+	case ccDriverFeatureSel:
+		p.drvFeatSel = uint32(v)
+	case ccDriverFeature:
+		if p.drvFeatSel < 2 && p.status&StatusFeaturesOK == 0 {
+			shift := 32 * p.drvFeatSel
+			p.drvFeatures = p.drvFeatures&^(0xffffffff<<shift) | (v&0xffffffff)<<shift
+		}
+	case ccConfigMSIX:
+		p.configVec = uint16(v)
+	case ccStatus:
+		p.setStatus(uint8(v))
+	case ccQueueSelect:
+		p.queueSel = uint16(v)
+	case ccQueueSize:
+		if queueCfg {
+			q.size = uint16(v)
+		}
+	case ccQueueMSIX:
+		if q != nil && !p.live {
+			q.vector = uint16(v)
+		}
+	case ccQueueEnable:
+		if queueCfg && v == 1 {
+			q.enabled = true
+		}
+	case ccQueueDesc, ccQueueDesc + 4:
+		if queueCfg {
+			setAddr(&q.q.Desc, off-ccQueueDesc, v, len(data))
+		}
+	case ccQueueDriver, ccQueueDriver + 4:
+		if queueCfg {
+			setAddr(&q.q.Avail, off-ccQueueDriver, v, len(data))
+		}
+	case ccQueueDevice, ccQueueDevice + 4:
+		if queueCfg {
+			setAddr(&q.q.Used, off-ccQueueDevice, v, len(data))
+		}
+	}
+}
+
+// setStatus runs the device status state machine (2.1, 3.1.1).
+func (p *PCIDevice) setStatus(s uint8) {
+	if s == 0 {
+		p.resetLocked()
+		return
+	}
+	if s&^p.status&StatusFeaturesOK != 0 {
+		// Only offered features, and VERSION_1, may be accepted.
+		if p.drvFeatures&^p.offered() != 0 || p.drvFeatures&FeatureVersion1 == 0 {
+			s &^= StatusFeaturesOK
+		}
+	}
+	if s&^p.status&StatusDriverOK != 0 && p.status&StatusFeaturesOK != 0 && !p.live {
+		p.status = s
+		if err := p.activateLocked(); err != nil {
+			slog.Warn("virtio-pci: activation failed", "dev", p.name, "err", err)
+			p.needsResetLocked()
+		}
+		return
+	}
+	p.status = s | p.status&StatusNeedsReset
+}
+
+func (p *PCIDevice) activateLocked() error {
+	var qs []*Queue
+	for i := range p.queues {
+		pq := &p.queues[i]
+		pq.q.Size = pq.size
+		pq.q.EventIdx = p.drvFeatures&FeatureEventIdx != 0
+		if !pq.enabled {
+			qs = append(qs, nil)
+			continue
+		}
+		if err := pq.q.Validate(p.mem, p.dev.QueueMax()); err != nil {
+			return fmt.Errorf("queue %d: %w", i, err)
+		}
+		qs = append(qs, &pq.q)
+	}
+	if err := p.dev.Activate(p.mem, p.drvFeatures, qs, p.interrupt); err != nil {
+		return err
+	}
+	p.stop.Store(false)
+	for i := range p.queues {
+		pq := &p.queues[i]
+		if !pq.enabled {
+			continue
+		}
+		efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+		if err != nil {
+			return fmt.Errorf("eventfd: %w", err)
+		}
+		pq.efd = efd
+		p.workers.Add(1)
+		go p.worker(i, efd)
+	}
+	p.live = true
+	if p.mapped != 0 {
+		p.bindNotify()
+	}
+	return nil
+}
+
+// bindNotify asks KVM to signal each queue's eventfd on a write to its
+// notify address, so a kick costs no exit to userspace.
+func (p *PCIDevice) bindNotify() {
+	for i := range p.queues {
+		pq := &p.queues[i]
+		if pq.efd < 0 || pq.notifyAt != 0 {
+			continue
+		}
+		addr := p.mapped + offNotify + uint64(i*notifyMult)
+		if err := p.plat.IOEventFD(pq.efd, addr, 2, false); err != nil {
+			slog.Debug("virtio-pci: ioeventfd refused; kicks will exit to userspace", "dev", p.name, "err", err)
+			continue
+		}
+		pq.notifyAt = addr
+	}
+}
+
+func (p *PCIDevice) unbindNotify() {
+	for i := range p.queues {
+		pq := &p.queues[i]
+		if pq.notifyAt != 0 {
+			_ = p.plat.IOEventFD(pq.efd, pq.notifyAt, 2, true)
+			pq.notifyAt = 0
+		}
+	}
+}
+
+func (p *PCIDevice) kick(q int) {
+	p.mu.Lock()
+	efd := -1
+	if q < len(p.queues) {
+		efd = p.queues[q].efd
+	}
+	p.mu.Unlock()
+	if efd >= 0 {
+		var one [8]byte
+		one[0] = 1
+		_, _ = unix.Write(efd, one[:])
+	}
+}
+
+func (p *PCIDevice) worker(q, efd int) {
+	defer p.workers.Done()
+	var buf [8]byte
+	for {
+		if _, err := unix.Read(efd, buf[:]); err != nil && !errors.Is(err, unix.EINTR) {
+			return
+		}
+		if p.stop.Load() {
+			return
+		}
+		if err := p.dev.Process(q); err != nil {
+			slog.Warn("virtio: device needs reset", "dev", p.name, "queue", q, "err", err)
+			p.mu.Lock()
+			p.needsResetLocked()
+			p.mu.Unlock()
+			return
+		}
+	}
+}
+
+// needsResetLocked sets DEVICE_NEEDS_RESET and tells the driver through
+// the configuration-change interrupt (2.1.2).
+func (p *PCIDevice) needsResetLocked() {
+	p.status |= StatusNeedsReset
+	p.configGen++
+	p.isr |= isrConfig
+	p.signalLocked(p.configVec)
+}
+
+// interrupt is the device's notification for queue q.
+func (p *PCIDevice) interrupt(q int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.isr |= isrQueue
+	if q < len(p.queues) {
+		p.signalLocked(p.queues[q].vector)
+	}
+}
+
+func (p *PCIDevice) msixControl() uint16 {
+	return p.Cfg.Uint16(p.msix + 2)
+}
+
+// signalLocked delivers MSI-X vector v, or records it pending while masked.
+func (p *PCIDevice) signalLocked(v uint16) {
+	ctl := p.msixControl()
+	if ctl&msixCtlEnable == 0 || v == noVector || int(v) >= len(p.pending) {
+		return // INTx is not wired: drivers use MSI-X
+	}
+	e := p.table[int(v)*msixEntrySize:]
+	if ctl&msixCtlFuncMask != 0 || binary.LittleEndian.Uint32(e[12:])&msixVectorMask != 0 {
+		p.pending[v] = true
+		return
+	}
+	addr := binary.LittleEndian.Uint64(e[0:])
+	data := binary.LittleEndian.Uint32(e[8:])
+	if err := p.plat.SignalMSI(addr, data); err != nil {
+		slog.Warn("virtio-pci: MSI delivery failed", "dev", p.name, "err", err)
+	}
+}
+
+// deliverPending sends vectors that were pending while masked.
+func (p *PCIDevice) deliverPending() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for v, pend := range p.pending {
+		if pend {
+			e := p.table[v*msixEntrySize:]
+			if binary.LittleEndian.Uint32(e[12:])&msixVectorMask == 0 && p.msixControl()&msixCtlFuncMask == 0 {
+				p.pending[v] = false
+				p.signalLocked(uint16(v))
+			}
+		}
+	}
+}
+
+// resetLocked stops the workers and returns the device to its initial
+// state. The lock is released while workers finish.
+func (p *PCIDevice) resetLocked() {
+	if p.live {
+		p.stop.Store(true)
+		p.unbindNotify()
+		for i := range p.queues {
+			if efd := p.queues[i].efd; efd >= 0 {
+				var one [8]byte
+				one[0] = 1
+				_, _ = unix.Write(efd, one[:])
+			}
+		}
+		p.mu.Unlock()
+		p.workers.Wait()
+		p.mu.Lock()
+		p.dev.Reset()
+	}
+	for i := range p.queues {
+		if p.queues[i].efd >= 0 {
+			unix.Close(p.queues[i].efd)
+		}
+		p.queues[i] = pciQueue{size: p.dev.QueueMax(), vector: noVector, efd: -1}
+	}
+	p.live = false
+	p.status, p.drvFeatures, p.devFeatSel, p.drvFeatSel, p.queueSel, p.isr = 0, 0, 0, 0, 0, 0
+	p.configVec = noVector
+	for i := range p.pending {
+		p.pending[i] = false
+	}
+}
+
+// Close stops the device's workers.
+func (p *PCIDevice) Close() {
+	p.mu.Lock()
+	p.resetLocked()
+	p.mu.Unlock()
+}
