@@ -1,0 +1,246 @@
+package virtio
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"testing"
+
+	"github.com/govm/govm/mem"
+)
+
+// memDisk is an in-memory Backend with injectable failures.
+type memDisk struct {
+	data      []byte
+	syncErr   error
+	writeErr  error
+	syncCalls int
+}
+
+func (d *memDisk) ReadAt(p []byte, off int64) (int, error) { return copy(p, d.data[off:]), nil }
+func (d *memDisk) WriteAt(p []byte, off int64) (int, error) {
+	if d.writeErr != nil {
+		return 0, d.writeErr
+	}
+	return copy(d.data[off:], p), nil
+}
+func (d *memDisk) Sync() error { d.syncCalls++; return d.syncErr }
+func (d *memDisk) Punch(off, n int64, zero bool) error {
+	clear(d.data[off : off+n])
+	return nil
+}
+
+const (
+	hdrAt    = 0x100
+	dataAt   = 0x20000
+	statusAt = 0x900
+)
+
+func blkMem(t *testing.T) *mem.Memory {
+	m, err := mem.New(mem.Region{Base: 0, Data: make([]byte, 1<<20)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func putHeader(m *mem.Memory, addr uint64, typ uint32, sector uint64) {
+	var h [16]byte
+	binary.LittleEndian.PutUint32(h[0:], typ)
+	binary.LittleEndian.PutUint64(h[8:], sector)
+	m.WriteAt(h[:], addr)
+}
+
+func TestParseBlkRequest(t *testing.T) {
+	const capacity = 64 // sectors
+	status := Desc{Addr: statusAt, Len: 1, Write: true}
+	tests := []struct {
+		name   string
+		typ    uint32
+		sector uint64
+		chain  []Desc
+		want   error
+		data   uint64
+	}{
+		{"read", BlkTypeIn, 0, []Desc{{hdrAt, 16, false}, {dataAt, 4096, true}, status}, nil, 4096},
+		{"write", BlkTypeOut, 8, []Desc{{hdrAt, 16, false}, {dataAt, 512, false}, status}, nil, 512},
+		{"header split across descriptors", BlkTypeIn, 0, []Desc{{hdrAt, 8, false}, {hdrAt + 8, 8, false}, {dataAt, 512, true}, status}, nil, 512},
+		{"header and data in one descriptor", BlkTypeOut, 0, []Desc{{hdrAt, 16 + 512, false}, status}, nil, 512},
+		{"status inside the last data buffer", BlkTypeIn, 0, []Desc{{hdrAt, 16, false}, {dataAt, 513, true}}, nil, 512},
+		{"flush", BlkTypeFlush, 0, []Desc{{hdrAt, 16, false}, status}, nil, 0},
+		{"get id", BlkTypeGetID, 0, []Desc{{hdrAt, 16, false}, {dataAt, 20, true}, status}, nil, 20},
+		{"short header", BlkTypeIn, 0, []Desc{{hdrAt, 8, false}, status}, ErrShortHeader, 0},
+		{"no status", BlkTypeIn, 0, []Desc{{hdrAt, 16, false}, {dataAt, 512, true}, {statusAt, 0, true}}, ErrNoStatus, 0},
+		{"status not writable", BlkTypeIn, 0, []Desc{{hdrAt, 16, false}, {statusAt, 1, false}}, ErrNoStatus, 0},
+		{"empty chain", BlkTypeIn, 0, nil, ErrNoStatus, 0},
+		{"read into a read-only buffer", BlkTypeIn, 0, []Desc{{hdrAt, 16, false}, {dataAt, 512, false}, status}, ErrDirection, 0},
+		{"write from a writable buffer", BlkTypeOut, 0, []Desc{{hdrAt, 16, false}, {dataAt, 512, true}, status}, ErrDirection, 0},
+		{"readable after writable", BlkTypeOut, 0, []Desc{{hdrAt, 16, false}, {dataAt, 512, true}, {dataAt + 512, 512, false}, status}, ErrDirection, 0},
+		{"length not a multiple of 512", BlkTypeIn, 0, []Desc{{hdrAt, 16, false}, {dataAt, 100, true}, status}, ErrUnaligned, 0},
+		{"past capacity", BlkTypeIn, 63, []Desc{{hdrAt, 16, false}, {dataAt, 1024, true}, status}, ErrPastCapacity, 0},
+		{"last sector", BlkTypeIn, 63, []Desc{{hdrAt, 16, false}, {dataAt, 512, true}, status}, nil, 512},
+		{"sector overflow", BlkTypeIn, ^uint64(0), []Desc{{hdrAt, 16, false}, {dataAt, 512, true}, status}, ErrPastCapacity, 0},
+		{"unknown type", 99, 0, []Desc{{hdrAt, 16, false}, status}, ErrUnsupported, 0},
+		{"discard segment size", BlkTypeDiscard, 0, []Desc{{hdrAt, 16, false}, {dataAt, 10, false}, status}, ErrUnaligned, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := blkMem(t)
+			putHeader(m, hdrAt, tt.typ, tt.sector)
+			var req BlkRequest
+			err := ParseBlkRequest(m, tt.chain, capacity, &req)
+			if !errors.Is(err, tt.want) || (tt.want == nil && err != nil) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			if err == nil && req.DataLen != tt.data {
+				t.Fatalf("data %d bytes, want %d", req.DataLen, tt.data)
+			}
+		})
+	}
+}
+
+// blkRig drives a Blk through a real queue in fake memory.
+type blkRig struct {
+	d     *driver
+	blk   *Blk
+	disk  *memDisk
+	irqs  int
+	nextS uint64
+}
+
+func newBlkRig(t *testing.T, readOnly bool) *blkRig {
+	d := newDriver(t, 16)
+	disk := &memDisk{data: make([]byte, 64*512)}
+	blk, err := NewBlk(disk, int64(len(disk.data)), BlkOptions{ReadOnly: readOnly, Serial: "serial-1", Discard: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &blkRig{d: d, blk: blk, disk: disk}
+	if err := blk.Activate(d.m, FeatureVersion1, []*Queue{&d.q}, func(int) { r.irqs++ }); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// request posts header + data + status and runs the device; it returns
+// the status byte and the used length.
+func (r *blkRig) request(t *testing.T, typ uint32, sector uint64, data []byte, write bool) (uint8, uint32) {
+	t.Helper()
+	m := r.d.m
+	putHeader(m, hdrAt, typ, sector)
+	r.d.putDesc(descBase, 0, hdrAt, 16, descFlagNext, 1)
+	next := uint16(1)
+	if data != nil {
+		flags := uint16(descFlagNext)
+		if write {
+			flags |= descFlagWrite
+		}
+		m.WriteAt(data, dataAt)
+		r.d.putDesc(descBase, 1, dataAt, uint32(len(data)), flags, 2)
+		next = 2
+	}
+	m.PutUint16(statusAt, 0xff)
+	r.d.putDesc(descBase, next, statusAt, 1, descFlagWrite, 0)
+	r.d.publish(0)
+	if err := r.blk.Process(0); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := m.Uint16(statusAt)
+	used := r.d.q.UsedIdx() - 1
+	n, _ := m.Uint32(usedAt + usedHeader + usedElem*uint64(used%16) + 4)
+	return uint8(st), n
+}
+
+func TestBlkReadWriteFlush(t *testing.T) {
+	r := newBlkRig(t, false)
+	pattern := bytes.Repeat([]byte("govm"), 256) // 1 KiB
+	if st, n := r.request(t, BlkTypeOut, 3, pattern, false); st != BlkStatusOK || n != 1 {
+		t.Fatalf("write: status %d used %d", st, n)
+	}
+	if !bytes.Equal(r.disk.data[3*512:5*512], pattern) {
+		t.Fatal("disk does not hold the written data")
+	}
+	buf := make([]byte, 1024)
+	if st, n := r.request(t, BlkTypeIn, 3, buf, true); st != BlkStatusOK || n != 1025 {
+		t.Fatalf("read: status %d used %d", st, n)
+	}
+	got := make([]byte, 1024)
+	r.d.m.ReadAt(got, dataAt)
+	if !bytes.Equal(got, pattern) {
+		t.Fatal("guest did not get the data")
+	}
+	if st, _ := r.request(t, BlkTypeFlush, 0, nil, false); st != BlkStatusOK || r.disk.syncCalls != 1 {
+		t.Fatalf("flush status %d, syncs %d", st, r.disk.syncCalls)
+	}
+	id := make([]byte, 20)
+	if st, n := r.request(t, BlkTypeGetID, 0, id, true); st != BlkStatusOK || n != 21 {
+		t.Fatalf("get id: status %d used %d", st, n)
+	}
+	r.d.m.ReadAt(id, dataAt)
+	if string(bytes.TrimRight(id, "\x00")) != "serial-1" {
+		t.Fatalf("id %q", id)
+	}
+	if st, _ := r.request(t, 42, 0, nil, false); st != BlkStatusUnsupp {
+		t.Fatalf("unknown type: status %d", st)
+	}
+	if st, _ := r.request(t, BlkTypeIn, 64, make([]byte, 512), true); st != BlkStatusIOErr {
+		t.Fatalf("read past the end: status %d", st)
+	}
+	if r.irqs == 0 {
+		t.Fatal("no interrupt")
+	}
+}
+
+func TestBlkFailedFlushSticks(t *testing.T) {
+	r := newBlkRig(t, false)
+	r.disk.syncErr = errors.New("EIO")
+	if st, _ := r.request(t, BlkTypeFlush, 0, nil, false); st != BlkStatusIOErr {
+		t.Fatalf("status %d", st)
+	}
+	r.disk.syncErr = nil // the file system recovered; the lost data did not
+	if st, _ := r.request(t, BlkTypeFlush, 0, nil, false); st != BlkStatusIOErr {
+		t.Fatalf("flush after a failed fdatasync: status %d, want IOERR", st)
+	}
+}
+
+func TestBlkReadOnlyAndWriteErrors(t *testing.T) {
+	r := newBlkRig(t, true)
+	if r.blk.Features()&BlkFeatureRO == 0 {
+		t.Fatal("RO not offered")
+	}
+	if st, _ := r.request(t, BlkTypeOut, 0, make([]byte, 512), false); st != BlkStatusIOErr {
+		t.Fatalf("write to a read-only disk: status %d", st)
+	}
+	w := newBlkRig(t, false)
+	w.disk.writeErr = errors.New("ENOSPC")
+	if st, _ := w.request(t, BlkTypeOut, 0, make([]byte, 512), false); st != BlkStatusIOErr {
+		t.Fatalf("backend write error: status %d", st)
+	}
+}
+
+func TestBlkConfig(t *testing.T) {
+	r := newBlkRig(t, false)
+	b := make([]byte, 8)
+	r.blk.ReadConfig(blkCfgCapacity, b)
+	if binary.LittleEndian.Uint64(b) != 64 {
+		t.Fatalf("capacity %d", binary.LittleEndian.Uint64(b))
+	}
+	r.blk.ReadConfig(blkCfgBlkSize, b[:4])
+	if binary.LittleEndian.Uint32(b) != 512 {
+		t.Fatal("blk_size")
+	}
+	r.blk.ReadConfig(1000, b) // past the end: zeros, no panic
+}
+
+func BenchmarkBlkParse(b *testing.B) {
+	m, _ := mem.New(mem.Region{Base: 0, Data: make([]byte, 1<<20)})
+	putHeader(m, hdrAt, BlkTypeIn, 8)
+	chain := []Desc{{hdrAt, 16, false}, {dataAt, 4096, true}, {statusAt, 1, true}}
+	req := BlkRequest{Data: make([]Segment, 0, 8)}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := ParseBlkRequest(m, chain, 1<<20, &req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
