@@ -21,8 +21,16 @@ var DefaultPaths = Paths{CPUInfo: "/proc/cpuinfo", Modules: "/sys/module"}
 
 // Facts are what the host offers.
 type Facts struct {
-	VMX, SVM bool // hardware virtualization flags in /proc/cpuinfo
-	PVM      bool // the kvm_pvm module is loaded
+	VMX, SVM  bool   // hardware virtualization flags in /proc/cpuinfo
+	PVM       bool   // the kvm_pvm module is loaded
+	ModelName string // the first CPU's model name
+}
+
+// EmulatedCPU reports a CPU that QEMU's TCG emulator provides ("QEMU TCG
+// CPU", "QEMU Virtual CPU"): KVM running on it is nested under an
+// emulator, whose SVM emulation does not give KVM the guest's XSETBV.
+func (f Facts) EmulatedCPU() bool {
+	return strings.Contains(f.ModelName, "QEMU")
 }
 
 // HardwareVirt reports VT-x or AMD-V.
@@ -41,6 +49,11 @@ func Probe(p Paths) Facts {
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			line := sc.Text()
+			if strings.HasPrefix(line, "model name") && f.ModelName == "" {
+				_, v, _ := strings.Cut(line, ":")
+				f.ModelName = strings.TrimSpace(v)
+				continue
+			}
 			if !strings.HasPrefix(line, "flags") {
 				continue
 			}

@@ -34,10 +34,48 @@ const (
 	leafDSub1XSAVES  = 1 << 3 // supervisor XSAVE
 )
 
+// XSAVE-managed features hidden when the guest cannot have XSAVE (SDM
+// vol. 2A, CPUID leaves 1 and 7).
+const (
+	leaf1ECXFMA     = 1 << 12
+	leaf1ECXXSAVE   = 1 << 26
+	leaf1ECXOSXSAVE = 1 << 27
+	leaf1ECXAVX     = 1 << 28
+	leaf1ECXF16C    = 1 << 29
+	leaf7EBXAVX2    = 1 << 5
+	leaf7EBXAVX512  = 1<<16 | 1<<17 | 1<<21 | 1<<26 | 1<<27 | 1<<28 | 1<<30 | 1<<31
+	leaf7ECXAVX512  = 1<<1 | 1<<6 | 1<<8 | 1<<9 | 1<<10 | 1<<11 | 1<<12 | 1<<14
+	leaf7EDXAVX512  = 1<<2 | 1<<3 | 1<<8 | 1<<23
+)
+
+// hideXSave removes XSAVE and every feature whose state it manages, so the
+// guest keeps only x87/SSE state (saved with FXSAVE). It is for hosts whose
+// KVM does not see the guest's XSETBV: nested under an emulator, KVM then
+// reports a stale XSAVE area size and the guest kernel corrupts memory.
+func hideXSave(entries []kvm.CPUIDEntry) []kvm.CPUIDEntry {
+	out := entries[:0]
+	for _, e := range entries {
+		switch e.Function {
+		case cpuidFeatures:
+			e.ECX &^= leaf1ECXXSAVE | leaf1ECXOSXSAVE | leaf1ECXAVX | leaf1ECXFMA | leaf1ECXF16C
+		case cpuidExtFeatures:
+			if e.Index == 0 {
+				e.EBX &^= leaf7EBXAVX2 | leaf7EBXAVX512
+				e.ECX &^= leaf7ECXAVX512
+				e.EDX &^= leaf7EDXAVX512
+			}
+		case cpuidXSave:
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
 // vcpuCPUID returns the CPUID table for vCPU id of n: the host's supported
 // leaves with this vCPU's APIC ID, the logical processor count and the
 // hypervisor bit.
-func vcpuCPUID(supported []kvm.CPUIDEntry, id, n int) []kvm.CPUIDEntry {
+func vcpuCPUID(supported []kvm.CPUIDEntry, id, n int, noXSave bool) []kvm.CPUIDEntry {
 	out := make([]kvm.CPUIDEntry, len(supported))
 	copy(out, supported)
 	for i := range out {
@@ -70,6 +108,9 @@ func vcpuCPUID(supported []kvm.CPUIDEntry, id, n int) []kvm.CPUIDEntry {
 		}
 	}
 	fixXSaveSize(out)
+	if noXSave {
+		out = hideXSave(out)
+	}
 	return out
 }
 

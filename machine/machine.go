@@ -27,6 +27,8 @@ type Config struct {
 	Console io.Writer
 	// Started is when the VMM started, for the boot timer (default: New).
 	Started time.Time
+	// NoXSave hides XSAVE and AVX from the guest (see hideXSave).
+	NoXSave bool
 
 	// Test guests: RAM replaces the layout derived from MemSize, Start
 	// replaces loading a kernel (no ACPI tables either), NoIRQChip leaves
@@ -53,11 +55,12 @@ var ErrCPUs = errors.New("bad vCPU count")
 // Result is how a VM ended.
 type Result struct {
 	Reason StopReason
-	Detail string // one line: what happened
-	VCPU   int    // the vCPU that stopped the VM, or -1
-	RIP    uint64 // its instruction pointer, for crashes
-	Err    error  // for StopError
-	Code   int    // for StopGuestExit: the guest's exit code
+	Detail string   // one line: what happened
+	VCPU   int      // the vCPU that stopped the VM, or -1
+	RIP    uint64   // its instruction pointer, for crashes
+	Err    error    // for StopError
+	Code   int      // for StopGuestExit: the guest's exit code
+	RIPs   []uint64 // every vCPU's instruction pointer when the VM stopped
 }
 
 // Stats are counters a VM keeps while it runs.
@@ -171,7 +174,7 @@ func New(cfg Config) (_ *Machine, err error) {
 		}
 		v := &vcpu{id: i, kvm: kv}
 		m.vcpus = append(m.vcpus, v)
-		if err := kv.SetCPUID(vcpuCPUID(cpuid, i, cfg.CPUs)); err != nil {
+		if err := kv.SetCPUID(vcpuCPUID(cpuid, i, cfg.CPUs, cfg.NoXSave)); err != nil {
 			return nil, fmt.Errorf("vCPU %d: %w", i, err)
 		}
 		if err := setMSRs(kv); err != nil {
@@ -331,7 +334,11 @@ func (m *Machine) Run(ctx context.Context) Result {
 		m.stop(Result{Reason: StopCanceled, Detail: context.Cause(ctx).Error(), VCPU: -1})
 	}
 	m.kickAll(&wg)
-	return m.result
+	res := m.result
+	for _, v := range m.vcpus {
+		res.RIPs = append(res.RIPs, v.lastRIP.Load())
+	}
+	return res
 }
 
 // Close releases the VM, its vCPUs and guest memory.

@@ -18,6 +18,8 @@ type vcpu struct {
 	id  int
 	kvm *kvm.VCPU
 	tid atomic.Int32 // OS thread running it, 0 until started
+	// lastRIP is where the vCPU was when its goroutine ended.
+	lastRIP atomic.Uint64
 	// exits counts exits by reason (indexes below maxCountedExit).
 	exits [maxCountedExit]atomic.Uint64
 }
@@ -31,6 +33,7 @@ func (m *Machine) runVCPU(v *vcpu) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	v.tid.Store(int32(unix.Gettid()))
+	defer func() { v.lastRIP.Store(v.rip()) }()
 	for !m.stopping.Load() {
 		e, err := v.kvm.Run()
 		if errors.Is(err, kvm.ErrInterrupted) {

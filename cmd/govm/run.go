@@ -40,6 +40,7 @@ type runOptions struct {
 	failOn     string
 	metrics    string
 	disks      []string
+	xsave      string
 }
 
 func newRunCmd(stdin *os.File, stdout, stderr io.Writer, code *int) *cobra.Command {
@@ -74,6 +75,7 @@ The kernel command line is "` + DefaultCmdline + `" followed by --append.
 	f.StringVar(&o.expect, "expect", "", "exit 0 as soon as a console line matches this regular expression")
 	f.StringVar(&o.failOn, "fail-on", "", "exit 36 as soon as a console line matches this regular expression")
 	f.StringArrayVar(&o.disks, "disk", nil, "attach a disk image as virtio-blk: PATH[,ro][,serial=ID] (repeatable)")
+	f.StringVar(&o.xsave, "xsave", "auto", "offer XSAVE/AVX to the guest: on, off, or auto (off when KVM itself runs under an emulator)")
 	f.StringVar(&o.metrics, "metrics", "", "write boot time, exits by kind and console bytes as JSON to this file")
 	_ = c.MarkFlagRequired("kernel")
 	return c
@@ -117,6 +119,16 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 	}
 	if o.timeout < 0 {
 		return ExitError, usageError{fmt.Errorf("--timeout %v: must be positive", o.timeout)}
+	}
+	var noXSave bool
+	switch o.xsave {
+	case "on":
+	case "off":
+		noXSave = true
+	case "auto":
+		noXSave = hostinfo.Probe(hostinfo.DefaultPaths).EmulatedCPU()
+	default:
+		return ExitError, usageError{fmt.Errorf("--xsave %q: want on, off or auto", o.xsave)}
 	}
 	disks, err := parseDisks(o.disks)
 	if err != nil {
@@ -169,7 +181,7 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 
 	m, err := machine.New(machine.Config{
 		KVMPath: o.kvmPath, MemSize: memSize, CPUs: o.cpus, Boot: bc, Console: sink, Started: started,
-		Disks: disks,
+		Disks: disks, NoXSave: noXSave,
 	})
 	if err != nil {
 		return ExitError, explain(err, o.kvmPath)
@@ -245,7 +257,7 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 		fmt.Fprintf(stderr, "govm: guest kernel panic (exit %d)\n", ExitPanic)
 		return ExitPanic, nil
 	case res.Reason == machine.StopCanceled && errors.Is(cause, errTimeout):
-		fmt.Fprintf(stderr, "govm: timeout after %v (exit %d); last console lines:\n%s\n", o.timeout, ExitTimeout, sink.Tail())
+		fmt.Fprintf(stderr, "govm: timeout after %v (exit %d); vCPU RIPs %#x; last console lines:\n%s\n", o.timeout, ExitTimeout, res.RIPs, sink.Tail())
 		return ExitTimeout, nil
 	case res.Reason == machine.StopPoweroff, res.Reason == machine.StopGuestExit:
 		return code, nil
