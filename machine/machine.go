@@ -29,6 +29,10 @@ type Config struct {
 	Started time.Time
 	// NoXSave hides XSAVE and AVX from the guest (see hideXSave).
 	NoXSave bool
+	// PinVCPUs pins vCPU i's thread to host CPU i mod NumCPU. Nested
+	// under an emulator, a vCPU thread that migrates between the L1's
+	// CPUs has been seen to crash its guest.
+	PinVCPUs bool
 
 	// Test guests: RAM replaces the layout derived from MemSize, Start
 	// replaces loading a kernel (no ACPI tables either), NoIRQChip leaves

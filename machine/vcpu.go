@@ -3,6 +3,7 @@ package machine
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,13 @@ func (m *Machine) runVCPU(v *vcpu) {
 	defer runtime.UnlockOSThread()
 	v.tid.Store(int32(unix.Gettid()))
 	defer func() { v.lastRIP.Store(v.rip()) }()
+	if m.cfg.PinVCPUs {
+		var set unix.CPUSet
+		set.Set(v.id % runtime.NumCPU())
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			slog.Warn("pinning vCPU thread", "vcpu", v.id, "err", err)
+		}
+	}
 	for !m.stopping.Load() {
 		e, err := v.kvm.Run()
 		if errors.Is(err, kvm.ErrInterrupted) {

@@ -121,12 +121,13 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 		return ExitError, usageError{fmt.Errorf("--timeout %v: must be positive", o.timeout)}
 	}
 	var noXSave bool
+	emulated := hostinfo.Probe(hostinfo.DefaultPaths).EmulatedCPU()
 	switch o.xsave {
 	case "on":
 	case "off":
 		noXSave = true
 	case "auto":
-		noXSave = hostinfo.Probe(hostinfo.DefaultPaths).EmulatedCPU()
+		noXSave = emulated
 	default:
 		return ExitError, usageError{fmt.Errorf("--xsave %q: want on, off or auto", o.xsave)}
 	}
@@ -181,7 +182,7 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 
 	m, err := machine.New(machine.Config{
 		KVMPath: o.kvmPath, MemSize: memSize, CPUs: o.cpus, Boot: bc, Console: sink, Started: started,
-		Disks: disks, NoXSave: noXSave,
+		Disks: disks, NoXSave: noXSave, PinVCPUs: emulated,
 	})
 	if err != nil {
 		return ExitError, explain(err, o.kvmPath)

@@ -32,17 +32,20 @@ func main() {
 	if b, err := os.ReadFile("/proc/uptime"); err == nil {
 		fmt.Printf("GOVM-UPTIME=%s\n", strings.Fields(string(b))[0])
 	}
+	drainConsole()
 	act := action()
 	if v, ok := strings.CutPrefix(act, "exit:"); ok {
 		n, err := strconv.ParseUint(v, 10, 8)
 		must(err)
 		fmt.Printf("GOVM-AGENT: exiting with %d\n", n)
+		drainConsole()
 		must(guest.Exit(uint8(n)))
 	}
 	switch act {
 	case "disktest":
 		diskTest()
 		fmt.Println("GOVM-AGENT: powering off")
+		drainConsole()
 		unix.Sync()
 		must(unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF))
 	case "hang":
@@ -50,10 +53,12 @@ func main() {
 		select {}
 	case "poweroff":
 		fmt.Println("GOVM-AGENT: powering off")
+		drainConsole()
 		unix.Sync()
 		must(unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF))
 	case "reboot":
 		fmt.Println("GOVM-AGENT: rebooting")
+		drainConsole()
 		unix.Sync()
 		must(unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART))
 	case "panic":
@@ -239,4 +244,10 @@ func alignedBuffer(n int) []byte {
 		panic(err)
 	}
 	return b[:n]
+}
+
+// drainConsole waits until the console has sent everything written to it
+// (tcdrain), so lines printed just before a poweroff are not lost.
+func drainConsole() {
+	_ = unix.IoctlSetInt(1, unix.TCSBRK, 1)
 }
