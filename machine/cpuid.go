@@ -49,9 +49,9 @@ const (
 )
 
 // hideXSave removes XSAVE and every feature whose state it manages, so the
-// guest keeps only x87/SSE state (saved with FXSAVE). It is for hosts whose
-// KVM does not see the guest's XSETBV: nested under an emulator, KVM then
-// reports a stale XSAVE area size and the guest kernel corrupts memory.
+// guest keeps only x87/SSE state (saved with FXSAVE). It is for KVM nested
+// under an emulator: there KVM does not see the guest's XSETBV and reports
+// a stale XSAVE area size, and the guest kernel then corrupts memory.
 func hideXSave(entries []kvm.CPUIDEntry) []kvm.CPUIDEntry {
 	out := entries[:0]
 	for _, e := range entries {

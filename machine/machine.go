@@ -29,9 +29,7 @@ type Config struct {
 	Started time.Time
 	// NoXSave hides XSAVE and AVX from the guest (see hideXSave).
 	NoXSave bool
-	// PinVCPUs pins vCPU i's thread to host CPU i mod NumCPU. Nested
-	// under an emulator, a vCPU thread that migrates between the L1's
-	// CPUs has been seen to crash its guest.
+	// PinVCPUs pins vCPU i's thread to host CPU i mod NumCPU.
 	PinVCPUs bool
 
 	// Test guests: RAM replaces the layout derived from MemSize, Start

@@ -182,7 +182,7 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 
 	m, err := machine.New(machine.Config{
 		KVMPath: o.kvmPath, MemSize: memSize, CPUs: o.cpus, Boot: bc, Console: sink, Started: started,
-		Disks: disks, NoXSave: noXSave, PinVCPUs: emulated,
+		Disks: disks, NoXSave: noXSave,
 	})
 	if err != nil {
 		return ExitError, explain(err, o.kvmPath)
