@@ -22,9 +22,10 @@ import (
 	"github.com/govm/govm/machine"
 )
 
-// DefaultCmdline comes before --append: the console on COM1, and a panic
-// reboots at once (govm then exits with ExitReboot instead of hanging).
-const DefaultCmdline = "console=ttyS0 panic=-1"
+// DefaultCmdline comes before --append: the console on COM1, a panic
+// reboots at once (govm sees the panic line and exits with ExitPanic), and
+// a reboot goes through the i8042 reset line, which govm serves.
+const DefaultCmdline = "console=ttyS0 panic=-1 reboot=k"
 
 type runOptions struct {
 	kernel  string

@@ -22,58 +22,63 @@ import (
 )
 
 func main() {
-	fmt.Println("GOVM-AGENT-START")
+	// /dev/kmsg is rate limited to a few lines by default; the agent says
+	// a dozen.
+	_ = os.WriteFile("/proc/sys/kernel/printk_devkmsg", []byte("on\n"), 0)
+	say("GOVM-AGENT-START")
 	if err := guest.BootDone(); err != nil {
-		fmt.Printf("GOVM-AGENT-ERROR: %v\n", err)
+		say("GOVM-AGENT-ERROR: %v", err)
 	}
 	loadModules()
-	fmt.Printf("GOVM-CPUS=%d\n", countCPUs())
-	fmt.Printf("GOVM-MEMTOTAL-KB=%d\n", memTotalKB())
+	say("GOVM-CPUS=%d", countCPUs())
+	say("GOVM-MEMTOTAL-KB=%d", memTotalKB())
 	if b, err := os.ReadFile("/proc/uptime"); err == nil {
-		fmt.Printf("GOVM-UPTIME=%s\n", strings.Fields(string(b))[0])
+		say("GOVM-UPTIME=%s", strings.Fields(string(b))[0])
 	}
 	drainConsole()
 	act := action()
 	if v, ok := strings.CutPrefix(act, "exit:"); ok {
 		n, err := strconv.ParseUint(v, 10, 8)
 		must(err)
-		fmt.Printf("GOVM-AGENT: exiting with %d\n", n)
+		say("GOVM-AGENT: exiting with %d", n)
 		drainConsole()
 		must(guest.Exit(uint8(n)))
 	}
 	switch act {
 	case "disktest":
 		diskTest()
-		fmt.Println("GOVM-AGENT: powering off")
+		say("GOVM-AGENT: powering off")
 		drainConsole()
 		unix.Sync()
 		must(unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF))
 	case "hang":
-		fmt.Println("GOVM-AGENT: hanging")
-		select {}
+		say("GOVM-AGENT: hanging")
+		for {
+			time.Sleep(time.Hour)
+		}
 	case "poweroff":
-		fmt.Println("GOVM-AGENT: powering off")
+		say("GOVM-AGENT: powering off")
 		drainConsole()
 		unix.Sync()
 		must(unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF))
 	case "reboot":
-		fmt.Println("GOVM-AGENT: rebooting")
+		say("GOVM-AGENT: rebooting")
 		drainConsole()
 		unix.Sync()
 		must(unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART))
 	case "panic":
-		fmt.Println("GOVM-AGENT: triggering a kernel panic")
+		say("GOVM-AGENT: triggering a kernel panic")
 		must(os.WriteFile("/proc/sys/kernel/sysrq", []byte("1"), 0))
 		must(os.WriteFile("/proc/sysrq-trigger", []byte("c"), 0))
 	default:
-		fmt.Println("GOVM-AGENT: done; starting the shell")
+		say("GOVM-AGENT: done; starting the shell")
 	}
 	time.Sleep(time.Hour) // poweroff/reboot do not return
 }
 
 func must(err error) {
 	if err != nil {
-		fmt.Printf("GOVM-AGENT-ERROR: %v\n", err)
+		say("GOVM-AGENT-ERROR: %v", err)
 		os.Exit(1)
 	}
 }
@@ -144,7 +149,7 @@ func loadModules() {
 		err = unix.FinitModule(int(f.Fd()), "", 0)
 		f.Close()
 		if err != nil && err != unix.EEXIST {
-			fmt.Printf("GOVM-AGENT-ERROR: loading %s: %v\n", name, err)
+			say("GOVM-AGENT-ERROR: loading %s: %v", name, err)
 		}
 	}
 	// Give the drivers a moment to probe their devices.
@@ -164,7 +169,7 @@ func loadModules() {
 		size := strings.TrimSpace(readFile(d + "/size"))
 		ro := strings.TrimSpace(readFile(d + "/ro"))
 		serial := strings.TrimSpace(readFile(d + "/serial"))
-		fmt.Printf("GOVM-DISK %s sectors=%s ro=%s serial=%s\n", name, size, ro, serial)
+		say("GOVM-DISK %s sectors=%s ro=%s serial=%s", name, size, ro, serial)
 	}
 }
 
@@ -197,14 +202,14 @@ func diskTest() {
 		}
 		f, err := os.OpenFile("/dev/"+name, flag|unix.O_DIRECT, 0)
 		if err != nil {
-			fmt.Printf("GOVM-DISK-ERROR %s open: %v\n", name, err)
+			say("GOVM-DISK-ERROR %s open: %v", name, err)
 			continue
 		}
 		buf := alignedBuffer(diskSector)
 		if _, err := f.ReadAt(buf, diskSector); err != nil {
-			fmt.Printf("GOVM-DISK-ERROR %s read: %v\n", name, err)
+			say("GOVM-DISK-ERROR %s read: %v", name, err)
 		} else {
-			fmt.Printf("GOVM-DISK-READ %s %s\n", name, strings.TrimRight(string(buf[:32]), "\x00"))
+			say("GOVM-DISK-READ %s %s", name, strings.TrimRight(string(buf[:32]), "\x00"))
 		}
 		if ro {
 			w, err := os.OpenFile("/dev/"+name, os.O_WRONLY, 0)
@@ -215,7 +220,7 @@ func diskTest() {
 				}
 				w.Close()
 			}
-			fmt.Printf("GOVM-DISK-RO-WRITE %s refused=%v\n", name, err != nil)
+			say("GOVM-DISK-RO-WRITE %s refused=%v", name, err != nil)
 			f.Close()
 			continue
 		}
@@ -223,16 +228,16 @@ func diskTest() {
 		for _, off := range []int64{0, 1 << 20, (sectors - 1) * diskSector} {
 			copy(buf, diskPattern(name, off))
 			if _, err := f.WriteAt(buf, off); err != nil {
-				fmt.Printf("GOVM-DISK-ERROR %s write at %d: %v\n", name, off, err)
+				say("GOVM-DISK-ERROR %s write at %d: %v", name, off, err)
 				ok = false
 			}
 		}
 		if err := f.Sync(); err != nil {
-			fmt.Printf("GOVM-DISK-ERROR %s flush: %v\n", name, err)
+			say("GOVM-DISK-ERROR %s flush: %v", name, err)
 			ok = false
 		}
 		f.Close()
-		fmt.Printf("GOVM-DISK-WROTE %s ok=%v\n", name, ok)
+		say("GOVM-DISK-WROTE %s ok=%v", name, ok)
 	}
 }
 
@@ -250,4 +255,20 @@ func alignedBuffer(n int) []byte {
 // (tcdrain), so lines printed just before a poweroff are not lost.
 func drainConsole() {
 	_ = unix.IoctlSetInt(1, unix.TCSBRK, 1)
+}
+
+// say prints a line on the console through the kernel log (/dev/kmsg):
+// the kernel writes it to the console before the write returns, so a line
+// said just before a poweroff or an exit-port write is never lost, as it
+// can be in the tty's buffer. Without /dev/kmsg it falls back to stdout.
+func say(format string, args ...any) {
+	line := fmt.Sprintf(format, args...)
+	if f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0); err == nil {
+		_, err = f.WriteString("<3>" + line + "\n")
+		f.Close()
+		if err == nil {
+			return
+		}
+	}
+	fmt.Println(line)
 }
