@@ -182,7 +182,7 @@ var errL1Crashed = errors.New("L1 kernel crashed")
 // fault of QEMU's TCG SVM emulation, never a govm or L2 failure).
 func (r *Runner) Run(ctx context.Context, c Case) (*Result, error) {
 	if c.Timeout == 0 {
-		c.Timeout = 4 * time.Minute
+		c.Timeout = 6 * time.Minute
 	}
 	if c.Command == "" {
 		c.Command = "run"
@@ -393,7 +393,10 @@ func (r *Runner) runNested(ctx context.Context, c Case) (*Result, error) {
 		}
 	}
 	if _, ok := res.Marker(markerL1End); !ok {
-		if l1Panic.MatchString(res.Output) && !strings.Contains(res.Output, markerRC) {
+		if !strings.Contains(res.Output, markerRC) && (l1Panic.MatchString(res.Output) || (runErr == nil && ctx.Err() == nil)) {
+			// L1's kernel panicked, or L1 reset (QEMU, run with
+			// -no-reboot, exited cleanly) before govm returned: a fault
+			// of the emulated L1, not of govm or the L2 guest.
 			return res, errL1Crashed
 		}
 		if ctx.Err() != nil {
