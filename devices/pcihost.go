@@ -83,6 +83,17 @@ func (h *PCIHost) target() (slot int, reg uint32) {
 
 // Read serves the address and data ports.
 func (h *PCIHost) Read(off uint64, data []byte) {
+	// A device function serializes itself; the host lock is not held
+	// while it runs.
+	if f, reg := h.readLocked(off, data); f != nil {
+		f.Read(int(reg), data)
+	}
+}
+
+// readLocked serves reads of the address register, the host bridge and
+// empty slots; for a device function it returns the function to call and
+// the register offset.
+func (h *PCIHost) readLocked(off uint64, data []byte) (ConfigSpace, uint32) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if off < pciDataOff {
@@ -93,29 +104,22 @@ func (h *PCIHost) Read(off uint64, data []byte) {
 				data[i] = b[o]
 			}
 		}
-		return
+		return nil, 0
 	}
 	slot, reg := h.target()
 	o := reg + uint32(off-pciDataOff)
-	switch {
-	case slot > 0:
-		f := h.slots[slot]
-		h.mu.Unlock()
-		f.Read(int(o), data)
-		h.mu.Lock() // re-taken for the deferred unlock
-	case slot == 0:
-		for i := range data {
-			if p := o + uint32(i); p < pciConfigSpace {
-				data[i] = h.bridge[p]
-			} else {
-				data[i] = 0xff
-			}
-		}
-	default:
-		for i := range data {
+	if slot > 0 {
+		return h.slots[slot], o
+	}
+	for i := range data {
+		switch p := o + uint32(i); {
+		case slot == 0 && p < pciConfigSpace:
+			data[i] = h.bridge[p]
+		default:
 			data[i] = 0xff
 		}
 	}
+	return nil, 0
 }
 
 // Write serves the address and data ports. The host bridge's registers are
