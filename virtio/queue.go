@@ -126,6 +126,10 @@ func (q *Queue) Pop(m *mem.Memory) (head uint16, chain []Desc, ok bool, err erro
 	return h, chain, true, nil
 }
 
+// Unpop gives back the last n chains popped and not yet returned with
+// PushUsed: the next Pop returns them again.
+func (q *Queue) Unpop(n int) { q.lastAvail -= uint16(n) }
+
 // readDesc reads descriptor i of the table at base.
 func readDesc(m *mem.Memory, base uint64, i uint16) (addr uint64, length uint32, flags, next uint16, err error) {
 	b, err := m.Slice(base+uint64(i)*descSize, descSize)

@@ -2,7 +2,8 @@
 // what the guest sees (CPUs, memory) on the console as GOVM-* marker lines,
 // then does what the kernel command line asks with govm.action=: poweroff,
 // reboot, panic, hang, exit:N (end the VM with code N through the exit
-// port), or nothing (u-root's shell starts next). It marks the boot timer
+// port), echo (read one line typed on the console, say it back upper-cased
+// and power off), or nothing (u-root's shell starts next). It marks the boot timer
 // first. The end-to-end tests and
 // `make run` use it.
 package main
@@ -51,6 +52,12 @@ func main() {
 		drainConsole()
 		unix.Sync()
 		must(unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF))
+	case "echo":
+		echoLine()
+		say("GOVM-AGENT: powering off")
+		drainConsole()
+		unix.Sync()
+		must(unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF))
 	case "hang":
 		say("GOVM-AGENT: hanging")
 		for {
@@ -74,6 +81,19 @@ func main() {
 		say("GOVM-AGENT: done; starting the shell")
 	}
 	time.Sleep(time.Hour) // poweroff/reboot do not return
+}
+
+// echoLine proves the console's input path: it asks for a line, reads it
+// from the console's tty and says it back upper-cased, so the answer is
+// the guest's work and not the tty echoing what was typed.
+func echoLine() {
+	tty, err := os.Open("/dev/console")
+	must(err)
+	defer tty.Close()
+	say("GOVM-INPUT-READY")
+	line, err := bufio.NewReader(tty).ReadString('\n')
+	must(err)
+	say("GOVM-INPUT=%s", strings.ToUpper(strings.TrimSpace(line)))
 }
 
 func must(err error) {

@@ -1,0 +1,501 @@
+package virtio
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/govm/govm/mem"
+)
+
+// virtio-net (virtio 1.2, 5.1).
+const (
+	NetFeatureCsum      = 1 << 0  // device takes partially checksummed frames
+	NetFeatureGuestCsum = 1 << 1  // driver takes partially checksummed frames
+	NetFeatureMAC       = 1 << 5  // config space has the MAC
+	NetFeatureGuestTSO4 = 1 << 7  // driver takes TSOv4 frames
+	NetFeatureGuestTSO6 = 1 << 8  // driver takes TSOv6 frames
+	NetFeatureGuestECN  = 1 << 9  // driver takes TSO frames with ECN
+	NetFeatureHostTSO4  = 1 << 11 // device takes TSOv4 frames
+	NetFeatureHostTSO6  = 1 << 12 // device takes TSOv6 frames
+	NetFeatureHostECN   = 1 << 13 // device takes TSO frames with ECN
+	NetFeatureMrgRxbuf  = 1 << 15 // a received frame may span buffers
+	NetFeatureStatus    = 1 << 16 // config space has the link status
+
+	// NetHeaderSize is struct virtio_net_hdr with num_buffers (5.1.6): the
+	// only header a VERSION_1 device uses.
+	NetHeaderSize = 12
+
+	netHdrNumBuffers    = 10 // offset of num_buffers in the header
+	netHdrFlagNeedsCsum = 1
+	netGSONone          = 0
+	netGSOTCPv4         = 1
+	netGSOTCPv6         = 4
+	netGSOECN           = 0x80
+
+	// netMaxFrame is the largest Ethernet frame either way: a 64 KiB
+	// GSO packet and its Ethernet header (with a VLAN tag).
+	netMaxFrame = 65535 + 18
+	netQueueMax = 256
+	netRxQueue  = 0
+	netTxQueue  = 1
+	// netRxBatch frames are delivered before the driver is interrupted.
+	netRxBatch = 64
+
+	// Config space (5.1.4).
+	netCfgMAC      = 0
+	netCfgStatus   = 6
+	netCfgMaxPairs = 8
+	netCfgSize     = 10
+	netLinkUp      = 1
+)
+
+// Offload flags the backend understands (tap.Offload*, TUNSETOFFLOAD).
+const (
+	OffloadCsum   = 0x01
+	OffloadTSO4   = 0x02
+	OffloadTSO6   = 0x04
+	OffloadTSOECN = 0x08
+)
+
+// NetBackend is the host side of a NIC: a non-blocking file descriptor on
+// which each read returns one frame and each write sends one, every frame
+// led by a NetHeaderSize virtio-net header (a TAP with IFF_VNET_HDR).
+type NetBackend interface {
+	Fd() int
+	// SetOffload says which offloaded frames the backend may hand over.
+	SetOffload(flags int) error
+}
+
+// TX frames that break the rules are dropped and counted, never sent.
+var (
+	ErrNetShortFrame = errors.New("virtio-net: frame shorter than its header")
+	ErrNetLongFrame  = errors.New("virtio-net: frame longer than 64 KiB plus headers")
+	ErrNetWritable   = errors.New("virtio-net: device-writable buffer in a transmit chain")
+	ErrNetGSO        = errors.New("virtio-net: GSO type not negotiated or malformed")
+	ErrNetCsum       = errors.New("virtio-net: checksum offsets outside the frame")
+)
+
+// NetStats counts a NIC's traffic.
+type NetStats struct {
+	TxFrames, TxBytes, TxDropped atomic.Uint64
+	RxFrames, RxBytes, RxDropped atomic.Uint64
+	RxStalls                     atomic.Uint64 // times RX waited for the driver to post buffers
+	TxBackendErrs, RxBackendErrs atomic.Uint64
+}
+
+// Net is a virtio-net device with one receive and one transmit queue.
+type Net struct {
+	backend NetBackend
+	mac     [6]byte
+	Stats   NetStats
+
+	mu        sync.Mutex // guards the fields below against Activate/Reset
+	mem       *mem.Memory
+	features  uint64
+	rx, tx    *Queue
+	interrupt func(q int)
+
+	txBuf []byte // one frame being sent
+
+	// The receive loop runs on its own goroutine from Activate to Reset.
+	rxWake  int // eventfd: the driver posted buffers, or stop
+	rxStop  atomic.Bool
+	rxErr   atomic.Pointer[error] // the receive queue broke; reported by the next RX kick
+	rxDone  chan struct{}
+	rxBuf   []byte // one frame read from the backend
+	rxLen   int    // bytes in rxBuf waiting for guest buffers, 0 if none
+	rxHeads []uint16
+	rxLens  []uint32
+}
+
+// NewNet makes a NIC with the given MAC on a backend.
+func NewNet(backend NetBackend, mac [6]byte) (*Net, error) {
+	if mac[0]&1 != 0 {
+		return nil, fmt.Errorf("MAC %x is a multicast address", mac)
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	return &Net{
+		backend: backend, mac: mac,
+		txBuf:   make([]byte, NetHeaderSize+netMaxFrame),
+		rxBuf:   make([]byte, NetHeaderSize+netMaxFrame),
+		rxWake:  wake,
+		rxHeads: make([]uint16, 0, netQueueMax),
+		rxLens:  make([]uint32, 0, netQueueMax),
+	}, nil
+}
+
+func (n *Net) Type() uint16 { return TypeNet }
+
+func (n *Net) Features() uint64 {
+	return FeatureVersion1 | FeatureEventIdx | FeatureIndirectDesc |
+		NetFeatureCsum | NetFeatureGuestCsum | NetFeatureMAC | NetFeatureStatus |
+		NetFeatureGuestTSO4 | NetFeatureGuestTSO6 | NetFeatureGuestECN |
+		NetFeatureHostTSO4 | NetFeatureHostTSO6 | NetFeatureHostECN |
+		NetFeatureMrgRxbuf
+}
+
+func (n *Net) NumQueues() int   { return 2 }
+func (n *Net) QueueMax() uint16 { return netQueueMax }
+
+func (n *Net) ReadConfig(off uint64, data []byte) {
+	var cfg [netCfgSize]byte
+	copy(cfg[netCfgMAC:], n.mac[:])
+	binary.LittleEndian.PutUint16(cfg[netCfgStatus:], netLinkUp)
+	binary.LittleEndian.PutUint16(cfg[netCfgMaxPairs:], 1)
+	for i := range data {
+		data[i] = 0
+		if off+uint64(i) < netCfgSize {
+			data[i] = cfg[off+uint64(i)]
+		}
+	}
+}
+
+// WriteConfig ignores writes: a VERSION_1 driver sets no field (5.1.4).
+func (n *Net) WriteConfig(uint64, []byte) {}
+
+// offloadFlags maps the negotiated guest features to backend offloads; TSO
+// is only handed over with partial checksums, as the driver requires.
+func offloadFlags(features uint64) int {
+	if features&NetFeatureGuestCsum == 0 {
+		return 0
+	}
+	f := OffloadCsum
+	if features&NetFeatureGuestTSO4 != 0 {
+		f |= OffloadTSO4
+	}
+	if features&NetFeatureGuestTSO6 != 0 {
+		f |= OffloadTSO6
+	}
+	if f&(OffloadTSO4|OffloadTSO6) != 0 && features&NetFeatureGuestECN != 0 {
+		f |= OffloadTSOECN
+	}
+	return f
+}
+
+func (n *Net) Activate(m *mem.Memory, features uint64, queues []*Queue, interrupt func(q int)) error {
+	if len(queues) != 2 || queues[netRxQueue] == nil || queues[netTxQueue] == nil {
+		return fmt.Errorf("virtio-net: the driver must enable both queues")
+	}
+	if err := n.backend.SetOffload(offloadFlags(features)); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.mem, n.features, n.interrupt = m, features, interrupt
+	n.rx, n.tx = queues[netRxQueue], queues[netTxQueue]
+	n.rxLen = 0
+	n.mu.Unlock()
+	n.rxStop.Store(false)
+	n.rxErr.Store(nil)
+	n.rxDone = make(chan struct{})
+	go n.rxLoop(m, n.rx, features, n.rxDone)
+	return nil
+}
+
+// Process serves a notification: on the receive queue it wakes the receive
+// loop (buffers were posted); on the transmit queue it sends every frame
+// the driver queued.
+func (n *Net) Process(q int) error {
+	if q == netRxQueue {
+		if err := n.rxErr.Load(); err != nil {
+			return *err
+		}
+		n.wakeRx()
+		return nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.tx == nil {
+		return nil
+	}
+	return n.transmit(n.mem, n.tx)
+}
+
+func (n *Net) wakeRx() {
+	var one [8]byte
+	one[0] = 1
+	_, _ = unix.Write(n.rxWake, one[:])
+}
+
+// transmit sends the frames queued on the transmit queue.
+func (n *Net) transmit(m *mem.Memory, q *Queue) error {
+	old := q.UsedIdx()
+	for {
+		for {
+			head, chain, ok, err := q.Pop(m)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				break
+			}
+			frame, err := gatherTxFrame(m, chain, n.txBuf, n.features)
+			if err != nil {
+				n.Stats.TxDropped.Add(1)
+				slog.Debug("virtio-net: TX frame dropped", "err", err)
+			} else if _, err := unix.Write(n.backend.Fd(), frame); err != nil {
+				n.Stats.TxBackendErrs.Add(1)
+				n.Stats.TxDropped.Add(1)
+			} else {
+				n.Stats.TxFrames.Add(1)
+				n.Stats.TxBytes.Add(uint64(len(frame) - NetHeaderSize))
+			}
+			if err := q.PushUsed(m, head, 0); err != nil {
+				return err
+			}
+		}
+		q.SetAvailEvent(m)
+		if !q.HasAvailable(m) {
+			break
+		}
+	}
+	if q.UsedIdx() != old && q.NeedsInterrupt(m, old) {
+		n.interrupt(netTxQueue)
+	}
+	return nil
+}
+
+// gatherTxFrame copies a transmit chain into buf and checks the copy, so
+// what is checked is what is sent even if the driver changes its buffers
+// meanwhile. It returns the frame (header first) or why it must be
+// dropped.
+func gatherTxFrame(m *mem.Memory, chain []Desc, buf []byte, features uint64) ([]byte, error) {
+	total := 0
+	for _, d := range chain {
+		if d.Write {
+			return nil, ErrNetWritable
+		}
+		if uint64(total)+uint64(d.Len) > uint64(len(buf)) {
+			return nil, ErrNetLongFrame
+		}
+		if err := m.ReadAt(buf[total:total+int(d.Len)], d.Addr); err != nil {
+			return nil, err
+		}
+		total += int(d.Len)
+	}
+	frame := buf[:total]
+	if err := CheckTxHeader(frame, features); err != nil {
+		return nil, err
+	}
+	return frame, nil
+}
+
+// CheckTxHeader checks a transmit frame's virtio-net header against the
+// negotiated features (5.1.6.2): a GSO type the device did not offer, a
+// zero segment size, or checksum offsets past the frame make it invalid.
+func CheckTxHeader(frame []byte, features uint64) error {
+	if len(frame) < NetHeaderSize {
+		return ErrNetShortFrame
+	}
+	flags, gso := frame[0], frame[1]
+	gsoSize := binary.LittleEndian.Uint16(frame[4:])
+	csumStart := binary.LittleEndian.Uint16(frame[6:])
+	csumOff := binary.LittleEndian.Uint16(frame[8:])
+	payload := len(frame) - NetHeaderSize
+	if gso != netGSONone {
+		want := uint64(0)
+		switch gso &^ netGSOECN {
+		case netGSOTCPv4:
+			want = NetFeatureHostTSO4
+		case netGSOTCPv6:
+			want = NetFeatureHostTSO6
+		default:
+			return fmt.Errorf("%w: type %#x", ErrNetGSO, gso)
+		}
+		if gso&netGSOECN != 0 {
+			want |= NetFeatureHostECN
+		}
+		if features&want != want || gsoSize == 0 || flags&netHdrFlagNeedsCsum == 0 {
+			return fmt.Errorf("%w: type %#x, size %d, flags %#x", ErrNetGSO, gso, gsoSize, flags)
+		}
+	}
+	if flags&netHdrFlagNeedsCsum != 0 {
+		if features&NetFeatureCsum == 0 || int(csumStart)+int(csumOff)+2 > payload {
+			return fmt.Errorf("%w: start %d, offset %d, frame %d", ErrNetCsum, csumStart, csumOff, payload)
+		}
+	}
+	if payload > netMaxFrame {
+		return ErrNetLongFrame
+	}
+	return nil
+}
+
+// rxLoop moves frames from the backend into the receive queue until
+// Reset. It reads the backend only when it holds no undelivered frame, so
+// a driver that posts no buffers stops the reading (the backend queues or
+// drops, as a full NIC would) and never blocks anything else.
+func (n *Net) rxLoop(m *mem.Memory, q *Queue, features uint64, done chan struct{}) {
+	defer close(done)
+	fd := n.backend.Fd()
+	pfd := []unix.PollFd{{Fd: int32(n.rxWake), Events: unix.POLLIN}, {Fd: int32(fd)}}
+	var drain [8]byte
+	for !n.rxStop.Load() {
+		delivered, waitBuffers, err := n.receiveBatch(m, q, features, fd)
+		if err != nil {
+			// The driver broke the receive queue: stop receiving and let
+			// its next kick report it (the transport then asks for a
+			// reset).
+			n.rxErr.Store(&err)
+			n.rxLen = 0
+			pfd[1].Events = 0
+			waitBuffers = true
+		}
+		if delivered > 0 {
+			continue // more may be ready; receiveBatch interrupted the driver
+		}
+		pfd[1].Events = unix.POLLIN
+		if waitBuffers {
+			pfd[1].Events = 0 // hold the frame; wait for a kick
+			n.Stats.RxStalls.Add(1)
+		}
+		if _, err := unix.Poll(pfd, -1); err != nil && !errors.Is(err, unix.EINTR) {
+			slog.Warn("virtio-net: poll", "err", err)
+			return
+		}
+		if pfd[0].Revents&unix.POLLIN != 0 {
+			_, _ = unix.Read(n.rxWake, drain[:])
+		}
+	}
+}
+
+// receiveBatch delivers up to netRxBatch frames. It reports how many it
+// delivered and whether it stopped for want of guest buffers.
+func (n *Net) receiveBatch(m *mem.Memory, q *Queue, features uint64, fd int) (int, bool, error) {
+	old := q.UsedIdx()
+	delivered := 0
+	defer func() {
+		if q.UsedIdx() != old && q.NeedsInterrupt(m, old) {
+			n.interrupt(netRxQueue)
+		}
+	}()
+	for delivered < netRxBatch {
+		if n.rxLen == 0 {
+			if !q.HasAvailable(m) {
+				// Ask for a kick on the next buffer, then look again so a
+				// buffer posted in between is not missed.
+				q.SetAvailEvent(m)
+				if !q.HasAvailable(m) {
+					return delivered, true, nil
+				}
+			}
+			r, err := unix.Read(fd, n.rxBuf)
+			if err != nil {
+				if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
+					n.Stats.RxBackendErrs.Add(1)
+				}
+				return delivered, false, nil
+			}
+			if r < NetHeaderSize {
+				n.Stats.RxDropped.Add(1)
+				continue
+			}
+			n.rxLen = r
+		}
+		ok, err := n.deliver(m, q, features, n.rxBuf[:n.rxLen])
+		if err != nil {
+			return delivered, false, err
+		}
+		if !ok {
+			return delivered, true, nil
+		}
+		n.Stats.RxFrames.Add(1)
+		n.Stats.RxBytes.Add(uint64(n.rxLen - NetHeaderSize))
+		n.rxLen = 0
+		delivered++
+	}
+	return delivered, false, nil
+}
+
+// deliver copies one frame (header first) into the driver's receive
+// buffers. With MRG_RXBUF it may span several chains and num_buffers says
+// how many; otherwise one chain must hold it all, and a frame too big for
+// the chain is dropped (the chain is kept for the next frame). If the
+// driver has not posted enough buffers, nothing is used and deliver
+// reports false: the frame waits.
+func (n *Net) deliver(m *mem.Memory, q *Queue, features uint64, frame []byte) (bool, error) {
+	mergeable := features&NetFeatureMrgRxbuf != 0
+	heads, lens := n.rxHeads[:0], n.rxLens[:0]
+	var first Desc // where the header's num_buffers field lives
+	off := 0
+	for off < len(frame) {
+		head, chain, ok, err := q.Pop(m)
+		if err != nil {
+			return false, err
+		}
+		if !ok {
+			q.Unpop(len(heads))
+			return false, nil
+		}
+		written := 0
+		for _, d := range chain {
+			if !d.Write {
+				return false, fmt.Errorf("virtio-net: device-readable buffer in a receive chain")
+			}
+			if off == len(frame) {
+				break
+			}
+			if len(heads) == 0 && written == 0 {
+				if d.Len < NetHeaderSize {
+					// The header sits whole in the first buffer (5.1.6.3.1).
+					return false, fmt.Errorf("virtio-net: first receive buffer of %d bytes cannot hold the header", d.Len)
+				}
+				first = d
+			}
+			c := min(int(d.Len), len(frame)-off)
+			if err := m.WriteAt(frame[off:off+c], d.Addr); err != nil {
+				return false, err
+			}
+			off += c
+			written += c
+		}
+		heads, lens = append(heads, head), append(lens, uint32(written))
+		if !mergeable && off < len(frame) {
+			// Too big for one chain: drop it, keep the chain.
+			q.Unpop(1)
+			n.Stats.RxDropped.Add(1)
+			return true, nil
+		}
+		if len(heads) == int(q.Size) && off < len(frame) {
+			q.Unpop(len(heads))
+			n.Stats.RxDropped.Add(1) // could never fit, even in an empty ring
+			return true, nil
+		}
+	}
+	// num_buffers: 1 without MRG_RXBUF.
+	if err := m.PutUint16(first.Addr+netHdrNumBuffers, uint16(len(heads))); err != nil {
+		return false, err
+	}
+	for i, h := range heads {
+		if err := q.PushUsed(m, h, lens[i]); err != nil {
+			return false, err
+		}
+	}
+	n.rxHeads, n.rxLens = heads, lens
+	return true, nil
+}
+
+func (n *Net) Reset() {
+	if n.rxDone != nil {
+		n.rxStop.Store(true)
+		n.wakeRx()
+		<-n.rxDone
+		n.rxDone = nil
+	}
+	n.mu.Lock()
+	n.rx, n.tx, n.mem, n.features, n.rxLen = nil, nil, nil, 0, 0
+	n.mu.Unlock()
+	if err := n.backend.SetOffload(0); err != nil {
+		slog.Debug("virtio-net: clearing offloads", "err", err)
+	}
+}
+
+// Close releases the device's own descriptors (not the backend's).
+func (n *Net) Close() error { return unix.Close(n.rxWake) }
