@@ -15,6 +15,7 @@ import (
 	"github.com/govm/govm/devices"
 	"github.com/govm/govm/kvm"
 	"github.com/govm/govm/mem"
+	"github.com/govm/govm/virtio"
 )
 
 // Config describes a VM.
@@ -37,6 +38,8 @@ type Config struct {
 	// interrupts to userspace so hlt exits, and PIO/MMIO add devices.
 	// Disks are virtio-blk devices on the PCI bus.
 	Disks []Disk
+	// NICs are virtio-net interfaces on TAP devices, after the disks on PCI.
+	NICs []NIC
 
 	RAM       []mem.Range
 	Start     *boot.CPUState
@@ -70,6 +73,18 @@ type Stats struct {
 	Exits       map[string]uint64 // vCPU exits by kind
 	SerialBytes uint64            // bytes the guest wrote to COM1
 	BootTime    time.Duration     // Config.Started to the first boot-timer write; 0 if none
+	NICs        []NICStats        // per --net, in order
+}
+
+// NICStats are one NIC's counters.
+type NICStats struct {
+	TxFrames  uint64 `json:"tx_frames"`
+	TxBytes   uint64 `json:"tx_bytes"`
+	TxDropped uint64 `json:"tx_dropped"`
+	RxFrames  uint64 `json:"rx_frames"`
+	RxBytes   uint64 `json:"rx_bytes"`
+	RxDropped uint64 `json:"rx_dropped"`
+	RxStalls  uint64 `json:"rx_stalls"`
 }
 
 // Machine is a VM ready to run.
@@ -84,6 +99,9 @@ type Machine struct {
 	Serial  *devices.Serial
 	pciHost *devices.PCIHost
 	closers []func() error
+	// pciDevices counts virtio devices placed on PCI (slots 1 and up).
+	pciDevices int
+	nets       []*virtio.Net
 
 	bootTime atomic.Int64 // nanoseconds, 0 until the boot timer fires
 
@@ -157,6 +175,9 @@ func New(cfg Config) (_ *Machine, err error) {
 		return nil, err
 	}
 	if err = m.addDisks(); err != nil {
+		return nil, err
+	}
+	if err = m.addNICs(); err != nil {
 		return nil, err
 	}
 	state := cfg.Start
@@ -298,6 +319,14 @@ func (m *Machine) Stats() Stats {
 	}
 	if m.Serial != nil {
 		st.SerialBytes = m.Serial.TxBytes()
+	}
+	for _, n := range m.nets {
+		s := &n.Stats
+		st.NICs = append(st.NICs, NICStats{
+			TxFrames: s.TxFrames.Load(), TxBytes: s.TxBytes.Load(), TxDropped: s.TxDropped.Load(),
+			RxFrames: s.RxFrames.Load(), RxBytes: s.RxBytes.Load(), RxDropped: s.RxDropped.Load(),
+			RxStalls: s.RxStalls.Load(),
+		})
 	}
 	return st
 }

@@ -2,7 +2,9 @@ package machine
 
 import (
 	"fmt"
+	"net/netip"
 
+	"github.com/govm/govm/tap"
 	"github.com/govm/govm/virtio"
 )
 
@@ -18,6 +20,20 @@ type Disk struct {
 	Path     string
 	ReadOnly bool
 	Serial   string // default: the file name
+}
+
+// NIC is a virtio-net interface on a TAP device.
+type NIC struct {
+	// TAP names the host interface: an existing one is attached, a
+	// missing one is created (and goes away when govm exits); empty lets
+	// the kernel name a new one.
+	TAP string
+	// MAC is the guest's address; zero derives a stable one from the TAP
+	// name.
+	MAC [6]byte
+	// HostIP, if valid, is set on the host side and the interface is
+	// brought up.
+	HostIP netip.Prefix
 }
 
 // MapMMIO places a device range on the MMIO bus (virtio.Platform).
@@ -39,7 +55,52 @@ func (m *Machine) IOEventFD(fd int, addr uint64, length uint32, deassign bool) e
 // SignalMSI injects an MSI.
 func (m *Machine) SignalMSI(addr uint64, data uint32) error { return m.vm.SignalMSI(addr, data) }
 
-// addDisks opens each disk and places it on the PCI bus, slots 1 and up.
+// addPCIDevice wraps dev in the virtio-PCI transport in the next free
+// slot (slots 1 and up, in the order devices are added), its BAR after the
+// previous device's.
+func (m *Machine) addPCIDevice(name string, dev virtio.Device) error {
+	i := m.pciDevices
+	bar := uint64(PCIMMIOBase) + uint64(i)*virtio.BARSize
+	pd := virtio.NewPCIDevice(name, dev, m.mem, m, bar)
+	if !m.pciHost.Attach(i+1, pd.Cfg) {
+		return fmt.Errorf("%s: no free PCI slot", name)
+	}
+	m.pciDevices++
+	m.closers = append([]func() error{func() error { pd.Close(); return nil }}, m.closers...)
+	return nil
+}
+
+// addNICs opens each TAP and places a virtio-net device for it on PCI.
+func (m *Machine) addNICs() error {
+	for i, n := range m.cfg.NICs {
+		t, err := tap.Open(n.TAP, virtio.NetHeaderSize)
+		if err != nil {
+			return fmt.Errorf("--net: %w", err)
+		}
+		m.closers = append(m.closers, t.Close)
+		if n.HostIP.IsValid() {
+			if err := t.Configure(n.HostIP); err != nil {
+				return fmt.Errorf("--net %s: %w", t.Name(), err)
+			}
+		}
+		mac := n.MAC
+		if mac == ([6]byte{}) {
+			mac = tap.MACFromName(t.Name())
+		}
+		dev, err := virtio.NewNet(t, mac)
+		if err != nil {
+			return fmt.Errorf("--net %s: %w", t.Name(), err)
+		}
+		m.closers = append(m.closers, dev.Close)
+		m.nets = append(m.nets, dev)
+		if err := m.addPCIDevice(fmt.Sprintf("virtio-net %d (%s)", i, t.Name()), dev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addDisks opens each disk and places it on the PCI bus.
 func (m *Machine) addDisks() error {
 	for i, d := range m.cfg.Disks {
 		backend, size, serial, err := virtio.OpenDisk(d.Path, d.ReadOnly)
@@ -54,13 +115,9 @@ func (m *Machine) addDisks() error {
 		if err != nil {
 			return fmt.Errorf("--disk %s: %w", d.Path, err)
 		}
-		name := fmt.Sprintf("virtio-blk %d", i)
-		bar := uint64(PCIMMIOBase) + uint64(i)*virtio.BARSize
-		pd := virtio.NewPCIDevice(name, blk, m.mem, m, bar)
-		if !m.pciHost.Attach(i+1, pd.Cfg) {
-			return fmt.Errorf("--disk %s: no free PCI slot", d.Path)
+		if err := m.addPCIDevice(fmt.Sprintf("virtio-blk %d", i), blk); err != nil {
+			return fmt.Errorf("--disk %s: %w", d.Path, err)
 		}
-		m.closers = append([]func() error{func() error { pd.Close(); return nil }}, m.closers...)
 	}
 	return nil
 }

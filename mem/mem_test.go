@@ -107,3 +107,32 @@ func TestAllocate(t *testing.T) {
 		t.Fatal("Contains wrong")
 	}
 }
+
+func TestStoreUint16(t *testing.T) {
+	m, err := New(Region{Base: 0x1000, Data: make([]byte, 16)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.PutUint32(0x1000, 0xaaaabbbb)
+	if err := m.StoreUint16(0x1002, 0x1234); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.StoreUint16(0x1000, 0x5678); err != nil {
+		t.Fatal(err)
+	}
+	if w, _ := m.Uint32(0x1000); w != 0x12345678 {
+		t.Fatalf("word %#x, want 0x12345678", w)
+	}
+	// The upper half of the last word.
+	if err := m.StoreUint16(0x100e, 0x9abc); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := m.Uint16(0x100e); v != 0x9abc {
+		t.Fatalf("%#x", v)
+	}
+	for _, bad := range []uint64{0x1001, 0x1010, 0xfff} {
+		if err := m.StoreUint16(bad, 1); err == nil {
+			t.Errorf("StoreUint16(%#x) accepted", bad)
+		}
+	}
+}

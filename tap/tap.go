@@ -131,41 +131,45 @@ func (t *TAP) Close() error { return t.f.Close() }
 
 // Configure gives the host side of the interface an IPv4 address and
 // brings it up. A zero prefix only brings it up.
-func (t *TAP) Configure(addr netip.Prefix) error {
+func (t *TAP) Configure(addr netip.Prefix) error { return ConfigureInterface(t.name, addr) }
+
+// ConfigureInterface gives any network interface an IPv4 address and
+// brings it up (the guest agent uses it for its NICs too).
+func ConfigureInterface(name string, addr netip.Prefix) error {
 	s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("socket: %w", err)
 	}
 	defer unix.Close(s)
-	ifr, err := unix.NewIfreq(t.name)
+	ifr, err := unix.NewIfreq(name)
 	if err != nil {
 		return err
 	}
 	if addr.IsValid() {
 		if !addr.Addr().Is4() {
-			return fmt.Errorf("%s: host address %v is not IPv4", t.name, addr)
+			return fmt.Errorf("%s: host address %v is not IPv4", name, addr)
 		}
 		a := addr.Addr().As4()
 		if err := ifr.SetInet4Addr(a[:]); err != nil {
 			return err
 		}
 		if err := unix.IoctlIfreq(s, unix.SIOCSIFADDR, ifr); err != nil {
-			return fmt.Errorf("%s: setting address %v: %w", t.name, addr.Addr(), err)
+			return fmt.Errorf("%s: setting address %v: %w", name, addr.Addr(), err)
 		}
 		m := prefixMask(addr.Bits())
 		if err := ifr.SetInet4Addr(m[:]); err != nil {
 			return err
 		}
 		if err := unix.IoctlIfreq(s, unix.SIOCSIFNETMASK, ifr); err != nil {
-			return fmt.Errorf("%s: setting netmask /%d: %w", t.name, addr.Bits(), err)
+			return fmt.Errorf("%s: setting netmask /%d: %w", name, addr.Bits(), err)
 		}
 	}
 	if err := unix.IoctlIfreq(s, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("%s: reading flags: %w", t.name, err)
+		return fmt.Errorf("%s: reading flags: %w", name, err)
 	}
 	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
 	if err := unix.IoctlIfreq(s, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("%s: bringing it up: %w", t.name, err)
+		return fmt.Errorf("%s: bringing it up: %w", name, err)
 	}
 	return nil
 }

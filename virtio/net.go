@@ -404,6 +404,11 @@ func (n *Net) receiveBatch(m *mem.Memory, q *Queue, features uint64, fd int) (in
 			return delivered, false, err
 		}
 		if !ok {
+			// Not enough buffers for this frame: the driver must kick
+			// on its next buffer, not on one already posted.
+			if q.ArmNextAvail(m) {
+				continue
+			}
 			return delivered, true, nil
 		}
 		n.Stats.RxFrames.Add(1)

@@ -78,7 +78,7 @@ func newNetRig(t testing.TB, features uint64) *netRig {
 	for i := range r.rings {
 		base := uint64(0x10000 * (i + 1))
 		ring := &netRing{desc: base}
-		ring.q = Queue{Size: 64, Desc: base, Avail: base + 0x1000, Used: base + 0x2000}
+		ring.q = Queue{Size: 64, Desc: base, Avail: base + 0x1000, Used: base + 0x2000, EventIdx: features&FeatureEventIdx != 0}
 		if err := ring.q.Validate(m, netQueueMax); err != nil {
 			t.Fatal(err)
 		}
@@ -339,6 +339,36 @@ func TestNetReceiveBackpressure(t *testing.T) {
 			t.Fatalf("frame %d differs", i)
 		}
 	}
+}
+
+// TestNetReceiveWaitsForEnoughBuffers: a frame needing three mergeable
+// buffers while two are posted waits, and the device asks (EVENT_IDX) to
+// be kicked on the driver's next buffer, not one already posted; a kick
+// after the third buffer delivers it.
+func TestNetReceiveWaitsForEnoughBuffers(t *testing.T) {
+	r := newNetRig(t, (&Net{}).Features())
+	r.post(netRxQueue, true, 1024)
+	r.post(netRxQueue, true, 1024)
+	r.hostSend(append(txHeader(0, 0, 0, 0, 0), pattern(2900, 5)...))
+	r.n.Process(netRxQueue)
+	availEvent := r.rings[netRxQueue].q.Used + usedHeader + usedElem*64
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if w, _ := r.m.LoadUint32(availEvent); uint16(w) == 2 && r.n.Stats.RxStalls.Load() > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			w, _ := r.m.LoadUint32(availEvent)
+			t.Fatalf("avail_event %d, want 2 (kick on the next buffer)", uint16(w))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if r.usedIdx(netRxQueue) != 0 {
+		t.Fatal("a frame was split over too few buffers")
+	}
+	r.post(netRxQueue, true, 1024)
+	r.n.Process(netRxQueue)
+	r.waitUsed(netRxQueue, 3)
 }
 
 // TestNetReceiveTooBig: without MRG_RXBUF a frame larger than the posted

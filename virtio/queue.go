@@ -219,10 +219,35 @@ func (q *Queue) UsedIdx() uint16 { return q.usedIdx }
 
 // SetAvailEvent asks the driver (with EVENT_IDX) to notify when it makes
 // buffer lastAvail available: that is, on the next new buffer.
+//
+// The store is fenced before the caller's next look at the ring
+// (HasAvailable), so a buffer the driver adds meanwhile is either seen
+// there or notified.
 func (q *Queue) SetAvailEvent(m *mem.Memory) {
 	if q.EventIdx {
-		_ = m.PutUint16(q.Used+usedHeader+usedElem*uint64(q.Size), q.lastAvail)
+		_ = m.StoreUint16(q.availEventAddr(), q.lastAvail) // fenced
 	}
+}
+
+func (q *Queue) availEventAddr() uint64 { return q.Used + usedHeader + usedElem*uint64(q.Size) }
+
+// ArmNextAvail asks the driver (with EVENT_IDX) to notify when it adds
+// its next buffer, counted from the buffers available now even if the
+// device has not popped them (a device waiting for enough buffers to
+// hold one frame). It reports whether buffers were added meanwhile, in
+// which case the caller looks again instead of waiting.
+func (q *Queue) ArmNextAvail(m *mem.Memory) bool {
+	idx, err := q.availIdx(m)
+	if err != nil {
+		return false
+	}
+	if q.EventIdx {
+		_ = m.StoreUint16(q.availEventAddr(), idx) // fenced
+	} else {
+		mem.Fence()
+	}
+	now, err := q.availIdx(m)
+	return err == nil && now != idx
 }
 
 // HasAvailable reports whether the driver has posted buffers not yet popped.

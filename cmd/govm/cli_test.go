@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/govm/govm/hostinfo"
+	"github.com/govm/govm/machine"
 )
 
 func hostinfoPaths(cpuinfo, modules string) hostinfo.Paths {
@@ -142,6 +143,13 @@ func TestBadInput(t *testing.T) {
 		{"unknown flag", []string{"run", "--frobnicate"}, "unknown flag"},
 		{"unknown command", []string{"fly"}, "unknown command"},
 		{"no kvm device", []string{"run", "--kernel", junk, "--kvm", filepath.Join(dir, "kvm")}, "KVM"},
+		{"net without tap", []string{"run", "--kernel", junk, "--net", "user"}, "--net"},
+		{"net name too long", []string{"run", "--kernel", junk, "--net", "tap=averyveryverylongname"}, "interface name"},
+		{"net bad mac", []string{"run", "--kernel", junk, "--net", "tap=t0,mac=52:54:zz:00:00:01"}, "MAC"},
+		{"net multicast mac", []string{"run", "--kernel", junk, "--net", "tap=t0,mac=01:00:5e:00:00:01"}, "multicast"},
+		{"net bad host ip", []string{"run", "--kernel", junk, "--net", "tap,host-ip=10.0.2.1"}, "host-ip"},
+		{"net unknown option", []string{"run", "--kernel", junk, "--net", "tap=t0,vhost=on"}, "unknown option"},
+		{"net same tap twice", []string{"run", "--kernel", junk, "--net", "tap=t0", "--net", "tap=t0"}, "already"},
 	}
 	if os.Geteuid() != 0 {
 		tests = append(tests, struct {
@@ -221,5 +229,37 @@ func TestCheckThisHost(t *testing.T) {
 	}
 	if !ok && !strings.Contains(out.String(), "kvm_pvm") {
 		t.Fatalf("failure does not name kvm_pvm:\n%s", out.String())
+	}
+}
+
+func TestDecide(t *testing.T) {
+	canceled := machine.Result{Reason: machine.StopCanceled, Detail: "context canceled"}
+	tests := []struct {
+		name     string
+		res      machine.Result
+		cause    error
+		wantCode int
+		wantKind string
+	}{
+		{"poweroff", machine.Result{Reason: machine.StopPoweroff}, nil, ExitOK, "poweroff"},
+		{"guest exit code", machine.Result{Reason: machine.StopGuestExit, Code: 7}, nil, 7, "exit"},
+		{"reboot", machine.Result{Reason: machine.StopReboot, Detail: "guest reset"}, nil, ExitReboot, "reboot"},
+		{"triple fault", machine.Result{Reason: machine.StopCrash, Detail: "triple fault"}, nil, ExitCrash, "crash"},
+		{"pvpanic", machine.Result{Reason: machine.StopPanic, Detail: "guest kernel panic"}, nil, ExitPanic, "panic"},
+		{"timeout", canceled, errTimeout, ExitTimeout, "timeout"},
+		{"expect", canceled, errExpected, ExitOK, "expect"},
+		{"fail-on", canceled, &failOnError{"oops"}, ExitFailOn, "fail-on"},
+		{"panic line", canceled, errPanicLine, ExitPanic, "panic"},
+		{"Ctrl-A x", canceled, errUserQuit, ExitOK, "quit"},
+		{"signal", canceled, errors.New("govm received interrupt"), ExitSignal, "signal"},
+		{"govm error", machine.Result{Reason: machine.StopError, Err: errors.New("ioctl")}, nil, ExitError, "error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := decide(tt.res, tt.cause)
+			if v.code != tt.wantCode || v.kind != tt.wantKind {
+				t.Fatalf("decide = (%d, %q), want (%d, %q)", v.code, v.kind, tt.wantCode, tt.wantKind)
+			}
+		})
 	}
 }

@@ -41,6 +41,7 @@ type runOptions struct {
 	failOn     string
 	metrics    string
 	disks      []string
+	nets       []string
 	xsave      string
 }
 
@@ -76,6 +77,8 @@ The kernel command line is "` + DefaultCmdline + `" followed by --append.
 	f.StringVar(&o.expect, "expect", "", "exit 0 as soon as a console line matches this regular expression")
 	f.StringVar(&o.failOn, "fail-on", "", "exit 36 as soon as a console line matches this regular expression")
 	f.StringArrayVar(&o.disks, "disk", nil, "attach a disk image as virtio-blk: PATH[,ro][,serial=ID] (repeatable)")
+	f.StringArrayVar(&o.nets, "net", nil, "add a virtio-net NIC on a TAP: tap=NAME (attach, or create if missing) or tap (create),\n"+
+		"options ,mac=52:54:..., ,host-ip=ADDR/LEN (set on the host side and bring it up) (repeatable)")
 	f.StringVar(&o.xsave, "xsave", "auto", "offer XSAVE/AVX to the guest: on, off, or auto (off when KVM itself runs under an emulator)")
 	f.StringVar(&o.metrics, "metrics", "", "write boot time, exits by kind and console bytes as JSON to this file")
 	_ = c.MarkFlagRequired("kernel")
@@ -132,6 +135,10 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 	default:
 		return ExitError, usageError{fmt.Errorf("--xsave %q: want on, off or auto", o.xsave)}
 	}
+	nics, err := parseNets(o.nets)
+	if err != nil {
+		return ExitError, err
+	}
 	disks, err := parseDisks(o.disks)
 	if err != nil {
 		return ExitError, err
@@ -183,7 +190,7 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 
 	m, err := machine.New(machine.Config{
 		KVMPath: o.kvmPath, MemSize: memSize, CPUs: o.cpus, Boot: bc, Console: sink, Started: started,
-		Disks: disks, NoXSave: noXSave,
+		Disks: disks, NICs: nics, NoXSave: noXSave,
 	})
 	if err != nil {
 		return ExitError, explain(err, o.kvmPath)
@@ -239,42 +246,62 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 	}()
 
 	res := m.Run(ctx)
-	code := exitCode(res)
+	v := decide(res, context.Cause(ctx))
 	if o.metrics != "" {
-		if err := writeMetrics(o.metrics, m.Stats(), res, code); err != nil {
+		if err := writeMetrics(o.metrics, m.Stats(), v); err != nil {
 			fmt.Fprintf(stderr, "govm: --metrics: %v\n", err)
 		}
 	}
-	cause := context.Cause(ctx)
-	var foe *failOnError
-	switch {
-	case res.Reason == machine.StopCanceled && errors.Is(cause, errUserQuit):
-		return ExitOK, nil
-	case res.Reason == machine.StopCanceled && errors.Is(cause, errExpected):
-		return ExitOK, nil
-	case res.Reason == machine.StopCanceled && errors.As(cause, &foe):
-		fmt.Fprintf(stderr, "govm: console matched --fail-on: %q (exit %d)\n", foe.line, ExitFailOn)
-		return ExitFailOn, nil
-	case res.Reason == machine.StopCanceled && errors.Is(cause, errPanicLine):
-		fmt.Fprintf(stderr, "govm: guest kernel panic (exit %d)\n", ExitPanic)
-		return ExitPanic, nil
-	case res.Reason == machine.StopCanceled && errors.Is(cause, errTimeout):
+	switch v.kind {
+	case "timeout":
 		fmt.Fprintf(stderr, "govm: timeout after %v (exit %d); vCPU RIPs %#x; last console lines:\n%s\n", o.timeout, ExitTimeout, res.RIPs, sink.Tail())
-		return ExitTimeout, nil
-	case res.Reason == machine.StopPoweroff, res.Reason == machine.StopGuestExit:
-		return code, nil
-	case res.Reason == machine.StopPanic:
-		fmt.Fprintf(stderr, "govm: %s (exit %d)\n", res.Detail, ExitPanic)
-	case res.Reason == machine.StopReboot:
-		fmt.Fprintf(stderr, "govm: %s (exit %d)\n", res.Detail, ExitReboot)
-	case res.Reason == machine.StopError:
+	case "error":
 		return ExitError, fmt.Errorf("vCPU %d: %w", res.VCPU, res.Err)
-	case res.Reason == machine.StopCanceled:
-		fmt.Fprintf(stderr, "govm: stopped: %s\n", res.Detail)
-	default:
-		fmt.Fprintf(stderr, "govm: guest %s: %s on vCPU %d at RIP %#x\n", res.Reason, res.Detail, res.VCPU, res.RIP)
 	}
-	return code, nil
+	if v.message != "" {
+		fmt.Fprintf(stderr, "govm: %s\n", v.message)
+	}
+	return v.code, nil
+}
+
+// verdict is how a run ended: govm's exit code, a word for --metrics and
+// the line for stderr ("" for none).
+type verdict struct {
+	code    int
+	kind    string
+	message string
+}
+
+// decide turns the machine's stop and the cause of a cancellation into
+// govm's verdict. It is a pure function, tested with made-up results.
+func decide(res machine.Result, cause error) verdict {
+	var foe *failOnError
+	if res.Reason == machine.StopCanceled {
+		switch {
+		case errors.Is(cause, errUserQuit):
+			return verdict{ExitOK, "quit", ""}
+		case errors.Is(cause, errExpected):
+			return verdict{ExitOK, "expect", ""}
+		case errors.As(cause, &foe):
+			return verdict{ExitFailOn, "fail-on", fmt.Sprintf("console matched --fail-on: %q (exit %d)", foe.line, ExitFailOn)}
+		case errors.Is(cause, errPanicLine):
+			return verdict{ExitPanic, "panic", fmt.Sprintf("guest kernel panic (exit %d)", ExitPanic)}
+		case errors.Is(cause, errTimeout):
+			return verdict{ExitTimeout, "timeout", ""} // the caller prints the console tail
+		}
+	}
+	code := exitCode(res)
+	switch res.Reason {
+	case machine.StopPoweroff, machine.StopGuestExit:
+		return verdict{code, res.Reason.String(), ""}
+	case machine.StopPanic, machine.StopReboot:
+		return verdict{code, res.Reason.String(), fmt.Sprintf("%s (exit %d)", res.Detail, code)}
+	case machine.StopError:
+		return verdict{ExitError, "error", ""}
+	case machine.StopCanceled:
+		return verdict{code, "signal", "stopped: " + res.Detail}
+	}
+	return verdict{code, res.Reason.String(), fmt.Sprintf("guest %s: %s on vCPU %d at RIP %#x", res.Reason, res.Detail, res.VCPU, res.RIP)}
 }
 
 var (
@@ -304,17 +331,19 @@ type metricsFile struct {
 	BootTimeMS  float64           `json:"boot_time_ms,omitempty"`
 	Exits       map[string]uint64 `json:"exits"`
 	SerialBytes uint64            `json:"serial_bytes"`
+	NICs        []machine.NICStats `json:"nics,omitempty"`
 	Reason      string            `json:"reason"`
 	ExitCode    int               `json:"exit_code"`
 }
 
-func writeMetrics(path string, st machine.Stats, res machine.Result, code int) error {
+func writeMetrics(path string, st machine.Stats, v verdict) error {
 	b, err := json.MarshalIndent(metricsFile{
 		BootTimeMS:  float64(st.BootTime.Microseconds()) / 1000,
 		Exits:       st.Exits,
 		SerialBytes: st.SerialBytes,
-		Reason:      res.Reason.String(),
-		ExitCode:    code,
+		NICs:        st.NICs,
+		Reason:      v.kind,
+		ExitCode:    v.code,
 	}, "", "  ")
 	if err != nil {
 		return err

@@ -2,7 +2,8 @@
 // what the guest sees (CPUs, memory) on the console as GOVM-* marker lines,
 // then does what the kernel command line asks with govm.action=: poweroff,
 // reboot, panic, hang, exit:N (end the VM with code N through the exit
-// port), echo (read one line typed on the console, say it back upper-cased
+// port), nettest (configure NICs, ping the host and move data over TCP
+// as govm.net= parameters say; see nettest.go), echo (read one line typed on the console, say it back upper-cased
 // and power off), or nothing (u-root's shell starts next). It marks the boot timer
 // first. The end-to-end tests and
 // `make run` use it.
@@ -48,6 +49,12 @@ func main() {
 	switch act {
 	case "disktest":
 		diskTest()
+		say("GOVM-AGENT: powering off")
+		drainConsole()
+		unix.Sync()
+		must(unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF))
+	case "nettest":
+		netTest()
 		say("GOVM-AGENT: powering off")
 		drainConsole()
 		unix.Sync()

@@ -1,0 +1,86 @@
+package e2e
+
+import (
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestVirtioNet boots a guest with two NICs on two TAPs that govm creates
+// and addresses on the host side. The guest's stock virtio_net driver must
+// bring up both (found by MAC); the guest pings the host on each, then
+// moves data over TCP both ways on each: 64 MiB on the first NIC and
+// 8 MiB on the second, with SHA-256 checked on both ends.
+func TestVirtioNet(t *testing.T) {
+	r := testRunner(t)
+	if r.Mode == Direct && os.Geteuid() != 0 {
+		t.Skip("creating TAP devices needs root (CAP_NET_ADMIN) in direct mode")
+	}
+	type nic struct {
+		mac, tap, guest, host, rx, tx, bytes string
+	}
+	nics := []nic{
+		{"52:54:00:12:34:01", "govm0", "10.0.2.15/24", "10.0.2.1", "5000", "5001", "67108864"},
+		{"52:54:00:12:34:02", "govm1", "10.0.3.15/24", "10.0.3.1", "5002", "5003", "8388608"},
+	}
+	args := []string{"--kernel", "{bzImage}", "--initrd", "{initrd}", "--mem", "512M", "--append", "govm.action=nettest", "--timeout", "240s"}
+	var before, after strings.Builder
+	for i, n := range nics {
+		args = append(args, "--net", "tap="+n.tap+",mac="+n.mac+",host-ip="+n.host+"/24",
+			"--append", "govm.net="+strings.Join([]string{n.mac, n.guest, n.host, n.rx, n.tx, n.bytes}, ","))
+		p := "{dir}/nic" + string(rune('0'+i))
+		// The host serves random bytes on the RX port and hashes what
+		// arrives on the TX port (its stdin never ends, so nc waits for
+		// the guest to finish).
+		before.WriteString("head -c " + n.bytes + " /dev/urandom > " + p + ".rx\n")
+		before.WriteString("sha256sum " + p + ".rx | cut -d' ' -f1 > " + p + ".rxsum\n")
+		before.WriteString("nc -l -p " + n.rx + " < " + p + ".rx > /dev/null 2>&1 &\n")
+		before.WriteString("( sleep 100000 | nc -l -p " + n.tx + " | sha256sum | cut -d' ' -f1 > " + p + ".txsum.tmp && mv " + p + ".txsum.tmp " + p + ".txsum ) &\n")
+		after.WriteString("for i in 1 2 3 4 5 6 7 8 9 10; do [ -s " + p + ".txsum ] && break; sleep 1; done\n")
+		after.WriteString("echo GOVM-HOST-RXSUM " + n.mac + " $(cat " + p + ".rxsum)\n")
+		after.WriteString("echo GOVM-HOST-TXSUM " + n.mac + " $(cat " + p + ".txsum 2>/dev/null)\n")
+	}
+	after.WriteString("ls /sys/class/net/ | tr '\\n' ' ' | sed 's/^/GOVM-HOST-IFACES /'; echo\n")
+	res := runCase(t, r, Case{Args: args, Before: before.String(), After: after.String(), Timeout: 6 * time.Minute}, 0)
+	out := res.Output
+	for _, n := range nics {
+		up := regexp.MustCompile(`GOVM-NET-UP (\S+) mac=` + n.mac).FindStringSubmatch(out)
+		if up == nil {
+			t.Errorf("%s: the guest found no interface with this MAC", n.mac)
+			continue
+		}
+		ifname := up[1]
+		if !strings.Contains(out, "GOVM-NET-PING "+ifname+" host="+n.host+" ok=true") {
+			t.Errorf("%s (%s): no ping reply from the host %s", n.mac, ifname, n.host)
+		}
+		hostRx := regexp.MustCompile(`GOVM-HOST-RXSUM ` + n.mac + ` ([0-9a-f]{64})`).FindStringSubmatch(out)
+		hostTx := regexp.MustCompile(`GOVM-HOST-TXSUM ` + n.mac + ` ([0-9a-f]{64})`).FindStringSubmatch(out)
+		guestRx := regexp.MustCompile(`GOVM-NET-RX ` + ifname + ` bytes=(\d+) sha256=([0-9a-f]{64}) mbps=([0-9.]+)`).FindStringSubmatch(out)
+		guestTx := regexp.MustCompile(`GOVM-NET-TX ` + ifname + ` bytes=(\d+) sha256=([0-9a-f]{64}) mbps=([0-9.]+)`).FindStringSubmatch(out)
+		switch {
+		case hostRx == nil || guestRx == nil:
+			t.Errorf("%s: host-to-guest transfer incomplete (host sum %v, guest %v)", ifname, hostRx, guestRx)
+		case guestRx[1] != n.bytes || guestRx[2] != hostRx[1]:
+			t.Errorf("%s: guest received %s bytes with SHA-256 %s; host sent %s bytes with %s", ifname, guestRx[1], guestRx[2], n.bytes, hostRx[1])
+		default:
+			t.Logf("%s: host to guest %s bytes, SHA-256 matches, %s Mbit/s", ifname, n.bytes, guestRx[3])
+		}
+		switch {
+		case hostTx == nil || guestTx == nil:
+			t.Errorf("%s: guest-to-host transfer incomplete (host sum %v, guest %v)", ifname, hostTx, guestTx)
+		case guestTx[1] != n.bytes || guestTx[2] != hostTx[1]:
+			t.Errorf("%s: guest sent %s bytes with SHA-256 %s; host received SHA-256 %s", ifname, guestTx[1], guestTx[2], hostTx[1])
+		default:
+			t.Logf("%s: guest to host %s bytes, SHA-256 matches, %s Mbit/s", ifname, n.bytes, guestTx[3])
+		}
+	}
+	// The TAPs govm created are gone once it exits.
+	if m := regexp.MustCompile(`GOVM-HOST-IFACES (.*)`).FindStringSubmatch(out); m == nil || strings.Contains(m[1], "govm0") || strings.Contains(m[1], "govm1") {
+		t.Errorf("TAPs left behind after govm exited: %v", m)
+	}
+	if t.Failed() {
+		t.Logf("console tail:\n%s", tail(out, 80))
+	}
+}

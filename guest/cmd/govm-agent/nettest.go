@@ -1,0 +1,245 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/govm/govm/tap"
+)
+
+// netSpec is one govm.net= parameter:
+// MAC,GUEST-ADDR/LEN,HOST-ADDR[,RX-PORT,TX-PORT,BYTES]. The agent gives
+// the interface with that MAC the guest address, pings the host, and with
+// ports reads everything the host serves on RX-PORT and sends BYTES of a
+// deterministic stream to TX-PORT, saying the SHA-256 of each.
+type netSpec struct {
+	mac            net.HardwareAddr
+	addr           netip.Prefix
+	host           netip.Addr
+	rxPort, txPort int
+	bytes          int64
+}
+
+func parseNetSpec(s string) (netSpec, error) {
+	var n netSpec
+	f := strings.Split(s, ",")
+	if len(f) != 3 && len(f) != 6 {
+		return n, fmt.Errorf("govm.net=%s: want MAC,ADDR/LEN,HOST[,RXPORT,TXPORT,BYTES]", s)
+	}
+	var err error
+	if n.mac, err = net.ParseMAC(f[0]); err != nil {
+		return n, err
+	}
+	if n.addr, err = netip.ParsePrefix(f[1]); err != nil {
+		return n, err
+	}
+	if n.host, err = netip.ParseAddr(f[2]); err != nil {
+		return n, err
+	}
+	if len(f) == 6 {
+		if n.rxPort, err = strconv.Atoi(f[3]); err != nil {
+			return n, err
+		}
+		if n.txPort, err = strconv.Atoi(f[4]); err != nil {
+			return n, err
+		}
+		if n.bytes, err = strconv.ParseInt(f[5], 10, 64); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func netSpecs() []string {
+	b, _ := os.ReadFile("/proc/cmdline")
+	var specs []string
+	for _, f := range strings.Fields(string(b)) {
+		if v, ok := strings.CutPrefix(f, "govm.net="); ok {
+			specs = append(specs, v)
+		}
+	}
+	return specs
+}
+
+// netTest runs every govm.net= test and says the results as GOVM-NET lines.
+func netTest() {
+	for _, s := range netSpecs() {
+		spec, err := parseNetSpec(s)
+		if err != nil {
+			say("GOVM-NET-ERROR %v", err)
+			continue
+		}
+		ifname, err := interfaceByMAC(spec.mac, 10*time.Second)
+		if err != nil {
+			say("GOVM-NET-ERROR %s: %v", spec.mac, err)
+			continue
+		}
+		if err := tap.ConfigureInterface(ifname, spec.addr); err != nil {
+			say("GOVM-NET-ERROR %s: %v", ifname, err)
+			continue
+		}
+		say("GOVM-NET-UP %s mac=%s addr=%s", ifname, spec.mac, spec.addr)
+		rtt, err := ping(spec.host, 20*time.Second)
+		say("GOVM-NET-PING %s host=%s ok=%t rtt=%s err=%v", ifname, spec.host, err == nil, rtt.Round(time.Microsecond), err)
+		if spec.rxPort == 0 {
+			continue
+		}
+		host := netip.AddrPortFrom(spec.host, uint16(spec.rxPort)).String()
+		n, sum, secs, err := download(host)
+		say("GOVM-NET-RX %s bytes=%d sha256=%s mbps=%.1f err=%v", ifname, n, sum, float64(n)*8/1e6/secs, err)
+		host = netip.AddrPortFrom(spec.host, uint16(spec.txPort)).String()
+		n, sum, secs, err = upload(host, spec.bytes)
+		say("GOVM-NET-TX %s bytes=%d sha256=%s mbps=%.1f err=%v", ifname, n, sum, float64(n)*8/1e6/secs, err)
+	}
+}
+
+// interfaceByMAC waits for the driver to register the interface.
+func interfaceByMAC(mac net.HardwareAddr, wait time.Duration) (string, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		ifs, err := net.Interfaces()
+		if err == nil {
+			for _, i := range ifs {
+				if bytes.Equal(i.HardwareAddr, mac) {
+					return i.Name, nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("no interface with MAC %s", mac)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// ping sends ICMP echo requests over a raw socket until one is answered.
+func ping(host netip.Addr, wait time.Duration) (time.Duration, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	tv := unix.NsecToTimeval(int64(500 * time.Millisecond))
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return 0, err
+	}
+	to := &unix.SockaddrInet4{Addr: host.As4()}
+	id := uint16(os.Getpid())
+	deadline := time.Now().Add(wait)
+	for seq := uint16(1); time.Now().Before(deadline); seq++ {
+		req := make([]byte, 8+32)
+		req[0] = 8 // echo request (RFC 792)
+		binary.BigEndian.PutUint16(req[4:], id)
+		binary.BigEndian.PutUint16(req[6:], seq)
+		copy(req[8:], "govm-agent ping payload 0123456")
+		binary.BigEndian.PutUint16(req[2:], inetChecksum(req))
+		start := time.Now()
+		if err := unix.Sendto(fd, req, 0, to); err != nil {
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		buf := make([]byte, 1500)
+		for time.Since(start) < 500*time.Millisecond {
+			n, _, err := unix.Recvfrom(fd, buf, 0)
+			if err != nil {
+				break
+			}
+			ihl := int(buf[0]&0xf) * 4
+			if n < ihl+8 {
+				continue
+			}
+			icmp := buf[ihl:n]
+			if icmp[0] == 0 && binary.BigEndian.Uint16(icmp[4:]) == id && binary.BigEndian.Uint16(icmp[6:]) == seq {
+				return time.Since(start), nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("no echo reply from %s within %v", host, wait)
+}
+
+func inetChecksum(b []byte) uint16 {
+	var s uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	if len(b)%2 == 1 {
+		s += uint32(b[len(b)-1]) << 8
+	}
+	for s>>16 != 0 {
+		s = s&0xffff + s>>16
+	}
+	return ^uint16(s)
+}
+
+// dial retries while the host's listener is not up yet.
+func dial(hostport string) (net.Conn, error) {
+	var err error
+	for range 50 {
+		var c net.Conn
+		if c, err = net.DialTimeout("tcp", hostport, 5*time.Second); err == nil {
+			return c, nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return nil, err
+}
+
+// download reads everything the host sends and hashes it.
+func download(hostport string) (int64, string, float64, error) {
+	c, err := dial(hostport)
+	if err != nil {
+		return 0, "", 1, err
+	}
+	defer c.Close()
+	h := sha256.New()
+	start := time.Now()
+	n, err := io.CopyBuffer(h, c, make([]byte, 256<<10))
+	return n, hex.EncodeToString(h.Sum(nil)), time.Since(start).Seconds(), err
+}
+
+// upload sends n bytes of a deterministic stream (SHA-256 in counter
+// mode) and hashes what it sent.
+func upload(hostport string, n int64) (int64, string, float64, error) {
+	c, err := dial(hostport)
+	if err != nil {
+		return 0, "", 1, err
+	}
+	h := sha256.New()
+	buf := make([]byte, 256<<10)
+	var ctr [8]byte
+	block := uint64(0)
+	start := time.Now()
+	var sent int64
+	for sent < n {
+		for i := 0; i < len(buf); i += sha256.Size {
+			binary.LittleEndian.PutUint64(ctr[:], block)
+			block++
+			s := sha256.Sum256(ctr[:])
+			copy(buf[i:], s[:])
+		}
+		chunk := buf[:min(int64(len(buf)), n-sent)]
+		if _, err := c.Write(chunk); err != nil {
+			c.Close()
+			return sent, hex.EncodeToString(h.Sum(nil)), time.Since(start).Seconds(), err
+		}
+		h.Write(chunk)
+		sent += int64(len(chunk))
+	}
+	err = c.(*net.TCPConn).CloseWrite()
+	// Wait for the host to close, so every byte is acknowledged.
+	_, _ = io.Copy(io.Discard, c)
+	c.Close()
+	return sent, hex.EncodeToString(h.Sum(nil)), time.Since(start).Seconds(), err
+}
