@@ -220,13 +220,32 @@ func (r *Runner) Run(ctx context.Context, c Case) (*Result, error) {
 		}
 		retries++
 		if r.Log != nil {
-			r.Log("nested attempt %d spoiled (%v); retrying. console tail:\n%s", attempt, err, tail(res.Output, 12))
+			r.Log("nested attempt %d spoiled (%v); retrying. %s", attempt, err, keepConsole(res))
 		}
 	}
 	if res != nil {
 		res.Retries = retries
 	}
 	return res, err
+}
+
+// keepConsole saves a spoiled attempt's whole console to a file for
+// diagnosis and says where, with the lines around the fault.
+func keepConsole(res *Result) string {
+	if res == nil {
+		return "(no output)"
+	}
+	around := tail(res.Output, 8)
+	if loc := tcgFault.FindStringIndex(res.Output); loc != nil {
+		around = tail(res.Output[:loc[1]], 8)
+	}
+	f, err := os.CreateTemp("", "govm-e2e-spoiled-*.log")
+	if err != nil {
+		return "console:\n" + around
+	}
+	defer f.Close()
+	_, _ = f.WriteString(res.Output)
+	return "whole console in " + f.Name() + "; near the end:\n" + around
 }
 
 // tcgFault matches the one crash the emulated CPU produces in L1 and L2
@@ -365,15 +384,25 @@ func (r *Runner) runDirect(ctx context.Context, c Case) (*Result, error) {
 // l1Append is L1's kernel command line.
 const l1Append = "console=ttyS0 quiet panic=-1"
 
-// l1QEMUArgs is how the harness starts L1: two emulated CPUs with AMD SVM
+// l1CPU is the CPU model L1 gets: QEMU's "max" (every feature TCG
+// emulates, SVM included), or $GOVM_E2E_L1_CPU.
+func l1CPU() string {
+	if c := os.Getenv("GOVM_E2E_L1_CPU"); c != "" {
+		return c
+	}
+	return "max"
+}
+
+// l1QEMUArgs is how the harness starts L1 ($GOVM_E2E_L1_APPEND adds to
+// its command line, e.g. govm.kvm_amd.PARAM=VALUE for kvm-amd): two emulated CPUs with AMD SVM
 // on single-threaded TCG. Measured here (2 host CPUs, 2-vCPU L2 boots):
 // with thread=multi an L2 reached its init in 35-45 s and 5 of 6 runs
 // failed (L2 stuck or triple-faulted, L1 crashed); with thread=single it
 // took 17-18 s and 8 of 10 reached init, the other two hitting tcgFault.
 func l1QEMUArgs(kernel, initrd string) []string {
 	return []string{
-		"-accel", "tcg,thread=single", "-cpu", "max", "-smp", "2", "-m", "6G",
-		"-kernel", kernel, "-initrd", initrd, "-append", l1Append,
+		"-accel", "tcg,thread=single", "-cpu", l1CPU(), "-smp", "2", "-m", "6G",
+		"-kernel", kernel, "-initrd", initrd, "-append", strings.TrimSpace(l1Append + " " + os.Getenv("GOVM_E2E_L1_APPEND")),
 		"-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
 	}
 }

@@ -43,6 +43,7 @@ func TestVirtioNet(t *testing.T) {
 		after.WriteString("echo GOVM-HOST-TXSUM " + n.mac + " $(cat " + p + ".txsum 2>/dev/null)\n")
 	}
 	after.WriteString("ls /sys/class/net/ | tr '\\n' ' ' | sed 's/^/GOVM-HOST-IFACES /'; echo\n")
+	after.WriteString("grep -h '^Tcp' /proc/net/snmp /proc/net/netstat | sed 's/^/GOVM-HOST-STAT /'\n")
 	res := runCase(t, r, Case{Args: args, Before: before.String(), After: after.String(), Timeout: 6 * time.Minute}, 0)
 	out := res.Output
 	for _, n := range nics {
@@ -81,6 +82,11 @@ func TestVirtioNet(t *testing.T) {
 		t.Errorf("TAPs left behind after govm exited: %v", m)
 	}
 	if t.Failed() {
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, "GOVM-NET-COUNTERS") || strings.Contains(l, "GOVM-NET-STAT") || strings.Contains(l, "GOVM-HOST-STAT") || strings.Contains(l, "virtio_net") {
+				t.Log(l)
+			}
+		}
 		t.Logf("console tail:\n%s", tail(out, 80))
 	}
 }

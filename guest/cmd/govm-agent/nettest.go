@@ -205,8 +205,60 @@ func download(hostport string) (int64, string, float64, error) {
 	defer c.Close()
 	h := sha256.New()
 	start := time.Now()
-	n, err := io.CopyBuffer(h, c, make([]byte, 256<<10))
+	n, err := io.CopyBuffer(h, stallReader{c}, make([]byte, 256<<10))
 	return n, hex.EncodeToString(h.Sum(nil)), time.Since(start).Seconds(), err
+}
+
+// stallReader fails a read that sees no data for stallTimeout, so a
+// stalled transfer ends with the interface's counters said instead of
+// hanging until govm's timeout.
+type stallReader struct{ c net.Conn }
+
+const stallTimeout = 30 * time.Second
+
+func (r stallReader) Read(p []byte) (int, error) {
+	_ = r.c.SetReadDeadline(time.Now().Add(stallTimeout))
+	n, err := r.c.Read(p)
+	if err != nil && err != io.EOF {
+		sayNetCounters()
+	}
+	return n, err
+}
+
+// sayNetCounters says every interface's counters and the TCP statistics.
+func sayNetCounters() {
+	ifs, _ := net.Interfaces()
+	for _, i := range ifs {
+		var b strings.Builder
+		for _, f := range []string{"rx_packets", "rx_bytes", "rx_dropped", "rx_errors", "tx_packets", "tx_dropped", "tx_errors"} {
+			v, _ := os.ReadFile("/sys/class/net/" + i.Name + "/statistics/" + f)
+			fmt.Fprintf(&b, " %s=%s", f, strings.TrimSpace(string(v)))
+		}
+		say("GOVM-NET-COUNTERS %s%s", i.Name, b.String())
+	}
+	// /proc/net/{snmp,netstat} pair a header line with a value line;
+	// the non-zero TCP and IP counters are said a few to a line.
+	for _, f := range []string{"/proc/net/snmp", "/proc/net/netstat"} {
+		b, _ := os.ReadFile(f)
+		lines := strings.Split(string(b), "\n")
+		for i := 0; i+1 < len(lines); i += 2 {
+			names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+			if len(names) == 0 || len(names) != len(values) || !strings.HasPrefix(names[0], "Tcp") && names[0] != "Ip:" {
+				continue
+			}
+			var pairs []string
+			for j := 1; j < len(names); j++ {
+				if values[j] != "0" {
+					pairs = append(pairs, names[j]+"="+values[j])
+				}
+			}
+			for len(pairs) > 0 {
+				k := min(8, len(pairs))
+				say("GOVM-NET-STAT %s %s", names[0], strings.Join(pairs[:k], " "))
+				pairs = pairs[k:]
+			}
+		}
+	}
 }
 
 // upload sends n bytes of a deterministic stream (SHA-256 in counter
