@@ -384,6 +384,13 @@ func (r *Runner) runDirect(ctx context.Context, c Case) (*Result, error) {
 // l1Append is L1's kernel command line.
 const l1Append = "console=ttyS0 quiet panic=-1"
 
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
 // l1CPU is the CPU model L1 gets: QEMU's "max" (every feature TCG
 // emulates, SVM included), or $GOVM_E2E_L1_CPU.
 func l1CPU() string {
@@ -401,7 +408,7 @@ func l1CPU() string {
 // took 17-18 s and 8 of 10 reached init, the other two hitting tcgFault.
 func l1QEMUArgs(kernel, initrd string) []string {
 	return []string{
-		"-accel", "tcg,thread=single", "-cpu", l1CPU(), "-smp", "2", "-m", "6G",
+		"-accel", "tcg,thread=single", "-cpu", l1CPU(), "-smp", envOr("GOVM_E2E_L1_SMP", "2"), "-m", "6G",
 		"-kernel", kernel, "-initrd", initrd, "-append", strings.TrimSpace(l1Append + " " + os.Getenv("GOVM_E2E_L1_APPEND")),
 		"-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
 	}
