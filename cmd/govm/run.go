@@ -328,12 +328,12 @@ func compileFlag(name, expr string) (*regexp.Regexp, error) {
 
 // metricsFile is the JSON --metrics writes.
 type metricsFile struct {
-	BootTimeMS  float64           `json:"boot_time_ms,omitempty"`
-	Exits       map[string]uint64 `json:"exits"`
-	SerialBytes uint64            `json:"serial_bytes"`
+	BootTimeMS  float64            `json:"boot_time_ms,omitempty"`
+	Exits       map[string]uint64  `json:"exits"`
+	SerialBytes uint64             `json:"serial_bytes"`
 	NICs        []machine.NICStats `json:"nics,omitempty"`
-	Reason      string            `json:"reason"`
-	ExitCode    int               `json:"exit_code"`
+	Reason      string             `json:"reason"`
+	ExitCode    int                `json:"exit_code"`
 }
 
 func writeMetrics(path string, st machine.Stats, v verdict) error {
