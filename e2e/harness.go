@@ -122,7 +122,7 @@ type Case struct {
 	// Command is the govm subcommand; default "run".
 	Command string
 	Args    []string
-	Timeout time.Duration // for one attempt of the whole run; default 4 minutes
+	Timeout time.Duration // for one attempt of the whole run; default 3 minutes
 	// NeedVMLinux carries the ELF vmlinux into L1 (it is large, so only
 	// when asked).
 	NeedVMLinux bool
@@ -179,6 +179,30 @@ type Runner struct {
 	Mode   Mode
 	Assets *Assets
 	Log    func(format string, args ...any)
+	// Budget, shared by copies of a Runner, bounds the time all cases
+	// together may spend on spoiled nested attempts, so a bad streak of
+	// the emulator cannot push the suite past its timeout.
+	Budget *RetryBudget
+}
+
+// RetryBudget is time available for retrying spoiled nested attempts.
+type RetryBudget struct {
+	mu   sync.Mutex
+	left time.Duration
+}
+
+// NewRetryBudget allows d of retries in all.
+func NewRetryBudget(d time.Duration) *RetryBudget { return &RetryBudget{left: d} }
+
+// spend takes d from the budget and reports whether any is left.
+func (b *RetryBudget) spend(d time.Duration) bool {
+	if b == nil {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.left -= d
+	return b.left > 0
 }
 
 // errEmulatorFault marks a nested run spoiled by the emulated L1 rather
@@ -197,7 +221,7 @@ const nestedAttempts = 4
 // Result.Retries. Direct runs are never retried.
 func (r *Runner) Run(ctx context.Context, c Case) (*Result, error) {
 	if c.Timeout == 0 {
-		c.Timeout = 4 * time.Minute
+		c.Timeout = 3 * time.Minute
 	}
 	if c.Command == "" {
 		c.Command = "run"
@@ -209,6 +233,7 @@ func (r *Runner) Run(ctx context.Context, c Case) (*Result, error) {
 	var err error
 	retries := 0
 	for attempt := 1; attempt <= nestedAttempts; attempt++ {
+		start := time.Now()
 		res, err = r.runNested(ctx, c)
 		if err == nil {
 			if why := emulatorFault(c, res); why != "" {
@@ -216,6 +241,12 @@ func (r *Runner) Run(ctx context.Context, c Case) (*Result, error) {
 			}
 		}
 		if !errors.Is(err, errEmulatorFault) || attempt == nestedAttempts {
+			break
+		}
+		if !r.Budget.spend(time.Since(start)) {
+			if r.Log != nil {
+				r.Log("nested attempt %d spoiled (%v); the suite's retry budget is spent. %s", attempt, err, keepConsole(res))
+			}
 			break
 		}
 		retries++

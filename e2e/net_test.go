@@ -37,7 +37,7 @@ func TestVirtioNet(t *testing.T) {
 		{"52:54:00:12:34:01", "govm0", "10.0.2.15/24", "10.0.2.1", "5000", "5001", strconv.FormatInt(size, 10)},
 		{"52:54:00:12:34:02", "govm1", "10.0.3.15/24", "10.0.3.1", "5002", "5003", strconv.FormatInt(max(size/8, 1), 10)},
 	}
-	args := []string{"--kernel", "{bzImage}", "--initrd", "{initrd}", "--mem", "512M", "--append", "govm.action=nettest", "--timeout", "240s"}
+	args := []string{"--kernel", "{bzImage}", "--initrd", "{initrd}", "--mem", "512M", "--append", "govm.action=nettest", "--timeout", "150s"}
 	var before, after strings.Builder
 	for i, n := range nics {
 		args = append(args, "--net", "tap="+n.tap+",mac="+n.mac+",host-ip="+n.host+"/24",
@@ -56,7 +56,7 @@ func TestVirtioNet(t *testing.T) {
 	}
 	after.WriteString("ls /sys/class/net/ | tr '\\n' ' ' | sed 's/^/GOVM-HOST-IFACES /'; echo\n")
 	after.WriteString("grep -h '^Tcp' /proc/net/snmp /proc/net/netstat | sed 's/^/GOVM-HOST-STAT /'\n")
-	res := runCase(t, r, Case{Args: args, Before: before.String(), After: after.String(), Timeout: 6 * time.Minute}, 0)
+	res := runCase(t, r, Case{Args: args, Before: before.String(), After: after.String(), Timeout: 4 * time.Minute}, 0)
 	out := res.Output
 	for _, n := range nics {
 		up := regexp.MustCompile(`GOVM-NET-UP (\S+) mac=` + n.mac).FindStringSubmatch(out)

@@ -20,7 +20,7 @@ func TestCIRunner(t *testing.T) {
 		{"guest exits 0", []string{"--append", "govm.action=exit:0"}, 0, "exiting with 0"},
 		{"guest exits 7", []string{"--append", "govm.action=exit:7"}, 7, "exiting with 7"},
 		{"guest kernel panic", []string{"--append", "govm.action=panic"}, 34, "guest kernel panic"},
-		{"hang hits the timeout", []string{"--append", "govm.action=hang", "--timeout", "90s"}, 35, "timeout after 1m30s"},
+		{"hang hits the timeout", []string{"--append", "govm.action=hang", "--timeout", "60s"}, 35, "timeout after 1m0s"},
 		{"expect matches", []string{"--append", "govm.action=hang", "--expect", "GOVM-CPUS=[0-9]+", "--timeout", "150s"}, 0, "GOVM-CPUS="},
 		{"fail-on matches", []string{"--append", "govm.action=hang", "--fail-on", "GOVM-MEMTOTAL-KB", "--timeout", "150s"}, 36, "matched --fail-on"},
 	}
