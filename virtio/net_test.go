@@ -435,9 +435,15 @@ func TestNetConfig(t *testing.T) {
 	}
 }
 
+// BenchmarkNetTransmit sends 1514-byte frames through Process, the TX hot
+// path: the chain is written once and made available again each time, so
+// -benchmem counts what the device allocates (nothing).
 func BenchmarkNetTransmit(b *testing.B) {
 	r := newNetRig(b, (&Net{}).Features())
-	frame := append(txHeader(0, 0, 0, 0, 0), pattern(1500, 1)...)
+	frame := append(txHeader(0, 0, 0, 0, 0), pattern(1502, 1)...)
+	addr := r.post(netTxQueue, false, uint32(len(frame)))
+	r.m.WriteAt(frame, addr[0])
+	r.n.Process(netTxQueue)
 	go func() {
 		buf := make([]byte, 70000)
 		for {
@@ -446,14 +452,13 @@ func BenchmarkNetTransmit(b *testing.B) {
 			}
 		}
 	}()
+	ring := r.rings[netTxQueue]
 	b.ReportAllocs()
-	b.SetBytes(int64(len(frame)))
+	b.SetBytes(int64(len(frame) - NetHeaderSize))
 	for b.Loop() {
-		a := r.post(netTxQueue, false, uint32(len(frame)))
-		r.m.WriteAt(frame, a[0])
-		if r.data > netRAM-0x10000 {
-			r.data = netDataBase
-		}
+		r.m.PutUint16(ring.q.Avail+availHeader+2*uint64(ring.idx%ring.q.Size), 0)
+		ring.idx++
+		r.m.StoreUint32(ring.q.Avail, uint32(ring.idx)<<16)
 		if err := r.n.Process(netTxQueue); err != nil {
 			b.Fatal(err)
 		}
