@@ -83,9 +83,8 @@ func Allocate(ranges []Range) (*Memory, error) {
 			}
 			return nil, fmt.Errorf("mmap %d MiB of guest RAM at %#x: %w", r.Size>>20, r.Base, err)
 		}
-		// Guest RAM is better served by transparent huge pages; a failure
-		// here only costs speed.
-		// _ = unix.Madvise(b, unix.MADV_HUGEPAGE)
+		// No huge-page advice: the host's THP policy applies (Debian's
+		// default, "always", already backs guest RAM with huge pages).
 		rs = append(rs, Region{Base: r.Base, Data: b})
 	}
 	m, err := New(rs...)
