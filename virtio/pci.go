@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -533,9 +534,21 @@ func (p *PCIDevice) needsResetLocked() {
 }
 
 // interrupt is the device's notification for queue q.
+//
+// A device may call it from a goroutine of its own (virtio-net's receive
+// loop) that its Reset waits for, while the reset holds p.mu: so once a
+// reset has begun (p.stop) it gives up instead of waiting for the lock.
 func (p *PCIDevice) interrupt(q int) {
-	p.mu.Lock()
+	for !p.mu.TryLock() {
+		if p.stop.Load() {
+			return
+		}
+		runtime.Gosched()
+	}
 	defer p.mu.Unlock()
+	if p.stop.Load() {
+		return
+	}
 	p.isr |= isrQueue
 	if q < len(p.queues) {
 		p.signalLocked(p.queues[q].vector)
