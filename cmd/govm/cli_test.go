@@ -150,6 +150,13 @@ func TestBadInput(t *testing.T) {
 		{"net bad host ip", []string{"run", "--kernel", junk, "--net", "tap,host-ip=10.0.2.1"}, "host-ip"},
 		{"net unknown option", []string{"run", "--kernel", junk, "--net", "tap=t0,vhost=on"}, "unknown option"},
 		{"net same tap twice", []string{"run", "--kernel", junk, "--net", "tap=t0", "--net", "tap=t0"}, "already"},
+		{"negative timeout", []string{"run", "--kernel", junk, "--timeout", "-5s"}, "--timeout"},
+		{"bad xsave", []string{"run", "--kernel", junk, "--xsave", "maybe"}, "--xsave"},
+		{"missing disk", []string{"run", "--kernel", junk, "--disk", filepath.Join(dir, "nope.img")}, "no such file"},
+		{"disk is a directory", []string{"run", "--kernel", junk, "--disk", dir}, "directory"},
+		{"same disk twice", []string{"run", "--kernel", junk, "--disk", junk, "--disk", junk}, "already"},
+		{"bad disk option", []string{"run", "--kernel", junk, "--disk", junk + ",cache=none"}, "unknown option"},
+		{"bad expect regex", []string{"run", "--kernel", junk, "--expect", "("}, "--expect"},
 	}
 	if os.Geteuid() != 0 {
 		tests = append(tests, struct {
