@@ -49,37 +49,22 @@ func main() {
 	switch act {
 	case "disktest":
 		diskTest()
-		say("GOVM-AGENT: powering off")
-		drainConsole()
-		unix.Sync()
-		must(unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF))
+		shutdown("powering off", unix.LINUX_REBOOT_CMD_POWER_OFF)
 	case "nettest":
 		netTest()
-		say("GOVM-AGENT: powering off")
-		drainConsole()
-		unix.Sync()
-		must(unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF))
+		shutdown("powering off", unix.LINUX_REBOOT_CMD_POWER_OFF)
 	case "echo":
 		echoLine()
-		say("GOVM-AGENT: powering off")
-		drainConsole()
-		unix.Sync()
-		must(unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF))
+		shutdown("powering off", unix.LINUX_REBOOT_CMD_POWER_OFF)
 	case "hang":
 		say("GOVM-AGENT: hanging")
 		for {
 			time.Sleep(time.Hour)
 		}
 	case "poweroff":
-		say("GOVM-AGENT: powering off")
-		drainConsole()
-		unix.Sync()
-		must(unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF))
+		shutdown("powering off", unix.LINUX_REBOOT_CMD_POWER_OFF)
 	case "reboot":
-		say("GOVM-AGENT: rebooting")
-		drainConsole()
-		unix.Sync()
-		must(unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART))
+		shutdown("rebooting", unix.LINUX_REBOOT_CMD_RESTART)
 	case "panic":
 		say("GOVM-AGENT: triggering a kernel panic")
 		must(os.WriteFile("/proc/sys/kernel/sysrq", []byte("1"), 0))
@@ -101,6 +86,15 @@ func echoLine() {
 	line, err := bufio.NewReader(tty).ReadString('\n')
 	must(err)
 	say("GOVM-INPUT=%s", strings.ToUpper(strings.TrimSpace(line)))
+}
+
+// shutdown says what it does, lets the console drain, syncs and powers
+// off or restarts (cmd is a LINUX_REBOOT_CMD_*).
+func shutdown(what string, cmd int) {
+	say("GOVM-AGENT: %s", what)
+	drainConsole()
+	unix.Sync()
+	must(unix.Reboot(cmd))
 }
 
 func must(err error) {
