@@ -422,24 +422,18 @@ func envOr(name, def string) string {
 	return def
 }
 
-// l1CPU is the CPU model L1 gets: QEMU's "max" (every feature TCG
-// emulates, SVM included), or $GOVM_E2E_L1_CPU.
-func l1CPU() string {
-	if c := os.Getenv("GOVM_E2E_L1_CPU"); c != "" {
-		return c
-	}
-	return "max"
-}
-
-// l1QEMUArgs is how the harness starts L1 ($GOVM_E2E_L1_APPEND adds to
-// its command line, e.g. govm.kvm_amd.PARAM=VALUE for kvm-amd): two emulated CPUs with AMD SVM
+// l1QEMUArgs is how the harness starts L1. For experiments,
+// $GOVM_E2E_L1_CPU replaces the CPU model ("max": every feature TCG
+// emulates, SVM included), $GOVM_E2E_L1_SMP the CPU count and
+// $GOVM_E2E_L1_APPEND adds to its command line (e.g.
+// govm.kvm_amd.PARAM=VALUE for kvm-amd). By default: two emulated CPUs with AMD SVM
 // on single-threaded TCG. Measured here (2 host CPUs, 2-vCPU L2 boots):
 // with thread=multi an L2 reached its init in 35-45 s and 5 of 6 runs
 // failed (L2 stuck or triple-faulted, L1 crashed); with thread=single it
 // took 17-18 s and 8 of 10 reached init, the other two hitting tcgFault.
 func l1QEMUArgs(kernel, initrd string) []string {
 	return []string{
-		"-accel", "tcg,thread=single", "-cpu", l1CPU(), "-smp", envOr("GOVM_E2E_L1_SMP", "2"), "-m", "6G",
+		"-accel", "tcg,thread=single", "-cpu", envOr("GOVM_E2E_L1_CPU", "max"), "-smp", envOr("GOVM_E2E_L1_SMP", "2"), "-m", "6G",
 		"-kernel", kernel, "-initrd", initrd, "-append", strings.TrimSpace(l1Append + " " + os.Getenv("GOVM_E2E_L1_APPEND")),
 		"-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
 	}

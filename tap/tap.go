@@ -10,6 +10,7 @@ package tap
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 
@@ -156,8 +157,7 @@ func ConfigureInterface(name string, addr netip.Prefix) error {
 		if err := unix.IoctlIfreq(s, unix.SIOCSIFADDR, ifr); err != nil {
 			return fmt.Errorf("%s: setting address %v: %w", name, addr.Addr(), err)
 		}
-		m := prefixMask(addr.Bits())
-		if err := ifr.SetInet4Addr(m[:]); err != nil {
+		if err := ifr.SetInet4Addr(net.CIDRMask(addr.Bits(), 32)); err != nil {
 			return err
 		}
 		if err := unix.IoctlIfreq(s, unix.SIOCSIFNETMASK, ifr); err != nil {
@@ -172,15 +172,6 @@ func ConfigureInterface(name string, addr netip.Prefix) error {
 		return fmt.Errorf("%s: bringing it up: %w", name, err)
 	}
 	return nil
-}
-
-// prefixMask is the IPv4 netmask of a prefix length.
-func prefixMask(bits int) [4]byte {
-	m := uint32(0)
-	if bits > 0 {
-		m = ^uint32(0) << (32 - bits)
-	}
-	return [4]byte{byte(m >> 24), byte(m >> 16), byte(m >> 8), byte(m)}
 }
 
 // MACFromName derives a stable, locally administered unicast MAC address
