@@ -426,8 +426,8 @@ func envOr(name, def string) string {
 // $GOVM_E2E_L1_CPU replaces the CPU model ("max": every feature TCG
 // emulates, SVM included), $GOVM_E2E_L1_SMP the CPU count and
 // $GOVM_E2E_L1_APPEND adds to its command line (e.g.
-// govm.kvm_amd.PARAM=VALUE for kvm-amd). By default: two emulated CPUs with AMD SVM
-// on single-threaded TCG. Measured here (2 host CPUs, 2-vCPU L2 boots):
+// govm.kvm_amd.PARAM=VALUE for kvm-amd). By default: two emulated CPUs
+// with AMD SVM on single-threaded TCG. Measured here (2 host CPUs, 2-vCPU L2 boots):
 // with thread=multi an L2 reached its init in 35-45 s and 5 of 6 runs
 // failed (L2 stuck or triple-faulted, L1 crashed); with thread=single it
 // took 17-18 s and 8 of 10 reached init, the other two hitting tcgFault.

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/govm/govm/mem"
+	"github.com/govm/govm/tap"
 )
 
 // virtio-net (virtio 1.2, 5.1).
@@ -55,20 +56,13 @@ const (
 	netLinkUp      = 1
 )
 
-// Offload flags the backend understands (tap.Offload*, TUNSETOFFLOAD).
-const (
-	OffloadCsum   = 0x01
-	OffloadTSO4   = 0x02
-	OffloadTSO6   = 0x04
-	OffloadTSOECN = 0x08
-)
-
 // NetBackend is the host side of a NIC: a non-blocking file descriptor on
 // which each read returns one frame and each write sends one, every frame
 // led by a NetHeaderSize virtio-net header (a TAP with IFF_VNET_HDR).
 type NetBackend interface {
 	Fd() int
-	// SetOffload says which offloaded frames the backend may hand over.
+	// SetOffload says which offloaded frames the backend may hand over
+	// (tap.Offload* flags, as for TUNSETOFFLOAD).
 	SetOffload(flags int) error
 }
 
@@ -168,15 +162,15 @@ func offloadFlags(features uint64) int {
 	if features&NetFeatureGuestCsum == 0 {
 		return 0
 	}
-	f := OffloadCsum
+	f := tap.OffloadCsum
 	if features&NetFeatureGuestTSO4 != 0 {
-		f |= OffloadTSO4
+		f |= tap.OffloadTSO4
 	}
 	if features&NetFeatureGuestTSO6 != 0 {
-		f |= OffloadTSO6
+		f |= tap.OffloadTSO6
 	}
-	if f&(OffloadTSO4|OffloadTSO6) != 0 && features&NetFeatureGuestECN != 0 {
-		f |= OffloadTSOECN
+	if f&(tap.OffloadTSO4|tap.OffloadTSO6) != 0 && features&NetFeatureGuestECN != 0 {
+		f |= tap.OffloadTSOECN
 	}
 	return f
 }

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/govm/govm/mem"
+	"github.com/govm/govm/tap"
 )
 
 // pairBackend is a NetBackend on one end of a SOCK_SEQPACKET socket pair:
@@ -273,7 +274,7 @@ func TestNetTransmit(t *testing.T) {
 
 func TestNetReceiveMergeable(t *testing.T) {
 	r := newNetRig(t, (&Net{}).Features())
-	if got := r.be.offload.Load(); got != OffloadCsum|OffloadTSO4|OffloadTSO6|OffloadTSOECN {
+	if got := r.be.offload.Load(); got != tap.OffloadCsum|tap.OffloadTSO4|tap.OffloadTSO6|tap.OffloadTSOECN {
 		t.Fatalf("offloads %#x after activation", got)
 	}
 	var bufs [][]uint64
@@ -375,7 +376,7 @@ func TestNetReceiveWaitsForEnoughBuffers(t *testing.T) {
 // chain is dropped and counted, and the chain serves the next frame.
 func TestNetReceiveTooBig(t *testing.T) {
 	r := newNetRig(t, (&Net{}).Features()&^NetFeatureMrgRxbuf)
-	if got := r.be.offload.Load(); got != OffloadCsum|OffloadTSO4|OffloadTSO6|OffloadTSOECN {
+	if got := r.be.offload.Load(); got != tap.OffloadCsum|tap.OffloadTSO4|tap.OffloadTSO6|tap.OffloadTSOECN {
 		t.Fatalf("offloads %#x", got)
 	}
 	addr := r.post(netRxQueue, true, NetHeaderSize, 1500)
