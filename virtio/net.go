@@ -393,33 +393,46 @@ func (n *Net) receiveBatch(m *mem.Memory, q *Queue, features uint64, fd int) (in
 			}
 			n.rxLen = r
 		}
-		ok, err := n.deliver(m, q, features, n.rxBuf[:n.rxLen])
+		res, err := n.deliver(m, q, features, n.rxBuf[:n.rxLen])
 		if err != nil {
 			return delivered, false, err
 		}
-		if !ok {
+		switch res {
+		case rxWait:
 			// Not enough buffers for this frame: the driver must kick
 			// on its next buffer, not on one already posted.
 			if q.ArmNextAvail(m) {
 				continue
 			}
 			return delivered, true, nil
+		case rxDelivered:
+			n.Stats.RxFrames.Add(1)
+			n.Stats.RxBytes.Add(uint64(n.rxLen - NetHeaderSize))
+			delivered++
+		case rxDropped:
+			n.Stats.RxDropped.Add(1)
 		}
-		n.Stats.RxFrames.Add(1)
-		n.Stats.RxBytes.Add(uint64(n.rxLen - NetHeaderSize))
 		n.rxLen = 0
-		delivered++
 	}
 	return delivered, false, nil
 }
+
+// rxResult is what became of a frame deliver was given.
+type rxResult int
+
+const (
+	rxDelivered rxResult = iota // in the driver's buffers
+	rxWait                      // not enough buffers posted; nothing used
+	rxDropped                   // could never fit; the buffers are kept
+)
 
 // deliver copies one frame (header first) into the driver's receive
 // buffers. With MRG_RXBUF it may span several chains and num_buffers says
 // how many; otherwise one chain must hold it all, and a frame too big for
 // the chain is dropped (the chain is kept for the next frame). If the
-// driver has not posted enough buffers, nothing is used and deliver
-// reports false: the frame waits.
-func (n *Net) deliver(m *mem.Memory, q *Queue, features uint64, frame []byte) (bool, error) {
+// driver has not posted enough buffers, nothing is used and the frame
+// waits.
+func (n *Net) deliver(m *mem.Memory, q *Queue, features uint64, frame []byte) (rxResult, error) {
 	mergeable := features&NetFeatureMrgRxbuf != 0
 	heads, lens := n.rxHeads[:0], n.rxLens[:0]
 	var first Desc // where the header's num_buffers field lives
@@ -427,16 +440,16 @@ func (n *Net) deliver(m *mem.Memory, q *Queue, features uint64, frame []byte) (b
 	for off < len(frame) {
 		head, chain, ok, err := q.Pop(m)
 		if err != nil {
-			return false, err
+			return rxWait, err
 		}
 		if !ok {
 			q.Unpop(len(heads))
-			return false, nil
+			return rxWait, nil
 		}
 		written := 0
 		for _, d := range chain {
 			if !d.Write {
-				return false, fmt.Errorf("virtio-net: device-readable buffer in a receive chain")
+				return rxWait, fmt.Errorf("virtio-net: device-readable buffer in a receive chain")
 			}
 			if off == len(frame) {
 				break
@@ -444,13 +457,13 @@ func (n *Net) deliver(m *mem.Memory, q *Queue, features uint64, frame []byte) (b
 			if len(heads) == 0 && written == 0 {
 				if d.Len < NetHeaderSize {
 					// The header sits whole in the first buffer (5.1.6.3.1).
-					return false, fmt.Errorf("virtio-net: first receive buffer of %d bytes cannot hold the header", d.Len)
+					return rxWait, fmt.Errorf("virtio-net: first receive buffer of %d bytes cannot hold the header", d.Len)
 				}
 				first = d
 			}
 			c := min(int(d.Len), len(frame)-off)
 			if err := m.WriteAt(frame[off:off+c], d.Addr); err != nil {
-				return false, err
+				return rxWait, err
 			}
 			off += c
 			written += c
@@ -459,26 +472,24 @@ func (n *Net) deliver(m *mem.Memory, q *Queue, features uint64, frame []byte) (b
 		if !mergeable && off < len(frame) {
 			// Too big for one chain: drop it, keep the chain.
 			q.Unpop(1)
-			n.Stats.RxDropped.Add(1)
-			return true, nil
+			return rxDropped, nil
 		}
 		if len(heads) == int(q.Size) && off < len(frame) {
-			q.Unpop(len(heads))
-			n.Stats.RxDropped.Add(1) // could never fit, even in an empty ring
-			return true, nil
+			q.Unpop(len(heads)) // could never fit, even in an empty ring
+			return rxDropped, nil
 		}
 	}
 	// num_buffers: 1 without MRG_RXBUF.
 	if err := m.PutUint16(first.Addr+netHdrNumBuffers, uint16(len(heads))); err != nil {
-		return false, err
+		return rxWait, err
 	}
 	for i, h := range heads {
 		if err := q.PushUsed(m, h, lens[i]); err != nil {
-			return false, err
+			return rxWait, err
 		}
 	}
 	n.rxHeads, n.rxLens = heads, lens
-	return true, nil
+	return rxDelivered, nil
 }
 
 func (n *Net) Reset() {

@@ -385,8 +385,8 @@ func TestNetReceiveTooBig(t *testing.T) {
 	r.hostSend(small)
 	r.n.Process(netRxQueue)
 	r.waitUsed(netRxQueue, 1)
-	if d := r.n.Stats.RxDropped.Load(); d != 1 {
-		t.Fatalf("RxDropped %d, want 1", d)
+	if d, f := r.n.Stats.RxDropped.Load(), r.n.Stats.RxFrames.Load(); d != 1 || f != 1 {
+		t.Fatalf("RxDropped %d, RxFrames %d: want 1 of each", d, f)
 	}
 	_, l := r.usedElem(netRxQueue, 0)
 	if int(l) != len(small) {
