@@ -40,11 +40,11 @@ func (m *Memory) StoreUint32(addr uint64, v uint32) error {
 	return nil
 }
 
-// Fence orders every earlier store before every later load, as the
+// fence orders every earlier store before every later load, as the
 // virtio spec's memory barriers require between publishing an event
 // index and reading the other side's index again (virtio 1.2, 2.7.10):
 // a locked read-modify-write is a full barrier on amd64.
-func Fence() {
+func fence() {
 	var x atomic.Uint32
 	x.Add(1)
 }
@@ -63,7 +63,7 @@ func (m *Memory) StoreUint16(addr uint64, v uint16) error {
 		if err := m.PutUint16(addr, v); err != nil {
 			return err
 		}
-		Fence()
+		fence()
 		return nil
 	}
 	shift := (addr & 2) * 8 // little-endian: the low half is at the lower address

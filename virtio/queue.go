@@ -243,8 +243,6 @@ func (q *Queue) ArmNextAvail(m *mem.Memory) bool {
 	}
 	if q.EventIdx {
 		_ = m.StoreUint16(q.availEventAddr(), idx) // fenced
-	} else {
-		mem.Fence()
 	}
 	now, err := q.availIdx(m)
 	return err == nil && now != idx
