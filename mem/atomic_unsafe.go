@@ -52,7 +52,7 @@ func fence() {
 // StoreUint16 atomically stores a little-endian 16-bit value at the even
 // address addr, by compare-and-swap on the aligned word holding it (the
 // other half keeps whatever the guest has there), and orders it like
-// Fence. A value whose word runs past guest RAM is stored plainly and
+// fence. A value whose word runs past guest RAM is stored plainly and
 // fenced.
 func (m *Memory) StoreUint16(addr uint64, v uint16) error {
 	if addr%2 != 0 {
