@@ -36,10 +36,10 @@ func parseNet(spec string) (machine.NIC, error) {
 			if hw[0]&1 != 0 {
 				return n, fmt.Errorf("--net %q: MAC %s is a multicast address", spec, v)
 			}
-			if hw.String() == "00:00:00:00:00:00" {
+			copy(n.MAC[:], hw)
+			if n.MAC == ([6]byte{}) {
 				return n, fmt.Errorf("--net %q: MAC %s is not an address", spec, v)
 			}
-			copy(n.MAC[:], hw)
 		case "host-ip":
 			pfx, err := netip.ParsePrefix(v)
 			if err != nil || !pfx.Addr().Is4() || pfx.Bits() < 1 || pfx.Bits() > 30 {
