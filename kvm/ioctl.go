@@ -71,6 +71,7 @@ var (
 	reqSetLAPIC            = iowT[LAPICState](0x8f)
 	reqSetCPUID2           = iowT[cpuid2Header](0x90)
 	reqGetMPState          = iorT[uint32](0x98)
+	reqGetVCPUEvents       = iorT[VCPUEvents](0x9f)
 	reqEnableCap           = iowT[enableCap](0xa3)
 	reqSignalMSI           = iowT[msi](0xa5)
 )

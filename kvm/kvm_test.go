@@ -44,6 +44,7 @@ func TestIoctlNumbers(t *testing.T) {
 		{"KVM_SET_LAPIC", reqSetLAPIC, 0x4400ae8f},
 		{"KVM_SET_CPUID2", reqSetCPUID2, 0x4008ae90},
 		{"KVM_GET_MP_STATE", reqGetMPState, 0x8004ae98},
+		{"KVM_GET_VCPU_EVENTS", reqGetVCPUEvents, 0x8040ae9f},
 		{"KVM_ENABLE_CAP", reqEnableCap, 0x4068aea3},
 		{"KVM_SIGNAL_MSI", reqSignalMSI, 0x4020aea5},
 	}
@@ -75,6 +76,7 @@ func TestStructSizes(t *testing.T) {
 		{"kvm_irq_routing_entry", unsafe.Sizeof(IRQRoutingEntry{}), 48},
 		{"kvm_enable_cap", unsafe.Sizeof(enableCap{}), 104},
 		{"kvm_msi", unsafe.Sizeof(msi{}), 32},
+		{"kvm_vcpu_events", unsafe.Sizeof(VCPUEvents{}), 64},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {

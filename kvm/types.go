@@ -1,5 +1,7 @@
 package kvm
 
+import "fmt"
+
 // Mirrors of the structures in <linux/kvm.h> and <asm/kvm.h> (x86_64).
 // Field order, widths and padding follow the header exactly; sizes are
 // checked in kvm_test.go.
@@ -181,4 +183,56 @@ const (
 type irqRoutingHeader struct {
 	NR    uint32
 	Flags uint32
+}
+
+// VCPUEvents is struct kvm_vcpu_events: exceptions, interrupts and NMIs
+// being injected or pending (KVM API 4.31, KVM_GET_VCPU_EVENTS).
+type VCPUEvents struct {
+	Exception struct {
+		Injected, Nr, HasErrorCode, Pending uint8
+		ErrorCode                           uint32
+	}
+	Interrupt struct {
+		Injected, Nr, Soft, Shadow uint8
+	}
+	NMI struct {
+		Injected, Pending, Masked, _ uint8
+	}
+	SIPIVector uint32
+	Flags      uint32
+	SMI        struct {
+		SMM, Pending, SMMInsideNMI, LatchedInit uint8
+	}
+	TripleFault         struct{ Pending uint8 }
+	_                   [26]uint8
+	ExceptionHasPayload uint8
+	ExceptionPayload    uint64
+}
+
+// MPState is a vCPU's multiprocessing state (KVM API 4.38, KVM_MP_STATE_*).
+type MPState uint32
+
+// The states x86 reports.
+const (
+	MPStateRunnable      MPState = 0
+	MPStateUninitialized MPState = 1
+	MPStateInitReceived  MPState = 2
+	MPStateHalted        MPState = 3
+	MPStateSIPIReceived  MPState = 4
+)
+
+func (s MPState) String() string {
+	switch s {
+	case MPStateRunnable:
+		return "runnable"
+	case MPStateUninitialized:
+		return "uninitialized"
+	case MPStateInitReceived:
+		return "init-received"
+	case MPStateHalted:
+		return "halted"
+	case MPStateSIPIReceived:
+		return "sipi-received"
+	}
+	return fmt.Sprintf("mp-state-%d", uint32(s))
 }

@@ -149,3 +149,49 @@ func (v *VCPU) SetMSRs(entries []MSREntry) error {
 	}
 	return nil
 }
+
+// GetMPState reads whether the vCPU runs, halts or waits for INIT/SIPI.
+func (v *VCPU) GetMPState() (MPState, error) {
+	var s uint32
+	if _, err := ioctlPtr(v.fd, reqGetMPState, &s); err != nil {
+		return 0, fmt.Errorf("KVM_GET_MP_STATE: %w", err)
+	}
+	return MPState(s), nil
+}
+
+// GetVCPUEvents reads pending and injected exceptions, interrupts and NMIs.
+func (v *VCPU) GetVCPUEvents() (VCPUEvents, error) {
+	var e VCPUEvents
+	if _, err := ioctlPtr(v.fd, reqGetVCPUEvents, &e); err != nil {
+		return e, fmt.Errorf("KVM_GET_VCPU_EVENTS: %w", err)
+	}
+	return e, nil
+}
+
+// GetMSRs reads the model-specific registers whose indexes are given.
+func (v *VCPU) GetMSRs(indexes ...uint32) ([]MSREntry, error) {
+	if len(indexes) == 0 {
+		return nil, nil
+	}
+	hdr := msrsHeader{NMSRs: uint32(len(indexes))}
+	entSize := int(sizeOf[MSREntry]())
+	off := int(sizeOf[msrsHeader]())
+	buf := make([]byte, off+len(indexes)*entSize)
+	copy(buf, asBytes(&hdr))
+	for i, idx := range indexes {
+		e := MSREntry{Index: idx}
+		copy(buf[off+i*entSize:], asBytes(&e))
+	}
+	n, err := ioctlBuf(v.fd, reqGetMSRs, buf)
+	if err != nil {
+		return nil, fmt.Errorf("KVM_GET_MSRS: %w", err)
+	}
+	if n != len(indexes) {
+		return nil, fmt.Errorf("KVM_GET_MSRS: read %d of %d (MSR %#x refused)", n, len(indexes), indexes[n])
+	}
+	out := make([]MSREntry, len(indexes))
+	for i := range out {
+		fromBytes(buf[off+i*entSize:], &out[i])
+	}
+	return out, nil
+}

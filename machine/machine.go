@@ -66,6 +66,9 @@ type Result struct {
 	Err    error    // for StopError
 	Code   int      // for StopGuestExit: the guest's exit code
 	RIPs   []uint64 // every vCPU's instruction pointer when the VM stopped
+	// State describes each vCPU and virtio device, one line each, when
+	// the VM was stopped from outside (StopCanceled): where it was stuck.
+	State []string
 }
 
 // Stats are counters a VM keeps while it runs.
@@ -99,8 +102,8 @@ type Machine struct {
 	Serial  *devices.Serial
 	pciHost *devices.PCIHost
 	closers []func() error
-	// pciDevices counts virtio devices placed on PCI (slots 1 and up).
-	pciDevices int
+	// virtioDevs are the virtio devices placed on PCI, slots 1 and up.
+	virtioDevs []*virtio.PCIDevice
 	nets       []*virtio.Net
 
 	bootTime atomic.Int64 // nanoseconds, 0 until the boot timer fires
@@ -368,6 +371,9 @@ func (m *Machine) Run(ctx context.Context) Result {
 	res := m.result
 	for _, v := range m.vcpus {
 		res.RIPs = append(res.RIPs, v.lastRIP.Load())
+	}
+	if res.Reason == StopCanceled {
+		res.State = m.State()
 	}
 	return res
 }

@@ -59,13 +59,13 @@ func (m *Machine) SignalMSI(addr uint64, data uint32) error { return m.vm.Signal
 // slot (slots 1 and up, in the order devices are added), its BAR after the
 // previous device's.
 func (m *Machine) addPCIDevice(name string, dev virtio.Device) error {
-	i := m.pciDevices
+	i := len(m.virtioDevs)
 	bar := uint64(PCIMMIOBase) + uint64(i)*virtio.BARSize
 	pd := virtio.NewPCIDevice(name, dev, m.mem, m, bar)
 	if !m.pciHost.Attach(i+1, pd.Cfg) {
 		return fmt.Errorf("%s: no free PCI slot", name)
 	}
-	m.pciDevices++
+	m.virtioDevs = append(m.virtioDevs, pd)
 	m.closers = append([]func() error{func() error { pd.Close(); return nil }}, m.closers...)
 	return nil
 }

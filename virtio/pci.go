@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -629,4 +631,61 @@ func (p *PCIDevice) Close() {
 	p.mu.Lock()
 	p.resetLocked()
 	p.mu.Unlock()
+}
+
+// stateLockWait bounds State's wait for the transport lock.
+const stateLockWait = 100 * time.Millisecond
+
+// State describes the device in one line for a stopped VM's report: the
+// status, and per live queue the driver's and device's ring indexes and
+// event indexes as guest memory holds them, with the queue's MSI-X vector
+// and whether it is masked or pending. A driver index ahead of the used
+// index with no kick expected, or a used index the driver waits on with
+// the vector pending, says which side is stuck.
+//
+// It waits at most stateLockWait for the device's lock, so a device stuck
+// holding it is reported as such instead of hanging the report.
+func (p *PCIDevice) State() string {
+	deadline := time.Now().Add(stateLockWait)
+	for !p.mu.TryLock() {
+		if time.Now().After(deadline) {
+			return fmt.Sprintf("virtio %s: busy (transport lock held for %v)", p.name, stateLockWait)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	defer p.mu.Unlock()
+	var b strings.Builder
+	fmt.Fprintf(&b, "virtio %s: status %#x isr %#x", p.name, p.status, p.isr)
+	if p.msixControl()&msixCtlFuncMask != 0 {
+		b.WriteString(" msix-function-masked")
+	}
+	for i := range p.queues {
+		pq := &p.queues[i]
+		if !p.live || !pq.enabled {
+			continue
+		}
+		q := &pq.q
+		availIdx, err1 := p.mem.Uint16(q.Avail + 2)
+		usedIdx, err2 := p.mem.Uint16(q.Used + 2)
+		usedEvent, err3 := p.mem.Uint16(q.Avail + availHeader + 2*uint64(q.Size))
+		availEvent, err4 := p.mem.Uint16(q.availEventAddr())
+		if err := errors.Join(err1, err2, err3, err4); err != nil {
+			fmt.Fprintf(&b, "; q%d unreadable", i)
+			continue
+		}
+		fmt.Fprintf(&b, "; q%d avail %d used %d used-event %d avail-event %d", i, availIdx, usedIdx, usedEvent, availEvent)
+		if v := pq.vector; v != noVector && int(v) < len(p.pending) {
+			masked := binary.LittleEndian.Uint32(p.table[int(v)*msixEntrySize+12:])&msixVectorMask != 0
+			fmt.Fprintf(&b, " vec %d", v)
+			if masked {
+				b.WriteString(" masked")
+			}
+			if p.pending[v] {
+				b.WriteString(" pending")
+			}
+		} else {
+			b.WriteString(" no-vector")
+		}
+	}
+	return b.String()
 }

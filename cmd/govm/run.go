@@ -254,7 +254,11 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 	}
 	switch v.kind {
 	case "timeout":
-		fmt.Fprintf(stderr, "govm: timeout after %v (exit %d); vCPU RIPs %#x; last console lines:\n%s\n", o.timeout, ExitTimeout, res.RIPs, sink.Tail())
+		fmt.Fprintf(stderr, "govm: timeout after %v (exit %d); the guest when stopped:\n", o.timeout, ExitTimeout)
+		for _, l := range res.State {
+			fmt.Fprintf(stderr, "  %s\n", l)
+		}
+		fmt.Fprintf(stderr, "last console lines:\n%s\n", sink.Tail())
 	case "error":
 		return ExitError, fmt.Errorf("vCPU %d: %w", res.VCPU, res.Err)
 	}

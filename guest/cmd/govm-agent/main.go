@@ -48,10 +48,14 @@ func main() {
 	}
 	switch act {
 	case "disktest":
+		stop := watch(act)
 		diskTest()
+		stop()
 		shutdown("powering off", unix.LINUX_REBOOT_CMD_POWER_OFF)
 	case "nettest":
+		stop := watch(act)
 		netTest()
+		stop()
 		shutdown("powering off", unix.LINUX_REBOOT_CMD_POWER_OFF)
 	case "echo":
 		echoLine()

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -282,7 +283,11 @@ func upload(hostport string, n int64) (int64, string, float64, error) {
 			copy(buf[i:], s[:])
 		}
 		chunk := buf[:min(int64(len(buf)), n-sent)]
+		_ = c.SetWriteDeadline(time.Now().Add(stallTimeout))
 		if _, err := c.Write(chunk); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				sayNetCounters()
+			}
 			c.Close()
 			return sent, hex.EncodeToString(h.Sum(nil)), time.Since(start).Seconds(), err
 		}
