@@ -179,7 +179,14 @@ func NewPCIDevice(name string, dev Device, m *mem.Memory, plat Platform, barAddr
 	binary.LittleEndian.PutUint32(mx[2:], offMSIXTable)
 	binary.LittleEndian.PutUint32(mx[6:], offMSIXPBA)
 	p.msix = c.AddCapability(pci.CapMSIX, mx, []byte{0, 0xc0})
-	c.OnWrite = func(int, []byte) { p.remap() }
+	c.OnWrite = func(off int, data []byte) {
+		p.remap()
+		// Clearing the function mask in Message Control releases the
+		// vectors that became pending meanwhile (PCI 3.0, 6.8.2.3).
+		if ctl := p.msix + 2; off < ctl+2 && off+len(data) > ctl {
+			p.deliverPending()
+		}
+	}
 	p.Cfg = c
 	return p
 }
