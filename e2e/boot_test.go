@@ -20,7 +20,7 @@ var (
 // testRunner returns the shared runner, or skips with the reason the host
 // cannot boot Linux guests. `make test` builds the assets first, so there
 // this never skips.
-func testRunner(t *testing.T) *Runner {
+func testRunner(t testing.TB) *Runner {
 	t.Helper()
 	runnerOnce.Do(func() {
 		a, err := FindAssets()

@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/govm/govm/hostinfo"
@@ -136,6 +137,9 @@ type Case struct {
 	// InputAfter (a fixed string); without Input, stdin is /dev/null.
 	Input      string
 	InputAfter string
+	// KillAfter, if set, kills govm with SIGKILL once the console shows
+	// it (a fixed string); its exit code is then 137, as a shell reports.
+	KillAfter string
 	// After is a shell snippet run once govm has exited; its output is
 	// part of Result.Output (in nested mode it runs inside L1, where the
 	// files are).
@@ -352,6 +356,7 @@ func (r *Runner) runDirect(ctx context.Context, c Case) (*Result, error) {
 	}
 	if c.Before != "" {
 		before := exec.Command("sh", "-c", strings.ReplaceAll(c.Before, "{dir}", dir))
+		before.Env = r.toolEnv()
 		if out, err := before.CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("before: %v: %s", err, out)
 		}
@@ -386,9 +391,13 @@ func (r *Runner) runDirect(ctx context.Context, c Case) (*Result, error) {
 	if stdin != nil {
 		go typeInput(ctx, stdin, &out, c.InputAfter, c.Input)
 	}
+	if c.KillAfter != "" {
+		go killAfter(ctx, cmd.Process, &out, c.KillAfter)
+	}
 	err = cmd.Wait()
 	if c.After != "" {
 		after := exec.Command("sh", "-c", strings.ReplaceAll(c.After, "{dir}", dir))
+		after.Env = r.toolEnv()
 		after.Stdout, after.Stderr = &out, &out
 		_ = after.Run()
 	}
@@ -404,12 +413,21 @@ func (r *Runner) runDirect(ctx context.Context, c Case) (*Result, error) {
 		res.GovmExit = 0
 	case errors.As(err, &ee) && ctx.Err() == nil:
 		res.GovmExit = ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			res.GovmExit = 128 + int(ws.Signal()) // as a shell reports it
+		}
 	case ctx.Err() != nil:
 		return res, fmt.Errorf("govm did not finish within %v", c.Timeout)
 	default:
 		return res, err
 	}
 	return res, nil
+}
+
+// toolEnv is the environment of a direct run's Before and After: the
+// build directory first on PATH, so they find govm-agent as L1's do.
+func (r *Runner) toolEnv() []string {
+	return append(os.Environ(), "PATH="+filepath.Dir(r.Assets.Govm)+":"+os.Getenv("PATH"))
 }
 
 // l1Append is L1's kernel command line.
@@ -467,9 +485,15 @@ func (r *Runner) runNested(ctx context.Context, c Case) (*Result, error) {
 	for _, a := range args {
 		govm += " " + shellQuote(a)
 	}
-	if c.Input == "" {
+	switch {
+	case c.KillAfter != "":
+		script.WriteString(": >/tmp/console.txt\n")
+		script.WriteString(govm + " </dev/null >/tmp/console.txt 2>&1 &\npid=$!\n")
+		script.WriteString("while kill -0 $pid 2>/dev/null && ! grep -qF " + shellQuote(c.KillAfter) + " /tmp/console.txt; do sleep 1; done\n")
+		script.WriteString("kill -KILL $pid 2>/dev/null\nwait $pid\necho " + markerRC + "=$?\n")
+	case c.Input == "":
 		script.WriteString(govm + " </dev/null >/tmp/console.txt 2>&1\necho " + markerRC + "=$?\n")
-	} else {
+	default:
 		// govm reads a FIFO that stays open (no EOF) until the input has
 		// been typed after the console showed InputAfter.
 		// SIGPIPE ignored: if govm has already exited, typing fails
@@ -590,6 +614,20 @@ func typeInput(ctx context.Context, w io.WriteCloser, out *lockedBuffer, after, 
 	}
 	_, _ = io.WriteString(w, input+"\n")
 	<-ctx.Done()
+}
+
+// killAfter kills p with SIGKILL once out shows marker.
+func killAfter(ctx context.Context, p *os.Process, out *lockedBuffer, marker string) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for !strings.Contains(out.String(), marker) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+	_ = p.Kill()
 }
 
 func shellQuote(s string) string {

@@ -4,7 +4,7 @@
 #   build/kernel/modules/*.ko                     kvm, kvm-amd, kvm-intel, irqbypass, tun (for L1)
 #   build/govm, build/govm-agent                  static binaries
 #   build/uroot.cpio                              u-root initramfs with govm-agent as uinit
-#   build/l1-base.cpio                            busybox initramfs for the nested L1 (see scripts/l1-init)
+#   build/l1-base.cpio                            busybox and e2fsprogs initramfs for the nested L1 (see scripts/l1-init)
 # Each step is skipped when its output is newer than its inputs. Needs root
 # for apt-get only when a package is missing.
 set -euo pipefail
@@ -98,7 +98,9 @@ fi
 # 5. The L1 base initramfs: busybox, the KVM modules, govm, the L2 kernel and
 #    initramfs. Test cases append a second cpio with /case.sh.
 if [ -s "$B/l1-base.cpio" ] && [ "$B/l1-base.cpio" -nt "$B/govm" ] && [ "$B/l1-base.cpio" -nt "$B/uroot.cpio" ] \
-	&& [ "$B/l1-base.cpio" -nt scripts/l1-init ] && [ "$B/l1-base.cpio" -nt "$B/kernel/bzImage" ]; then
+	&& [ "$B/l1-base.cpio" -nt "$B/govm-agent" ] \
+	&& [ "$B/l1-base.cpio" -nt scripts/l1-init ] && [ "$B/l1-base.cpio" -nt "$B/kernel/bzImage" ] \
+	&& [ "$B/l1-base.cpio" -nt scripts/assets.sh ]; then
 	log "up to date"
 	exit 0
 fi
@@ -110,7 +112,19 @@ for a in sh mount insmod poweroff cat echo ls mkdir sleep grep head tail dd sync
 	ln -sf busybox "$l1/bin/$a"
 done
 cp "$B"/kernel/modules/*.ko "$l1/lib/modules/"
+# e2fsprogs, for the disk tests' host side (make an ext4 image, read a
+# guest's file back, check the file system), with the libraries they load.
+for b in mke2fs e2fsck debugfs; do
+	p=$(command -v "$b")
+	cp "$p" "$l1/sbin/$b"
+	ldd "$p" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | while read -r lib; do
+		mkdir -p "$l1$(dirname "$lib")"
+		cp -L "$lib" "$l1$lib"
+	done
+done
+cp /etc/mke2fs.conf "$l1/etc/"
 cp "$B/govm" "$l1/bin/govm"
+cp "$B/govm-agent" "$l1/bin/govm-agent" # the disk benchmark's host side
 cp "$B/kernel/bzImage" "$l1/l2/bzImage"
 cp "$B/uroot.cpio" "$l1/l2/initramfs.cpio"
 cp scripts/l1-init "$l1/init"

@@ -1,12 +1,22 @@
-// Command govm-agent runs inside a govm guest as u-root's uinit. It reports
-// what the guest sees (CPUs, memory) on the console as GOVM-* marker lines,
-// then does what the kernel command line asks with govm.action=: poweroff,
-// reboot, panic, hang, exit:N (end the VM with code N through the exit
-// port), nettest (configure NICs, ping the host and move data over TCP
-// as govm.net= parameters say; see nettest.go), echo (read one line typed on the console, say it back upper-cased
-// and power off), or nothing (u-root's shell starts next). It marks the boot timer
-// first. The end-to-end tests and
-// `make run` use it.
+// Command govm-agent runs inside a govm guest as u-root's uinit. It marks
+// the boot timer, reports what the guest sees (CPUs, memory, disks) on the
+// console as GOVM-* marker lines, then does what the kernel command line
+// asks with govm.action=:
+//
+//   - poweroff, reboot, panic, hang, exit:N (end the VM with code N through
+//     the exit port);
+//   - disktest: check and write the virtio disks, and the ext4 one by file
+//     (see disktest.go), then power off;
+//   - diskbench: measure /dev/vda (see diskbench.go), then power off;
+//   - synctest: write and fsync a pattern on /dev/vda, say GOVM-SYNCED and
+//     wait to be killed;
+//   - nettest: configure NICs, ping the host and move data over TCP as
+//     govm.net= parameters say (see nettest.go);
+//   - echo: read one line typed on the console, say it back upper-cased
+//     and power off;
+//   - nothing: u-root's shell starts next.
+//
+// The end-to-end tests and `make run` use it.
 package main
 
 import (
@@ -24,6 +34,14 @@ import (
 )
 
 func main() {
+	// On a host: `govm-agent bench FILE` measures FILE as diskbench
+	// measures /dev/vda in a guest, for the benchmark's ratio.
+	if len(os.Args) == 3 && os.Args[1] == "bench" {
+		if sayBench(printLine, "GOVM-HOST-BENCH", os.Args[2]) != nil {
+			os.Exit(1)
+		}
+		return
+	}
 	// /dev/kmsg is rate limited to a few lines by default; the agent says
 	// a dozen.
 	_ = os.WriteFile("/proc/sys/kernel/printk_devkmsg", []byte("on\n"), 0)
@@ -51,6 +69,15 @@ func main() {
 		stop := watch(act)
 		diskTest()
 		stop()
+		shutdown("powering off", unix.LINUX_REBOOT_CMD_POWER_OFF)
+	case "synctest":
+		syncTest()
+		say("GOVM-AGENT: hanging")
+		for {
+			time.Sleep(time.Hour)
+		}
+	case "diskbench":
+		_ = sayBench(say, "GOVM-BENCH", "/dev/vda")
 		shutdown("powering off", unix.LINUX_REBOOT_CMD_POWER_OFF)
 	case "nettest":
 		stop := watch(act)
@@ -201,79 +228,6 @@ func loadModules() {
 func readFile(p string) string {
 	b, _ := os.ReadFile(p)
 	return string(b)
-}
-
-// Disk test pattern: the host checks these bytes after the guest powers off.
-const diskSector = 512
-
-func diskPattern(disk string, off int64) []byte {
-	b := make([]byte, diskSector)
-	copy(b, fmt.Sprintf("GOVM-PATTERN %s %d", disk, off))
-	return b
-}
-
-// diskTest reads the host's marker at sector 1 of every disk, then writes a
-// pattern at the first sector, 1 MiB and the last sector and flushes (on a
-// read-only disk the write must fail).
-func diskTest() {
-	disks, _ := filepath.Glob("/sys/block/vd*")
-	for _, d := range disks {
-		name := filepath.Base(d)
-		sectors, _ := strconv.ParseInt(strings.TrimSpace(readFile(d+"/size")), 10, 64)
-		ro := strings.TrimSpace(readFile(d+"/ro")) == "1"
-		flag := os.O_RDWR
-		if ro {
-			flag = os.O_RDONLY
-		}
-		f, err := os.OpenFile("/dev/"+name, flag|unix.O_DIRECT, 0)
-		if err != nil {
-			say("GOVM-DISK-ERROR %s open: %v", name, err)
-			continue
-		}
-		buf := alignedBuffer(diskSector)
-		if _, err := f.ReadAt(buf, diskSector); err != nil {
-			say("GOVM-DISK-ERROR %s read: %v", name, err)
-		} else {
-			say("GOVM-DISK-READ %s %s", name, strings.TrimRight(string(buf[:32]), "\x00"))
-		}
-		if ro {
-			w, err := os.OpenFile("/dev/"+name, os.O_WRONLY, 0)
-			if err == nil {
-				_, err = w.WriteAt(diskPattern(name, 0), 0)
-				if err == nil {
-					err = w.Sync()
-				}
-				w.Close()
-			}
-			say("GOVM-DISK-RO-WRITE %s refused=%v", name, err != nil)
-			f.Close()
-			continue
-		}
-		ok := true
-		for _, off := range []int64{0, 1 << 20, (sectors - 1) * diskSector} {
-			copy(buf, diskPattern(name, off))
-			if _, err := f.WriteAt(buf, off); err != nil {
-				say("GOVM-DISK-ERROR %s write at %d: %v", name, off, err)
-				ok = false
-			}
-		}
-		if err := f.Sync(); err != nil {
-			say("GOVM-DISK-ERROR %s flush: %v", name, err)
-			ok = false
-		}
-		f.Close()
-		say("GOVM-DISK-WROTE %s ok=%v", name, ok)
-	}
-}
-
-// alignedBuffer returns n bytes aligned for O_DIRECT: an anonymous
-// mapping is page aligned.
-func alignedBuffer(n int) []byte {
-	b, err := unix.Mmap(-1, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-	if err != nil {
-		panic(err)
-	}
-	return b[:n]
 }
 
 // drainConsole waits until the console has sent everything written to it
