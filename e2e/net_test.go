@@ -44,12 +44,11 @@ func TestVirtioNet(t *testing.T) {
 			"--append", "govm.net="+strings.Join([]string{n.mac, n.guest, n.host, n.rx, n.tx, n.bytes}, ","))
 		p := "{dir}/nic" + string(rune('0'+i))
 		// The host serves random bytes on the RX port and hashes what
-		// arrives on the TX port (its stdin never ends, so nc waits for
-		// the guest to finish).
+		// arrives on the TX port (govm-agent's host commands).
 		before.WriteString("head -c " + n.bytes + " /dev/urandom > " + p + ".rx\n")
 		before.WriteString("sha256sum " + p + ".rx | cut -d' ' -f1 > " + p + ".rxsum\n")
-		before.WriteString("nc -l -p " + n.rx + " < " + p + ".rx > /dev/null 2>&1 &\n")
-		before.WriteString("( sleep 100000 | nc -l -p " + n.tx + " | sha256sum | cut -d' ' -f1 > " + p + ".txsum.tmp && mv " + p + ".txsum.tmp " + p + ".txsum ) &\n")
+		before.WriteString("govm-agent send " + n.rx + " " + p + ".rx &\n")
+		before.WriteString("govm-agent recv " + n.tx + " " + p + ".txsum &\n")
 		after.WriteString("for i in 1 2 3 4 5 6 7 8 9 10; do [ -s " + p + ".txsum ] && break; sleep 1; done\n")
 		after.WriteString("echo GOVM-HOST-RXSUM " + n.mac + " $(cat " + p + ".rxsum)\n")
 		after.WriteString("echo GOVM-HOST-TXSUM " + n.mac + " $(cat " + p + ".txsum 2>/dev/null)\n")

@@ -16,7 +16,8 @@
 //     and power off;
 //   - nothing: u-root's shell starts next.
 //
-// The end-to-end tests and `make run` use it.
+// The end-to-end tests and `make run` use it. Run with arguments on a
+// host, it is the tests' host-side tool instead (see hostcmds.go).
 package main
 
 import (
@@ -34,10 +35,10 @@ import (
 )
 
 func main() {
-	// On a host: `govm-agent bench FILE` measures FILE as diskbench
-	// measures /dev/vda in a guest, for the benchmark's ratio.
-	if len(os.Args) == 3 && os.Args[1] == "bench" {
-		if sayBench(printLine, "GOVM-HOST-BENCH", os.Args[2]) != nil {
+	// With arguments it is a host-side tool for the tests (hostcmds.go).
+	if len(os.Args) > 1 {
+		if err := hostCommand(os.Args[1:]); err != nil {
+			fmt.Fprintln(os.Stderr, "govm-agent:", err)
 			os.Exit(1)
 		}
 		return
