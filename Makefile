@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 BUILD := build
 
-.PHONY: all build assets run test unit e2e bench clean
+.PHONY: all build assets run test unit e2e bench fuzz clean
 
 all: build
 
@@ -33,6 +33,16 @@ unit:
 # benchmark, which reports guest and host figures and their ratio.
 bench: assets
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./...
+
+# Each fuzz target for FUZZTIME (go test runs their seeds as tests).
+FUZZTIME ?= 15m
+FUZZ_TARGETS := virtio:FuzzVirtqueue virtio:FuzzBlkRequest virtio:FuzzNetTx virtio:FuzzPCITransport \
+	boot:FuzzLoad devices:FuzzPorts
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz: $${t#*:} in ./$${t%%:*} for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) ./$${t%%:*}; \
+	done
 
 clean:
 	rm -rf $(BUILD) govm

@@ -126,6 +126,8 @@ type PCIDevice struct {
 	table       []byte // MSI-X table
 	pending     []bool
 
+	warnings atomic.Int32 // guest-caused warnings logged so far
+
 	live    bool // activated
 	stop    atomic.Bool
 	workers sync.WaitGroup
@@ -212,7 +214,7 @@ func (p *PCIDevice) remap() {
 	p.mapped = 0
 	if want != 0 {
 		if err := p.plat.MapMMIO(want, BARSize, p.name, p); err != nil {
-			slog.Warn("virtio-pci: BAR placement refused", "dev", p.name, "err", err)
+			p.warn("virtio-pci: BAR placement refused", "err", err)
 			return
 		}
 		p.mapped = want
@@ -274,6 +276,24 @@ func (p *PCIDevice) Write(off uint64, data []byte) {
 		p.mu.Unlock()
 		p.deliverPending()
 	}
+}
+
+// maxWarnings bounds the warnings one device logs: each is caused by the
+// guest, which must not be able to flood the host's log.
+const maxWarnings = 8
+
+// warn logs a guest-caused problem, at most maxWarnings times per device
+// (the last says that later ones are not logged).
+func (p *PCIDevice) warn(msg string, args ...any) {
+	n := p.warnings.Add(1)
+	if n > maxWarnings {
+		return
+	}
+	args = append([]any{"dev", p.name}, args...)
+	if n == maxWarnings {
+		args = append(args, "note", "further warnings from this device are not logged")
+	}
+	slog.Warn(msg, args...)
 }
 
 func uintN(data []byte) uint64 {
@@ -425,7 +445,7 @@ func (p *PCIDevice) setStatus(s uint8) {
 	if s&^p.status&StatusDriverOK != 0 && p.status&StatusFeaturesOK != 0 && !p.live {
 		p.status = s
 		if err := p.activateLocked(); err != nil {
-			slog.Warn("virtio-pci: activation failed", "dev", p.name, "err", err)
+			p.warn("virtio-pci: activation failed", "err", err)
 			p.needsResetLocked()
 		}
 		return
@@ -524,7 +544,7 @@ func (p *PCIDevice) worker(q, efd int) {
 			return
 		}
 		if err := p.dev.Process(q); err != nil {
-			slog.Warn("virtio: device needs reset", "dev", p.name, "queue", q, "err", err)
+			p.warn("virtio: device needs reset", "queue", q, "err", err)
 			p.mu.Lock()
 			p.needsResetLocked()
 			p.mu.Unlock()
@@ -582,7 +602,7 @@ func (p *PCIDevice) signalLocked(v uint16) {
 	addr := binary.LittleEndian.Uint64(e[0:])
 	data := binary.LittleEndian.Uint32(e[8:])
 	if err := p.plat.SignalMSI(addr, data); err != nil {
-		slog.Warn("virtio-pci: MSI delivery failed", "dev", p.name, "err", err)
+		p.warn("virtio-pci: MSI delivery failed", "err", err)
 	}
 }
 
