@@ -2,6 +2,7 @@ package devices
 
 import (
 	"bytes"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,28 @@ func (l *lineRec) SetLevel(high bool) {
 	l.mu.Lock()
 	l.levels = append(l.levels, high)
 	l.mu.Unlock()
+}
+
+func (l *lineRec) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.levels)
+}
+
+func (l *lineRec) last() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.levels) > 0 && l.levels[len(l.levels)-1]
+}
+
+// waitHigh waits for the line to be raised (by the transmitter's timer).
+func (l *lineRec) waitHigh(t *testing.T) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Second); !l.last(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the line was not raised")
+		}
+	}
 }
 
 func rd(s *Serial, off uint64) byte {
@@ -79,30 +102,41 @@ func TestSerialInterrupts(t *testing.T) {
 	irq := &lineRec{}
 	s := NewSerial(&out, irq)
 	wr(s, uartMCR, mcrOUT2)
-	// Enabling THRI with THR empty interrupts at once.
+	// Enabling THRI with THR empty interrupts, once the (idle)
+	// transmitter reports drained: not inside the guest's write.
 	wr(s, uartIER, ierTHRI)
-	if len(irq.levels) != 1 || !irq.levels[0] {
-		t.Fatalf("levels %v, want a raise", irq.levels)
+	if n := irq.count(); n != 0 {
+		t.Fatalf("%d line changes during the IER write, want none yet", n)
 	}
+	irq.waitHigh(t)
 	if v := rd(s, uartIIR); v&0x0f != iirTHRI {
 		t.Fatalf("IIR = %#x, want THRI", v)
 	}
 	// Reading IIR cleared the THRE interrupt.
-	if irq.levels[len(irq.levels)-1] {
+	if irq.last() {
 		t.Fatal("line still high after IIR read")
 	}
-	// Each transmitted byte is a new edge.
-	n := len(irq.levels)
-	wr(s, uartTHR, 'x')
-	got := irq.levels[n:]
-	if len(got) != 1 || !got[0] {
-		t.Fatalf("after THR write: %v, want one raise", got)
+	// A burst of bytes is one THRE interrupt, after the last byte.
+	n := irq.count()
+	for _, c := range []byte("burst of bytes") {
+		wr(s, uartTHR, c)
 	}
-	wr(s, uartTHR, 'y')
-	got = irq.levels[n:]
-	if len(got) != 3 || got[1] || !got[2] {
-		t.Fatalf("second byte: %v, want lower then raise", got)
+	if got := irq.count() - n; got != 0 {
+		t.Fatalf("%d line changes during the burst, want none", got)
 	}
+	irq.waitHigh(t)
+	if got := irq.count() - n; got != 1 {
+		t.Fatalf("%d line changes for the burst, want one raise", got)
+	}
+	if !strings.HasSuffix(out.String(), "burst of bytes") {
+		t.Fatalf("output %q", out.String())
+	}
+	// Writing THR clears a pending THRE interrupt (the line drops).
+	wr(s, uartTHR, '!')
+	if irq.last() {
+		t.Fatal("line still high after a THR write")
+	}
+	irq.waitHigh(t)
 	// Received data has priority and clears when read.
 	wr(s, uartIER, ierRDI)
 	s.Feed([]byte("k"))
@@ -112,13 +146,13 @@ func TestSerialInterrupts(t *testing.T) {
 	if rd(s, uartRBR) != 'k' {
 		t.Fatal("RBR")
 	}
-	if irq.levels[len(irq.levels)-1] {
+	if irq.last() {
 		t.Fatal("line high after the last byte was read")
 	}
 	// Without OUT2 the line stays low.
 	wr(s, uartMCR, 0)
 	s.Feed([]byte("z"))
-	if irq.levels[len(irq.levels)-1] {
+	if irq.last() {
 		t.Fatal("raised with OUT2 clear")
 	}
 }

@@ -14,8 +14,8 @@ import (
 // byte's top bit makes it a read). The property is that nothing panics.
 func FuzzPorts(f *testing.F) {
 	f.Add([]byte{0, 3, 1, 0x80, 0, 0, 1, 12, 0, 3, 1, 3, 0, 1, 1, 0x0f, 0, 0, 1, 'A'}) // serial: DLAB, divisor, IER, THR
-	f.Add([]byte{1, 0, 1, 0x0a, 1, 1, 1, 0})                                         // CMOS index/data
-	f.Add([]byte{7, 0, 4, 0x80, 7, 4, 4, 0, 7, 4, 2, 0xff})                           // PCI config address/data
+	f.Add([]byte{1, 0, 1, 0x0a, 1, 1, 1, 0})                                           // CMOS index/data
+	f.Add([]byte{7, 0, 4, 0x80, 7, 4, 4, 0, 7, 4, 2, 0xff})                            // PCI config address/data
 	f.Add([]byte{2, 4, 1, 0xfe, 3, 0, 1, 1, 4, 0, 1, 7, 5, 0, 1, 123, 6, 0, 2, 0x20})
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		none := func(PowerAction) {}

@@ -9,6 +9,7 @@ package devices
 import (
 	"io"
 	"sync"
+	"time"
 )
 
 // Line is an interrupt line a device drives. For the ISA devices here it is
@@ -80,8 +81,20 @@ const (
 	COM1IRQ  = 4
 )
 
+// txDrainDelay is how long after the guest's last write to THR the
+// transmitter reports itself empty with the THRE interrupt.
+//
+// Bytes leave at once (LSR always shows THR empty, so a polling writer
+// never waits), but the interrupt comes as a 16550's does when its FIFO
+// has drained: once per burst, after it, rather than once per byte while
+// the guest is still writing. Linux's driver writes a burst with the port
+// lock held and interrupts off; an interrupt raised inside that section
+// can only wait for it to end. One per burst is 16 times fewer interrupts,
+// and it arrives when the guest can take it.
+const txDrainDelay = 200 * time.Microsecond
+
 // Serial is a 16550A UART. Output bytes go straight to Out; input is fed
-// with Feed. The transmitter is infinitely fast: THR is always empty.
+// with Feed.
 type Serial struct {
 	mu    sync.Mutex
 	out   io.Writer
@@ -92,6 +105,11 @@ type Serial struct {
 	fcr                          uint8
 	thrPending                   bool // THR-empty interrupt armed, not yet seen
 	txBuf                        [1]byte
+
+	// The transmitter drains txDrainDelay after the last THR write (or
+	// after THRI is enabled); txTimer is armed while it is "busy".
+	txTimer *time.Timer
+	txDue   time.Time
 
 	rx     []byte
 	rxCond *sync.Cond
@@ -130,12 +148,47 @@ func (s *Serial) Feed(p []byte) {
 	}
 }
 
-// Close wakes a blocked Feed for good.
+// Close wakes a blocked Feed for good and stops the transmitter.
 func (s *Serial) Close() {
 	s.mu.Lock()
 	s.closed = true
 	s.rxCond.Broadcast()
+	if s.txTimer != nil {
+		s.txTimer.Stop()
+	}
 	s.mu.Unlock()
+}
+
+// startTx marks the transmitter busy until txDrainDelay from now; a busy
+// one's deadline moves on.
+func (s *Serial) startTx() {
+	s.txDue = time.Now().Add(txDrainDelay)
+	if s.txTimer == nil {
+		s.txTimer = time.AfterFunc(txDrainDelay, s.txDrained)
+		return
+	}
+	// If it fired and txDrained waits for the lock, it finds the new
+	// deadline and waits it out; at worst it runs once more.
+	s.txTimer.Reset(txDrainDelay)
+}
+
+// txDrained runs when the transmitter's deadline may have passed: it
+// raises THRE if THRI is enabled, or waits out a deadline a later write
+// moved.
+func (s *Serial) txDrained() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	if left := time.Until(s.txDue); left > 0 {
+		s.txTimer.Reset(left)
+		return
+	}
+	if s.ier&ierTHRI != 0 {
+		s.thrPending = true
+		s.updateIRQ()
+	}
 }
 
 // iir returns the highest-priority pending interrupt.
@@ -261,13 +314,10 @@ func (s *Serial) writeReg(off uint64, b uint8) {
 			s.txBuf[0] = b
 			_, _ = s.out.Write(s.txBuf[:])
 		}
-		// The byte left at once; THR is empty again. Drop the line for
-		// this new THRE event so an edge-triggered controller sees it.
-		if s.ier&ierTHRI != 0 {
-			s.thrPending = false
-			s.updateIRQ()
-			s.thrPending = true
-		}
+		// Writing THR clears a THRE interrupt (16550 datasheet, IIR
+		// table); the next comes when the burst has drained.
+		s.thrPending = false
+		s.startTx()
 	case uartIER:
 		if s.lcr&lcrDLAB != 0 {
 			s.dlm = b
@@ -276,7 +326,10 @@ func (s *Serial) writeReg(off uint64, b uint8) {
 		old := s.ier
 		s.ier = b & ierMask
 		if s.ier&ierTHRI != 0 && old&ierTHRI == 0 {
-			s.thrPending = true // enabling THRI with THR empty interrupts at once
+			s.startTx() // enabling THRI with THR empty interrupts, once drained
+		}
+		if s.ier&ierTHRI == 0 {
+			s.thrPending = false
 		}
 	case uartFCR:
 		s.fcr = b
