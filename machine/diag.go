@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/govm/govm/kvm"
+	"github.com/govm/govm/mem"
 )
 
 // When a VM is stopped from outside (a timeout or a signal), the question
@@ -40,6 +41,9 @@ const (
 
 // rflagsIF is the interrupt-enable flag (SDM Vol. 1, 3.4.3).
 const rflagsIF = 1 << 9
+
+// The instruction bytes State shows around each vCPU's RIP.
+const codeBefore, codeAfter = 8, 8
 
 // LAPIC is the part of a local APIC's state that says whether an
 // interrupt can arrive.
@@ -123,11 +127,12 @@ func vectorList(v []int) string {
 
 // vcpuState describes one stopped vCPU in one line. Each part that cannot
 // be read is left out and named, rather than failing the rest.
-func vcpuState(v *kvm.VCPU, lapic bool) string {
+func vcpuState(v *kvm.VCPU, m *mem.Memory, lapic bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "vCPU %d:", v.ID())
 	var missing []string
-	if r, err := v.GetRegs(); err == nil {
+	r, errRegs := v.GetRegs()
+	if errRegs == nil {
 		fmt.Fprintf(&b, " rip %#x if=%d", r.RIP, r.RFLAGS&rflagsIF/rflagsIF)
 	} else {
 		missing = append(missing, "regs")
@@ -172,6 +177,9 @@ func vcpuState(v *kvm.VCPU, lapic bool) string {
 			missing = append(missing, "lapic")
 		}
 	}
+	if sr, err := v.GetSregs(); err == nil && errRegs == nil && m != nil {
+		fmt.Fprintf(&b, "; code %s", codeBytes(m, sr.CR0, sr.CR3, sr.CR4, sr.EFER, r.RIP, codeBefore, codeAfter))
+	}
 	if len(missing) > 0 {
 		fmt.Fprintf(&b, " (unreadable: %s)", strings.Join(missing, ","))
 	}
@@ -183,7 +191,7 @@ func vcpuState(v *kvm.VCPU, lapic bool) string {
 func (m *Machine) State() []string {
 	var out []string
 	for _, v := range m.vcpus {
-		out = append(out, vcpuState(v.kvm, !m.cfg.NoIRQChip))
+		out = append(out, vcpuState(v.kvm, m.mem, !m.cfg.NoIRQChip))
 	}
 	for _, d := range m.virtioDevs {
 		out = append(out, d.State())
