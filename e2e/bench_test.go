@@ -56,3 +56,58 @@ func BenchmarkVirtioBlk(b *testing.B) {
 		}
 	}
 }
+
+// timeLine matches a govm-agent time report.
+var timeLine = regexp.MustCompile(`GOVM-HOST-TIME (govm|qemu)-\d+ ms=([0-9.]+) exit=(\d+)`)
+
+// BenchmarkBootVsQEMU boots the same kernel, u-root initramfs and command
+// line (1 vCPU, 512 MiB, the guest agent powering off at once) with govm
+// and with QEMU (-accel kvm, its stock PC machine) on the same host (L1
+// when nested), alternately, and reports each one's wall time from start
+// to exit and the ratio govm/QEMU (below 1: govm is faster).
+func BenchmarkBootVsQEMU(b *testing.B) {
+	r := testRunner(b)
+	const rounds = 2
+	after := ""
+	for i := 1; i <= rounds; i++ {
+		n := strconv.Itoa(i)
+		after += "govm-agent time /tmp/govm-" + n + " govm run --kernel {bzImage} --initrd {initrd} --mem 512M --cpus 1" +
+			" --append govm.action=poweroff --timeout 3m\n"
+		after += "govm-agent time /tmp/qemu-" + n + " qemu-system-x86_64 -accel kvm -cpu host -m 512M -smp 1" +
+			" -nodefaults -no-user-config -display none -serial stdio -no-reboot -L /usr/share/qemu" +
+			" -kernel {bzImage} -initrd {initrd} -append 'console=ttyS0 panic=-1 reboot=k govm.action=poweroff'\n"
+	}
+	// The consoles, so the harness sees an emulator fault in any of them.
+	after += "cat /tmp/govm-*.log /tmp/qemu-*.log\n"
+	for range b.N {
+		res, err := r.Run(context.Background(), Case{
+			Command:  "check",
+			NeedQEMU: true,
+			Timeout:  12 * time.Minute,
+			After:    after,
+		})
+		if errors.Is(err, errEmulatorFault) {
+			b.Skipf("every attempt was spoiled by the emulator: %v", err)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		sum := map[string]float64{}
+		count := map[string]int{}
+		for _, m := range timeLine.FindAllStringSubmatch(res.Output, -1) {
+			if m[3] != "0" {
+				b.Fatalf("%s exited %s; console tail:\n%s", m[1], m[3], tail(res.Output, 40))
+			}
+			ms, _ := strconv.ParseFloat(m[2], 64)
+			sum[m[1]] += ms
+			count[m[1]]++
+		}
+		if count["govm"] != rounds || count["qemu"] != rounds {
+			b.Fatalf("timed %d govm and %d QEMU boots, want %d each; console tail:\n%s", count["govm"], count["qemu"], rounds, tail(res.Output, 40))
+		}
+		g, q := sum["govm"]/rounds, sum["qemu"]/rounds
+		b.ReportMetric(g, "govm-boot-ms")
+		b.ReportMetric(q, "qemu-boot-ms")
+		b.ReportMetric(g/q, "govm/qemu")
+	}
+}

@@ -127,6 +127,9 @@ type Case struct {
 	// NeedVMLinux carries the ELF vmlinux into L1 (it is large, so only
 	// when asked).
 	NeedVMLinux bool
+	// NeedQEMU carries QEMU into L1 (build/l1-qemu.cpio), for the
+	// benchmarks that run it next to govm as the peer.
+	NeedQEMU bool
 	// Files are created in a scratch directory before govm starts (inside
 	// L1 in nested mode); {dir} in Args and After names it.
 	Files map[string][]byte
@@ -348,12 +351,16 @@ func emulatorFault(c Case, res *Result) string {
 func (r *Runner) expand(args []string, bz, vm, initrd string) []string {
 	out := make([]string, len(args))
 	for i, a := range args {
-		a = strings.ReplaceAll(a, "{bzImage}", bz)
-		a = strings.ReplaceAll(a, "{vmlinux}", vm)
-		a = strings.ReplaceAll(a, "{initrd}", initrd)
-		out[i] = a
+		out[i] = r.expand1(a, bz, vm, initrd)
 	}
 	return out
+}
+
+// expand1 replaces {bzImage}, {vmlinux} and {initrd} in s.
+func (r *Runner) expand1(s, bz, vm, initrd string) string {
+	s = strings.ReplaceAll(s, "{bzImage}", bz)
+	s = strings.ReplaceAll(s, "{vmlinux}", vm)
+	return strings.ReplaceAll(s, "{initrd}", initrd)
 }
 
 const (
@@ -387,7 +394,7 @@ func (r *Runner) runDirect(ctx context.Context, c Case) (*Result, error) {
 		}
 	}
 	if c.Before != "" {
-		before := exec.Command("sh", "-c", strings.ReplaceAll(c.Before, "{dir}", dir))
+		before := exec.Command("sh", "-c", r.expand1(strings.ReplaceAll(c.Before, "{dir}", dir), r.Assets.BzImage, r.Assets.VMLinux, r.Assets.Initrd))
 		before.Env = r.toolEnv()
 		if out, err := before.CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("before: %v: %s", err, out)
@@ -428,7 +435,7 @@ func (r *Runner) runDirect(ctx context.Context, c Case) (*Result, error) {
 	}
 	err = cmd.Wait()
 	if c.After != "" {
-		after := exec.Command("sh", "-c", strings.ReplaceAll(c.After, "{dir}", dir))
+		after := exec.Command("sh", "-c", r.expand1(strings.ReplaceAll(c.After, "{dir}", dir), r.Assets.BzImage, r.Assets.VMLinux, r.Assets.Initrd))
 		after.Env = r.toolEnv()
 		after.Stdout, after.Stderr = &out, &out
 		_ = after.Run()
@@ -511,7 +518,7 @@ func (r *Runner) runNested(ctx context.Context, c Case) (*Result, error) {
 	var script strings.Builder
 	script.WriteString("mkdir -p " + l1Dir + "\ncd /tmp\n")
 	if c.Before != "" {
-		script.WriteString(strings.ReplaceAll(c.Before, "{dir}", l1Dir) + "\n")
+		script.WriteString(r.expand1(strings.ReplaceAll(c.Before, "{dir}", l1Dir), l1BzImage, l1VMLinux, l1Initrd) + "\n")
 	}
 	govm := "govm " + c.Command
 	for _, a := range args {
@@ -540,7 +547,7 @@ func (r *Runner) runNested(ctx context.Context, c Case) (*Result, error) {
 	script.WriteString("cat /tmp/console.txt\n")
 	script.WriteString("echo " + markerMetrics + "-BEGIN; cat /tmp/metrics.json 2>/dev/null; echo; echo " + markerMetrics + "-END\n")
 	if c.After != "" {
-		script.WriteString(strings.ReplaceAll(c.After, "{dir}", l1Dir) + "\n")
+		script.WriteString(r.expand1(strings.ReplaceAll(c.After, "{dir}", l1Dir), l1BzImage, l1VMLinux, l1Initrd) + "\n")
 	}
 	files := []cpioFile{{Name: "case.sh", Mode: 0o755, Data: []byte(script.String())}}
 	for name, data := range c.Files {
@@ -564,6 +571,14 @@ func (r *Runner) runNested(ctx context.Context, c Case) (*Result, error) {
 	}
 	_, err = io.Copy(initrd, base)
 	base.Close()
+	if err == nil && c.NeedQEMU {
+		// Concatenated newc archives make one initramfs.
+		var q *os.File
+		if q, err = os.Open(filepath.Join(r.Assets.Dir, "l1-qemu.cpio")); err == nil {
+			_, err = io.Copy(initrd, q)
+			q.Close()
+		}
+	}
 	if err == nil {
 		err = writeCpio(initrd, files)
 	}

@@ -4,6 +4,7 @@
 #   build/kernel/modules/*.ko                     kvm, kvm-amd, kvm-intel, irqbypass, tun (for L1)
 #   build/govm, build/govm-agent                  static binaries
 #   build/uroot.cpio                              u-root initramfs with govm-agent as uinit
+#   build/l1-qemu.cpio                            QEMU for L1, the benchmarks' peer
 #   build/l1-base.cpio                            busybox and e2fsprogs initramfs for the nested L1 (see scripts/l1-init)
 # Each step is skipped when its output is newer than its inputs. Needs root
 # for apt-get only when a package is missing.
@@ -95,7 +96,27 @@ if [ ! -s "$B/uroot.cpio" ] || [ "$B/govm-agent" -nt "$B/uroot.cpio" ]; then
 	mv "$B/uroot.cpio.tmp" "$B/uroot.cpio"
 fi
 
-# 5. The L1 base initramfs: busybox, the KVM modules, govm, the L2 kernel and
+# 5. QEMU for L1, as the peer the benchmarks run next to govm (appended to
+#    L1's initramfs only by the cases that ask for it).
+if [ ! -s "$B/l1-qemu.cpio" ] || [ "$B/l1-qemu.cpio" -ot scripts/assets.sh ]; then
+	log "building the L1 QEMU archive"
+	q=$(mktemp -d)
+	qemu=$(command -v qemu-system-x86_64)
+	mkdir -p "$q/usr/bin" "$q/usr/share/qemu"
+	cp "$qemu" "$q/usr/bin/qemu-system-x86_64"
+	ldd "$qemu" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | while read -r lib; do
+		mkdir -p "$q$(dirname "$lib")"
+		cp -L "$lib" "$q$lib"
+	done
+	# Firmware a -kernel boot loads: SeaBIOS, the Linux loader option ROM,
+	# the TPR patching ROM.
+	for f in bios-256k.bin linuxboot_dma.bin kvmvapic.bin; do cp -L "/usr/share/qemu/$f" "$q/usr/share/qemu/$f"; done
+	( cd "$q" && find . | cpio -o -H newc --quiet ) > "$B/l1-qemu.cpio"
+	rm -rf "$q"
+fi
+
+
+# 6. The L1 base initramfs: busybox, the KVM modules, govm, the L2 kernel and
 #    initramfs. Test cases append a second cpio with /case.sh.
 if [ -s "$B/l1-base.cpio" ] && [ "$B/l1-base.cpio" -nt "$B/govm" ] && [ "$B/l1-base.cpio" -nt "$B/uroot.cpio" ] \
 	&& [ "$B/l1-base.cpio" -nt "$B/govm-agent" ] \

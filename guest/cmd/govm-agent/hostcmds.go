@@ -3,10 +3,13 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"os/exec"
+	"time"
 )
 
 // Host-side commands, for the tests' end of a transfer (inside L1 when
@@ -17,8 +20,12 @@ import (
 //	govm-agent recv PORT SUMFILE   read the first connection on PORT to its
 //	                               end and write its SHA-256 to SUMFILE
 //	govm-agent bench FILE          measure FILE as diskbench does /dev/vda
+//	govm-agent time NAME CMD...    run CMD (output to NAME.log) and say its
+//	                               wall time and exit status
 func hostCommand(args []string) error {
 	switch {
+	case len(args) >= 3 && args[0] == "time":
+		return timeCommand(args[1], args[2:])
 	case len(args) == 2 && args[0] == "bench":
 		return sayBench(printLine, "GOVM-HOST-BENCH", args[1])
 	case len(args) == 3 && args[0] == "send":
@@ -61,4 +68,28 @@ func serveOnce(port string, serve func(net.Conn) error) error {
 	}
 	defer c.Close()
 	return serve(c)
+}
+
+// timeCommand runs cmd with its output in name.log and says how long it
+// took, as "GOVM-HOST-TIME name ms=N exit=N".
+func timeCommand(name string, cmd []string) error {
+	log, err := os.Create(name + ".log")
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	c := exec.Command(cmd[0], cmd[1:]...)
+	c.Stdin, c.Stdout, c.Stderr = nil, log, log
+	start := time.Now()
+	err = c.Run()
+	ms := float64(time.Since(start).Microseconds()) / 1000
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		return err
+	}
+	printLine("GOVM-HOST-TIME %s ms=%.0f exit=%d", name, ms, code)
+	return nil
 }
