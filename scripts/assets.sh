@@ -110,7 +110,12 @@ if [ ! -s "$B/l1-qemu.cpio" ] || [ "$B/l1-qemu.cpio" -ot scripts/assets.sh ]; th
 	done
 	# Firmware a -kernel boot loads: SeaBIOS, the Linux loader option ROM,
 	# the TPR patching ROM.
-	for f in bios-256k.bin linuxboot_dma.bin kvmvapic.bin; do cp -L "/usr/share/qemu/$f" "$q/usr/share/qemu/$f"; done
+	for f in bios-256k.bin linuxboot_dma.bin kvmvapic.bin; do
+		src=""
+		for d in /usr/share/qemu /usr/share/seabios; do [ -e "$d/$f" ] && { src="$d/$f"; break; }; done
+		[ -n "$src" ] || { log "QEMU firmware $f not found"; exit 1; }
+		cp -L "$src" "$q/usr/share/qemu/$f"
+	done
 	( cd "$q" && find . | cpio -o -H newc --quiet ) > "$B/l1-qemu.cpio"
 	rm -rf "$q"
 fi
