@@ -104,6 +104,7 @@ type Machine struct {
 	closers []func() error
 	// virtioDevs are the virtio devices placed on PCI, slots 1 and up.
 	virtioDevs []*virtio.PCIDevice
+	msi        *msiRouter // GSI routes for MSIs; nil without an irqchip
 	nets       []*virtio.Net
 
 	bootTime atomic.Int64 // nanoseconds, 0 until the boot timer fires
@@ -162,6 +163,7 @@ func New(cfg Config) (_ *Machine, err error) {
 		if err = m.vm.CreateIRQChip(); err != nil {
 			return nil, err
 		}
+		m.msi = newMSIRouter(m.vm)
 		if err = m.vm.CreatePIT2(); err != nil {
 			return nil, err
 		}

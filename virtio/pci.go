@@ -24,7 +24,26 @@ type Platform interface {
 	MapMMIO(base, size uint64, name string, dev MMIODevice) error
 	UnmapMMIO(base uint64, dev MMIODevice)
 	IOEventFD(fd int, addr uint64, length uint32, deassign bool) error
+	// NewMSIRoute gives an MSI that is cheap to send (an irqfd); where
+	// the platform has none, SignalMSI sends each message.
+	NewMSIRoute() (MSIRoute, error)
 	SignalMSI(addr uint64, data uint32) error
+}
+
+// MSIRoute is one MSI-X vector's path to the guest: Set (re)targets it at
+// a message, Fire sends it.
+type MSIRoute interface {
+	Set(addr uint64, data uint32) error
+	Fire() error
+	Close()
+}
+
+// vectorRoute is a vector's MSIRoute and the message it is set to.
+type vectorRoute struct {
+	r             MSIRoute
+	addr          uint64
+	data          uint32
+	set, unusable bool
 }
 
 // MMIODevice serves accesses to a mapped range (machine.Device).
@@ -125,6 +144,7 @@ type PCIDevice struct {
 	queues      []pciQueue
 	table       []byte // MSI-X table
 	pending     []bool
+	routes      []vectorRoute // per vector, made on first use
 
 	warnings atomic.Int32 // guest-caused warnings logged so far
 
@@ -141,6 +161,7 @@ func NewPCIDevice(name string, dev Device, m *mem.Memory, plat Platform, barAddr
 		queues:    make([]pciQueue, n),
 		table:     make([]byte, (n+1)*msixEntrySize),
 		pending:   make([]bool, n+1),
+		routes:    make([]vectorRoute, n+1),
 		configVec: noVector,
 	}
 	for i := range p.queues {
@@ -601,9 +622,40 @@ func (p *PCIDevice) signalLocked(v uint16) {
 	}
 	addr := binary.LittleEndian.Uint64(e[0:])
 	data := binary.LittleEndian.Uint32(e[8:])
+	if p.fireRoute(v, addr, data) {
+		return
+	}
 	if err := p.plat.SignalMSI(addr, data); err != nil {
 		p.warn("virtio-pci: MSI delivery failed", "err", err)
 	}
+}
+
+// fireRoute sends vector v's message (addr, data) through its MSIRoute,
+// making the route on first use and retargeting it when the driver has
+// rewritten the table entry. It reports false when the vector has no
+// usable route, and the caller sends the message itself.
+func (p *PCIDevice) fireRoute(v uint16, addr uint64, data uint32) bool {
+	vr := &p.routes[v]
+	if vr.unusable {
+		return false
+	}
+	if vr.r == nil {
+		r, err := p.plat.NewMSIRoute()
+		if err != nil {
+			vr.unusable = true
+			return false
+		}
+		vr.r = r
+	}
+	if !vr.set || vr.addr != addr || vr.data != data {
+		if err := vr.r.Set(addr, data); err != nil {
+			p.warn("virtio-pci: MSI route refused; sending each interrupt instead", "vector", v, "err", err)
+			vr.unusable = true
+			return false
+		}
+		vr.addr, vr.data, vr.set = addr, data, true
+	}
+	return vr.r.Fire() == nil
 }
 
 // deliverPending sends vectors that were pending while masked.
@@ -653,10 +705,16 @@ func (p *PCIDevice) resetLocked() {
 	}
 }
 
-// Close stops the device's workers.
+// Close stops the device's workers and releases its MSI routes.
 func (p *PCIDevice) Close() {
 	p.mu.Lock()
 	p.resetLocked()
+	for i := range p.routes {
+		if r := p.routes[i].r; r != nil {
+			r.Close()
+		}
+		p.routes[i] = vectorRoute{}
+	}
 	p.mu.Unlock()
 }
 

@@ -1,6 +1,7 @@
 package virtio
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ func (nullPlatform) MapMMIO(uint64, uint64, string, MMIODevice) error { return n
 func (nullPlatform) UnmapMMIO(uint64, MMIODevice)                     {}
 func (nullPlatform) IOEventFD(int, uint64, uint32, bool) error        { return nil }
 func (nullPlatform) SignalMSI(uint64, uint32) error                   { return nil }
+func (nullPlatform) NewMSIRoute() (MSIRoute, error)                   { return nil, errors.New("no routes") }
 
 // resetProbe is a device whose Reset waits for one of its own goroutines
 // to raise an interrupt, as virtio-net's receive loop may.
@@ -60,16 +62,37 @@ func TestInterruptDuringReset(t *testing.T) {
 	p.Close()
 }
 
-// msiRecorder counts MSI messages by data.
+// msiRecorder counts MSI messages by data, sent through routes when it
+// offers them (withRoutes) or with SignalMSI.
 type msiRecorder struct {
 	nullPlatform
-	sent []uint32
+	withRoutes bool
+	sent       []uint32
+	signalled  int // messages that went through SignalMSI
+	sets       int // route (re)targetings
 }
 
 func (r *msiRecorder) SignalMSI(_ uint64, data uint32) error {
 	r.sent = append(r.sent, data)
+	r.signalled++
 	return nil
 }
+
+func (r *msiRecorder) NewMSIRoute() (MSIRoute, error) {
+	if !r.withRoutes {
+		return nil, errors.New("no routes")
+	}
+	return &fakeRoute{rec: r}, nil
+}
+
+type fakeRoute struct {
+	rec  *msiRecorder
+	data uint32
+}
+
+func (f *fakeRoute) Set(_ uint64, data uint32) error { f.data = data; f.rec.sets++; return nil }
+func (f *fakeRoute) Fire() error                     { f.rec.sent = append(f.rec.sent, f.data); return nil }
+func (f *fakeRoute) Close()                          {}
 
 // TestMSIXPendingDelivered: an interrupt raised while its vector or the
 // whole function is masked is held pending, and sent when the mask
@@ -130,5 +153,49 @@ func TestMSIXPendingDelivered(t *testing.T) {
 				t.Errorf("PBA %x: vector 0 still pending", pba)
 			}
 		})
+	}
+}
+
+// TestMSIRoutes: with routes, an interrupt is a Fire on the vector's
+// route, targeted once at the table's message and again only when the
+// driver rewrites it; without, each message goes through SignalMSI.
+func TestMSIRoutes(t *testing.T) {
+	m, err := mem.New(mem.Region{Base: 0, Data: make([]byte, 1<<16)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, routes := range []bool{true, false} {
+		plat := &msiRecorder{withRoutes: routes}
+		probe := &resetProbe{t: t}
+		p := NewPCIDevice("probe", probe, m, plat, 0xc000_0000)
+		probe.irq = p.interrupt
+		p.Cfg.Write(p.msix+2, []byte{0, msixCtlEnable >> 8})
+		entry := func(data byte) {
+			e := make([]byte, msixEntrySize)
+			e[2], e[3] = 0xe0, 0xfe
+			e[8] = data
+			p.Write(offMSIXTable, e)
+		}
+		entry(0x41)
+		p.mu.Lock()
+		p.queues[0].vector = 0
+		p.live = true
+		p.mu.Unlock()
+		p.interrupt(0)
+		p.interrupt(0)
+		entry(0x42)
+		p.interrupt(0)
+		want := []uint32{0x41, 0x41, 0x42}
+		if len(plat.sent) != 3 || plat.sent[0] != want[0] || plat.sent[1] != want[1] || plat.sent[2] != want[2] {
+			t.Errorf("routes %v: sent %#x, want %#x", routes, plat.sent, want)
+		}
+		wantSets, wantSignalled := 2, 0
+		if !routes {
+			wantSets, wantSignalled = 0, 3
+		}
+		if plat.sets != wantSets || plat.signalled != wantSignalled {
+			t.Errorf("routes %v: %d route sets and %d SignalMSI, want %d and %d", routes, plat.sets, plat.signalled, wantSets, wantSignalled)
+		}
+		p.Close()
 	}
 }
