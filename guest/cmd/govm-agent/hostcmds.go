@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"time"
 )
 
@@ -90,6 +91,6 @@ func timeCommand(name string, cmd []string) error {
 	} else if err != nil {
 		return err
 	}
-	printLine("GOVM-HOST-TIME %s ms=%.0f exit=%d", name, ms, code)
+	printLine("GOVM-HOST-TIME %s ms=%.0f exit=%d", filepath.Base(name), ms, code)
 	return nil
 }
