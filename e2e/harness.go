@@ -326,14 +326,16 @@ func maskedIRQDeadlock(out string) bool {
 // was not asked to crash, or an L2 guest that died (crash, panic or hang)
 // before its init agent started.
 func emulatorFault(c Case, res *Result) string {
-	if c.Command != "run" {
-		return ""
-	}
+	// The signatures hold for any output, also that of guests a case's
+	// After runs (the benchmarks).
 	if tcgFault.MatchString(res.Output) {
 		return "the TCG per-CPU page-fault recursion"
 	}
 	if maskedIRQDeadlock(res.Output) {
 		return "an interrupt taken with interrupts off: the single vCPU spins on a lock its interrupted context holds"
+	}
+	if c.Command != "run" {
+		return ""
 	}
 	agent := false
 	for _, a := range c.Args {
