@@ -76,11 +76,15 @@ func BenchmarkBootVsQEMU(b *testing.B) {
 		after += "govm-agent time /tmp/govm-" + n + " govm run --kernel {bzImage} --initrd {initrd} --mem 512M --cpus 1" +
 			" --append govm.action=poweroff --timeout 3m\n"
 		after += "govm-agent time /tmp/qemu-" + n + " qemu-system-x86_64 -accel kvm -cpu host -m 512M -smp 1" +
-			" -nodefaults -no-user-config -display none -serial stdio -no-reboot -L /usr/share/qemu" +
+			" -nodefaults -no-user-config -display none -serial file:/tmp/qemu-" + n + ".console -no-reboot -L /usr/share/qemu" +
 			" -kernel {bzImage} -initrd {initrd} -append 'console=ttyS0 panic=-1 reboot=k govm.action=poweroff'\n"
+		// A boot counts only if the guest got to power off (QEMU with
+		// -no-reboot also exits 0 when the guest crashes).
+		after += "grep -q 'GOVM-AGENT: powering off' /tmp/govm-" + n + ".log && echo GOVM-BOOTED govm-" + n + "\n"
+		after += "grep -q 'GOVM-AGENT: powering off' /tmp/qemu-" + n + ".console && echo GOVM-BOOTED qemu-" + n + "\n"
 	}
 	// The consoles, so the harness sees an emulator fault in any of them.
-	after += "cat /tmp/govm-*.log /tmp/qemu-*.log\n"
+	after += "cat /tmp/govm-*.log /tmp/qemu-*.console\n"
 	for range b.N {
 		res, err := r.Run(context.Background(), Case{
 			Command:  "check",
@@ -103,6 +107,9 @@ func BenchmarkBootVsQEMU(b *testing.B) {
 			ms, _ := strconv.ParseFloat(m[2], 64)
 			sum[m[1]] += ms
 			count[m[1]]++
+		}
+		if n := len(regexp.MustCompile(`GOVM-BOOTED (govm|qemu)-\d+`).FindAllString(res.Output, -1)); n != 2*rounds {
+			b.Fatalf("%d of %d boots reached the guest's poweroff; console tail:\n%s", n, 2*rounds, tail(res.Output, 60))
 		}
 		if count["govm"] != rounds || count["qemu"] != rounds {
 			b.Fatalf("timed %d govm and %d QEMU boots, want %d each; console tail:\n%s", count["govm"], count["qemu"], rounds, tail(res.Output, 40))
