@@ -75,7 +75,7 @@ func BenchmarkBootVsQEMU(b *testing.B) {
 		n := strconv.Itoa(i)
 		after += "govm-agent time /tmp/govm-" + n + " govm run --kernel {bzImage} --initrd {initrd} --mem 512M --cpus 1" +
 			" --append govm.action=poweroff --timeout 3m\n"
-		after += "govm-agent time /tmp/qemu-" + n + " qemu-system-x86_64 -accel kvm -cpu host -m 512M -smp 1" +
+		after += "govm-agent time /tmp/qemu-" + n + " timeout -s KILL 180 qemu-system-x86_64 -accel kvm -cpu host -m 512M -smp 1" +
 			" -nodefaults -no-user-config -display none -serial file:/tmp/qemu-" + n + ".console -no-reboot -L /usr/share/qemu" +
 			" -kernel {bzImage} -initrd {initrd} -append 'console=ttyS0 panic=-1 reboot=k govm.action=poweroff'\n"
 		// A boot counts only if the guest got to power off (QEMU with
