@@ -109,7 +109,8 @@ func BenchmarkBootVsQEMU(b *testing.B) {
 			count[m[1]]++
 		}
 		if n := len(regexp.MustCompile(`GOVM-BOOTED (govm|qemu)-\d+`).FindAllString(res.Output, -1)); n != 2*rounds {
-			b.Fatalf("%d of %d boots reached the guest's poweroff; console tail:\n%s", n, 2*rounds, tail(res.Output, 60))
+			b.Fatalf("%d of %d boots reached the guest's poweroff (%q); console tail:\n%s", n, 2*rounds,
+				regexp.MustCompile(`GOVM-(HOST-TIME|BOOTED) .*`).FindAllString(res.Output, -1), tail(res.Output, 60))
 		}
 		if count["govm"] != rounds || count["qemu"] != rounds {
 			b.Fatalf("timed %d govm and %d QEMU boots, want %d each; console tail:\n%s", count["govm"], count["qemu"], rounds, tail(res.Output, 40))
