@@ -648,18 +648,26 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
+// waitFor polls out until it shows marker (true) or ctx ends (false).
+func waitFor(ctx context.Context, out *lockedBuffer, marker string) bool {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for !strings.Contains(out.String(), marker) {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
+	return true
+}
+
 // typeInput writes input and a newline to w once out shows after, and
 // keeps w open (no EOF) until the case ends.
 func typeInput(ctx context.Context, w io.WriteCloser, out *lockedBuffer, after, input string) {
 	defer w.Close()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for !strings.Contains(out.String(), after) {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	if !waitFor(ctx, out, after) {
+		return
 	}
 	_, _ = io.WriteString(w, input+"\n")
 	<-ctx.Done()
@@ -667,16 +675,9 @@ func typeInput(ctx context.Context, w io.WriteCloser, out *lockedBuffer, after, 
 
 // killAfter kills p with SIGKILL once out shows marker.
 func killAfter(ctx context.Context, p *os.Process, out *lockedBuffer, marker string) {
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for !strings.Contains(out.String(), marker) {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	if waitFor(ctx, out, marker) {
+		_ = p.Kill()
 	}
-	_ = p.Kill()
 }
 
 func shellQuote(s string) string {
