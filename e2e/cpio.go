@@ -63,3 +63,44 @@ func writeCpio(w io.Writer, files []cpioFile) error {
 	}
 	return writeCpioEntry(w, 0, cpioTrailer, 0, nil)
 }
+
+// cpioNames lists the entry names of a newc archive (symlinks with their
+// targets as "name -> target"), for tests that check what an image holds.
+func cpioNames(data []byte) ([]string, error) {
+	var names []string
+	for off := 0; ; {
+		if off+110 > len(data) {
+			return nil, fmt.Errorf("cpio: truncated header at %d", off)
+		}
+		h := data[off : off+110]
+		if string(h[:6]) != cpioMagic {
+			return nil, fmt.Errorf("cpio: bad magic at %d", off)
+		}
+		field := func(i int) (int, error) {
+			var v int
+			_, err := fmt.Sscanf(string(h[6+8*i:14+8*i]), "%08x", &v)
+			return v, err
+		}
+		mode, err1 := field(1)
+		size, err2 := field(6)
+		nameLen, err3 := field(11)
+		if err1 != nil || err2 != nil || err3 != nil || nameLen < 1 {
+			return nil, fmt.Errorf("cpio: bad header at %d", off)
+		}
+		nameEnd := off + 110 + nameLen
+		dataStart := (nameEnd + 3) &^ 3
+		dataEnd := dataStart + size
+		if dataEnd > len(data) {
+			return nil, fmt.Errorf("cpio: entry at %d runs past the end", off)
+		}
+		name := string(data[off+110 : nameEnd-1])
+		if name == cpioTrailer {
+			return names, nil
+		}
+		if mode&0o170000 == 0o120000 {
+			name += " -> " + string(data[dataStart:dataEnd])
+		}
+		names = append(names, name)
+		off = (dataEnd + 3) &^ 3
+	}
+}

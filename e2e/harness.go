@@ -91,6 +91,23 @@ func FindAssets() (*Assets, error) {
 	return a, nil
 }
 
+// moduleRoot is the root of this module: the first directory above the
+// working directory (go test runs in the package's) with a go.mod.
+func moduleRoot() (string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("no go.mod above %s", wd)
+		}
+	}
+}
+
 // ChooseMode picks Direct on hosts whose KVM runs Linux natively, Nested
 // where QEMU is installed, and says why neither works otherwise.
 func ChooseMode() (Mode, error) {
@@ -143,6 +160,14 @@ type Case struct {
 	// KillAfter, if set, kills govm with SIGKILL once the console shows
 	// it (a fixed string); its exit code is then 137, as a shell reports.
 	KillAfter string
+	// GoPackages, if set, runs govm in this module's root with a go
+	// command that can resolve these packages (go env, go list) on PATH:
+	// the host's in direct mode; in nested mode a goTree carried into L1,
+	// which resolves but cannot compile (for govm run --uroot).
+	GoPackages []string
+	// Env is added to govm's environment; {dir} names the scratch
+	// directory.
+	Env []string
 	// After is a shell snippet run once govm has exited; its output is
 	// part of Result.Output (in nested mode it runs inside L1, where the
 	// files are).
@@ -391,6 +416,9 @@ func (r *Runner) runDirect(ctx context.Context, c Case) (*Result, error) {
 	}
 	defer os.RemoveAll(dir)
 	for name, data := range c.Files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
+			return nil, err
+		}
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
 			return nil, err
 		}
@@ -418,6 +446,15 @@ func (r *Runner) runDirect(ctx context.Context, c Case) (*Result, error) {
 		args = append(args, "--metrics", metrics)
 	}
 	cmd := exec.CommandContext(ctx, r.Assets.Govm, args...)
+	cmd.Env = os.Environ()
+	for _, e := range c.Env {
+		cmd.Env = append(cmd.Env, strings.ReplaceAll(e, "{dir}", dir))
+	}
+	if len(c.GoPackages) > 0 {
+		if cmd.Dir, err = moduleRoot(); err != nil {
+			return nil, err
+		}
+	}
 	var out lockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	var stdin io.WriteCloser
@@ -526,6 +563,33 @@ func (r *Runner) runNested(ctx context.Context, c Case) (*Result, error) {
 	for _, a := range args {
 		govm += " " + shellQuote(a)
 	}
+	var tree *goTree
+	var env []string
+	cd := ""
+	if len(c.GoPackages) > 0 {
+		root, err := moduleRoot()
+		if err != nil {
+			return nil, err
+		}
+		if tree, err = buildGoTree(root, c.GoPackages...); err != nil {
+			return nil, err
+		}
+		cd = "cd " + shellQuote(root) + " && "
+		env = append(env, "PATH="+tree.GoBinDir+":/bin:/sbin")
+		env = append(env, tree.Env...)
+	}
+	for _, e := range c.Env {
+		env = append(env, strings.ReplaceAll(e, "{dir}", l1Dir))
+	}
+	if len(env) > 0 || cd != "" {
+		// In a subshell, so After runs in L1's own environment; exec, so
+		// the subshell's PID is govm's (KillAfter kills it).
+		sub := "("
+		for _, e := range env {
+			sub += "export " + shellQuote(e) + "\n"
+		}
+		govm = sub + cd + "exec " + govm + ")"
+	}
 	switch {
 	case c.KillAfter != "":
 		script.WriteString(": >/tmp/console.txt\n")
@@ -554,6 +618,9 @@ func (r *Runner) runNested(ctx context.Context, c Case) (*Result, error) {
 	files := []cpioFile{{Name: "case.sh", Mode: 0o755, Data: []byte(script.String())}}
 	for name, data := range c.Files {
 		files = append(files, cpioFile{Name: "case/" + name, Mode: 0o644, Data: data})
+	}
+	if tree != nil {
+		files = append(files, tree.Files...)
 	}
 	if c.NeedVMLinux {
 		data, err := os.ReadFile(r.Assets.VMLinux)

@@ -126,44 +126,52 @@ func TestBadInput(t *testing.T) {
 	tests := []struct {
 		name string
 		args []string
-		want string // a word the stderr line must contain
+		want string   // a word the stderr line must contain
+		env  []string // added to the environment
 	}{
-		{"no kernel flag", []string{"run"}, "kernel"},
-		{"missing kernel", []string{"run", "--kernel", filepath.Join(dir, "nope")}, "no such file"},
-		{"kernel is a directory", []string{"run", "--kernel", dir}, "not a regular file"},
-		{"empty kernel", []string{"run", "--kernel", empty}, "empty"},
-		{"random bytes as kernel", []string{"run", "--kernel", junk}, "not a Linux kernel"},
-		{"old boot protocol", []string{"run", "--kernel", oldKernel}, "boot protocol too old"},
-		{"missing initrd", []string{"run", "--kernel", junk, "--initrd", filepath.Join(dir, "nope")}, "initrd"},
-		{"bad mem", []string{"run", "--kernel", junk, "--mem", "lots"}, "--mem"},
-		{"zero mem", []string{"run", "--kernel", junk, "--mem", "0"}, "--mem"},
-		{"huge mem", []string{"run", "--kernel", junk, "--mem", "99999999T"}, "--mem"},
-		{"cpus 0", []string{"run", "--kernel", junk, "--cpus", "0"}, "--cpus"},
-		{"cpus not a number", []string{"run", "--kernel", junk, "--cpus", "two"}, "cpus"},
-		{"unknown flag", []string{"run", "--frobnicate"}, "unknown flag"},
-		{"unknown command", []string{"fly"}, "unknown command"},
-		{"no kvm device", []string{"run", "--kernel", junk, "--kvm", filepath.Join(dir, "kvm")}, "KVM"},
-		{"net without tap", []string{"run", "--kernel", junk, "--net", "user"}, "--net"},
-		{"net name too long", []string{"run", "--kernel", junk, "--net", "tap=averyveryverylongname"}, "interface name"},
-		{"net bad mac", []string{"run", "--kernel", junk, "--net", "tap=t0,mac=52:54:zz:00:00:01"}, "MAC"},
-		{"net multicast mac", []string{"run", "--kernel", junk, "--net", "tap=t0,mac=01:00:5e:00:00:01"}, "multicast"},
-		{"net bad host ip", []string{"run", "--kernel", junk, "--net", "tap,host-ip=10.0.2.1"}, "host-ip"},
-		{"net unknown option", []string{"run", "--kernel", junk, "--net", "tap=t0,vhost=on"}, "unknown option"},
-		{"net same tap twice", []string{"run", "--kernel", junk, "--net", "tap=t0", "--net", "tap=t0"}, "already"},
-		{"negative timeout", []string{"run", "--kernel", junk, "--timeout", "-5s"}, "--timeout"},
-		{"bad xsave", []string{"run", "--kernel", junk, "--xsave", "maybe"}, "--xsave"},
-		{"missing disk", []string{"run", "--kernel", junk, "--disk", filepath.Join(dir, "nope.img")}, "no such file"},
-		{"disk is a directory", []string{"run", "--kernel", junk, "--disk", dir}, "directory"},
-		{"same disk twice", []string{"run", "--kernel", junk, "--disk", junk, "--disk", junk}, "already"},
-		{"bad disk option", []string{"run", "--kernel", junk, "--disk", junk + ",cache=none"}, "unknown option"},
-		{"bad expect regex", []string{"run", "--kernel", junk, "--expect", "("}, "--expect"},
+		{"no kernel flag", []string{"run"}, "kernel", nil},
+		{"missing kernel", []string{"run", "--kernel", filepath.Join(dir, "nope")}, "no such file", nil},
+		{"kernel is a directory", []string{"run", "--kernel", dir}, "not a regular file", nil},
+		{"empty kernel", []string{"run", "--kernel", empty}, "empty", nil},
+		{"random bytes as kernel", []string{"run", "--kernel", junk}, "not a Linux kernel", nil},
+		{"old boot protocol", []string{"run", "--kernel", oldKernel}, "boot protocol too old", nil},
+		{"missing initrd", []string{"run", "--kernel", junk, "--initrd", filepath.Join(dir, "nope")}, "initrd", nil},
+		{"bad mem", []string{"run", "--kernel", junk, "--mem", "lots"}, "--mem", nil},
+		{"zero mem", []string{"run", "--kernel", junk, "--mem", "0"}, "--mem", nil},
+		{"huge mem", []string{"run", "--kernel", junk, "--mem", "99999999T"}, "--mem", nil},
+		{"cpus 0", []string{"run", "--kernel", junk, "--cpus", "0"}, "--cpus", nil},
+		{"cpus not a number", []string{"run", "--kernel", junk, "--cpus", "two"}, "cpus", nil},
+		{"unknown flag", []string{"run", "--frobnicate"}, "unknown flag", nil},
+		{"unknown command", []string{"fly"}, "unknown command", nil},
+		{"no kvm device", []string{"run", "--kernel", junk, "--kvm", filepath.Join(dir, "kvm")}, "KVM", nil},
+		{"net without tap", []string{"run", "--kernel", junk, "--net", "user"}, "--net", nil},
+		{"net name too long", []string{"run", "--kernel", junk, "--net", "tap=averyveryverylongname"}, "interface name", nil},
+		{"net bad mac", []string{"run", "--kernel", junk, "--net", "tap=t0,mac=52:54:zz:00:00:01"}, "MAC", nil},
+		{"net multicast mac", []string{"run", "--kernel", junk, "--net", "tap=t0,mac=01:00:5e:00:00:01"}, "multicast", nil},
+		{"net bad host ip", []string{"run", "--kernel", junk, "--net", "tap,host-ip=10.0.2.1"}, "host-ip", nil},
+		{"net unknown option", []string{"run", "--kernel", junk, "--net", "tap=t0,vhost=on"}, "unknown option", nil},
+		{"net same tap twice", []string{"run", "--kernel", junk, "--net", "tap=t0", "--net", "tap=t0"}, "already", nil},
+		{"negative timeout", []string{"run", "--kernel", junk, "--timeout", "-5s"}, "--timeout", nil},
+		{"bad xsave", []string{"run", "--kernel", junk, "--xsave", "maybe"}, "--xsave", nil},
+		{"missing disk", []string{"run", "--kernel", junk, "--disk", filepath.Join(dir, "nope.img")}, "no such file", nil},
+		{"disk is a directory", []string{"run", "--kernel", junk, "--disk", dir}, "directory", nil},
+		{"same disk twice", []string{"run", "--kernel", junk, "--disk", junk, "--disk", junk}, "already", nil},
+		{"bad disk option", []string{"run", "--kernel", junk, "--disk", junk + ",cache=none"}, "unknown option", nil},
+		{"bad expect regex", []string{"run", "--kernel", junk, "--expect", "("}, "--expect", nil},
+		{"uroot and initrd", []string{"run", "--kernel", junk, "--initrd", junk, "--uroot", "./x"}, "uroot", nil},
+		{"uroot missing package", []string{"run", "--kernel", junk, "--uroot", "./nope"}, "nope", nil},
+		{"uroot not a command", []string{"run", "--kernel", junk, "--uroot", "github.com/govm/govm/guest"}, "not a command", nil},
+		{"uroot without go", []string{"run", "--kernel", junk, "--uroot", "./x"}, "needs a Go toolchain", []string{"PATH=" + dir}},
+		{"initramfs without -o", []string{"initramfs", "./x"}, "-o", nil},
+		{"initramfs without packages", []string{"initramfs", "-o", filepath.Join(dir, "out.cpio")}, "package", nil},
 	}
 	if os.Geteuid() != 0 {
 		tests = append(tests, struct {
 			name string
 			args []string
 			want string
-		}{"unreadable kernel", []string{"run", "--kernel", unreadable}, "permission denied"})
+			env  []string
+		}{"unreadable kernel", []string{"run", "--kernel", unreadable}, "permission denied", nil})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -173,6 +181,7 @@ func TestBadInput(t *testing.T) {
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			cmd.Stdin = nil
+			cmd.Env = append(os.Environ(), tt.env...)
 			err := cmd.Run()
 			if ctx.Err() != nil {
 				t.Fatal("did not exit within 2 s")

@@ -36,7 +36,8 @@ func execute(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRunCmd(stdin, stdout, stderr, &code), newVersionCmd(stdout), newCheckCmd(stdout, &code))
+	root.AddCommand(newRunCmd(stdin, stdout, stderr, &code), newVersionCmd(stdout), newCheckCmd(stdout, &code),
+		newInitramfsCmd(stdout, stderr))
 	root.SetArgs(args)
 	if err := root.Execute(); err != nil {
 		var ue usageError

@@ -30,6 +30,7 @@ const DefaultCmdline = "console=ttyS0 panic=-1 reboot=k"
 type runOptions struct {
 	kernel  string
 	initrd  string
+	uroot   []string
 	appends []string
 	mem     string
 	cpus    int
@@ -68,6 +69,8 @@ The kernel command line is "` + DefaultCmdline + `" followed by --append.
 	f := c.Flags()
 	f.StringVarP(&o.kernel, "kernel", "k", "", "kernel image: a bzImage or an uncompressed ELF vmlinux (required)")
 	f.StringVarP(&o.initrd, "initrd", "i", "", "initial ramdisk (cpio archive, optionally compressed)")
+	f.StringSliceVar(&o.uroot, "uroot", nil, "build a u-root initramfs with these Go main packages (the first is uinit) and boot it;\n"+
+		"needs a Go toolchain; cached by content (see govm initramfs)")
 	f.StringArrayVar(&o.appends, "append", nil, "extra kernel command line, added after govm's default (repeatable)")
 	f.StringVarP(&o.mem, "mem", "m", "512M", "guest RAM, e.g. 512M or 2G (a plain number is MiB)")
 	f.IntVarP(&o.cpus, "cpus", "c", 1, "number of vCPUs")
@@ -82,6 +85,7 @@ The kernel command line is "` + DefaultCmdline + `" followed by --append.
 	f.StringVar(&o.xsave, "xsave", "auto", "offer XSAVE/AVX to the guest: on, off, or auto (off when KVM itself runs under an emulator)")
 	f.StringVar(&o.metrics, "metrics", "", "write boot time, exits by kind and console bytes as JSON to this file")
 	_ = c.MarkFlagRequired("kernel")
+	c.MarkFlagsMutuallyExclusive("initrd", "uroot")
 	return c
 }
 
@@ -161,6 +165,13 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 		if a = strings.TrimSpace(a); a != "" {
 			bc.Cmdline += " " + a
 		}
+	}
+	if len(o.uroot) > 0 {
+		res, err := buildUroot(o.uroot, stderr)
+		if err != nil {
+			return ExitError, err
+		}
+		o.initrd = res.Path
 	}
 	if o.initrd != "" {
 		f, size, err := openImage("initrd", o.initrd)

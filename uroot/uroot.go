@@ -1,0 +1,379 @@
+// Package uroot builds u-root initramfs images around Go commands, for
+// `govm run --uroot` and `govm initramfs`. It owns the build (u-root's
+// mkuimage Go API: u-root's init plus the given main packages, compiled
+// into one busybox-style binary, the first package linked as uinit) and a
+// content-addressed cache of the results, so that booting the same sources
+// twice builds once.
+//
+// Building needs a Go toolchain (the go command on PATH); without one,
+// Build returns ErrNoToolchain. u-root's own sources come from the Go
+// module cache (fetched through the module proxy when missing), at the
+// version govm was built with.
+package uroot
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"sort"
+	"strings"
+
+	"github.com/u-root/gobusybox/src/pkg/golang"
+	"github.com/u-root/mkuimage/uimage"
+	"github.com/u-root/uio/llog"
+)
+
+// UrootModule is the module whose init the images boot.
+const UrootModule = "github.com/u-root/u-root"
+
+// fallbackUrootVersion is used when the binary carries no build
+// information (go run of a file list, say); it matches go.mod.
+const fallbackUrootVersion = "v0.16.0"
+
+// keyFormat changes whenever what goes into an image changes in a way the
+// inputs below do not capture (a different init, other base files).
+const keyFormat = "govm-uroot-1"
+
+// Target platform: govm boots x86-64 Linux guests only.
+const (
+	targetOS   = "linux"
+	targetArch = "amd64"
+)
+
+// ErrNoToolchain says there is no go command to build with.
+var ErrNoToolchain = errors.New("building a u-root initramfs needs a Go toolchain, and no go command is on PATH (install Go, or build the image elsewhere with govm initramfs and boot it with --initrd)")
+
+// Options says what to build.
+type Options struct {
+	// Packages are the main packages to include: import paths or
+	// directories (./cmd/x), resolved in Dir. The first becomes uinit,
+	// the program u-root's init runs once the system is up.
+	Packages []string
+	// Dir is where packages are resolved (a directory in the module that
+	// holds them). Empty means the current directory.
+	Dir string
+	// CacheDir holds built images. Empty means DefaultCacheDir().
+	CacheDir string
+	// Log receives progress lines; nil discards them.
+	Log io.Writer
+}
+
+// Result is a built (or cached) image.
+type Result struct {
+	Path   string // the cpio archive, inside the cache
+	Key    string // hex SHA-256 of everything the image is built from
+	Cached bool   // true if no build was needed
+	Uinit  string // the command u-root's init runs
+}
+
+// DefaultCacheDir is $XDG_CACHE_HOME/govm/initramfs (or ~/.cache/...).
+func DefaultCacheDir() (string, error) {
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("uroot: no cache directory: %w", err)
+	}
+	return filepath.Join(d, "govm", "initramfs"), nil
+}
+
+// UrootVersion is the u-root version govm builds images with: the one in
+// govm's own build information, so go.mod is the single place it is set.
+func UrootVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == UrootModule {
+				if d.Replace != nil {
+					return d.Replace.Version
+				}
+				return d.Version
+			}
+		}
+	}
+	return fallbackUrootVersion
+}
+
+// goList is the part of `go list -json` output the key needs.
+type goList struct {
+	ImportPath string
+	Dir        string
+	Name       string
+	Standard   bool
+	Module     *struct {
+		Path    string
+		Version string
+		GoMod   string
+		Main    bool
+		Replace *struct{ Path, Version string }
+	}
+	GoFiles, CgoFiles, SFiles, HFiles, CFiles, EmbedFiles, SysoFiles []string
+	DepOnly                                                       bool
+	Error                                                         *struct{ Err string }
+}
+
+// toolchain runs the go command for the guest's platform.
+type toolchain struct {
+	goBin string
+	dir   string
+}
+
+func (t toolchain) cmd(ctx context.Context, args ...string) *exec.Cmd {
+	c := exec.CommandContext(ctx, t.goBin, args...)
+	c.Dir = t.dir
+	c.Env = append(os.Environ(), "GOOS="+targetOS, "GOARCH="+targetArch, "CGO_ENABLED=0")
+	return c
+}
+
+func (t toolchain) output(ctx context.Context, args ...string) ([]byte, error) {
+	var stderr bytes.Buffer
+	c := t.cmd(ctx, args...)
+	c.Stderr = &stderr
+	out, err := c.Output()
+	if err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		return nil, fmt.Errorf("go %s: %s", args[0], firstLines(msg, 3))
+	}
+	return out, nil
+}
+
+func firstLines(s string, n int) string {
+	lines := strings.SplitN(s, "\n", n+1)
+	if len(lines) > n {
+		lines = append(lines[:n], "...")
+	}
+	return strings.Join(lines, "; ")
+}
+
+// Build returns an image holding u-root's init and o.Packages, from the
+// cache when the same inputs were built before.
+func Build(ctx context.Context, o Options) (Result, error) {
+	if len(o.Packages) == 0 {
+		return Result{}, errors.New("uroot: no packages to build")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return Result{}, ErrNoToolchain
+	}
+	dir := o.Dir
+	if dir == "" {
+		if dir, err = os.Getwd(); err != nil {
+			return Result{}, fmt.Errorf("uroot: %w", err)
+		}
+	}
+	cacheDir := o.CacheDir
+	if cacheDir == "" {
+		if cacheDir, err = DefaultCacheDir(); err != nil {
+			return Result{}, err
+		}
+	}
+	logw := o.Log
+	if logw == nil {
+		logw = io.Discard
+	}
+	tc := toolchain{goBin: goBin, dir: dir}
+
+	goroot, err := tc.output(ctx, "env", "GOROOT")
+	if err != nil {
+		return Result{}, fmt.Errorf("uroot: %w", err)
+	}
+	mains, key, err := resolve(ctx, tc, o.Packages)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Key: key, Uinit: filepath.Base(mains[0].Dir)}
+	res.Path = filepath.Join(cacheDir, key+".cpio")
+	if st, err := os.Stat(res.Path); err == nil && st.Mode().IsRegular() && st.Size() > 0 {
+		res.Cached = true
+		fmt.Fprintf(logw, "govm: u-root initramfs %s (cached)\n", res.Path)
+		return res, nil
+	}
+
+	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+		return Result{}, fmt.Errorf("uroot: cache: %w", err)
+	}
+	fmt.Fprintf(logw, "govm: building a u-root initramfs with %s (u-root %s)\n",
+		strings.Join(o.Packages, " "), UrootVersion())
+	initDir, err := urootSource(ctx, tc)
+	if err != nil {
+		return Result{}, err
+	}
+	dirs := []string{filepath.Join(initDir, "cmds", "core", "init")}
+	for _, p := range mains {
+		dirs = append(dirs, p.Dir)
+	}
+	// The toolchain found above, also for a govm built with -trimpath
+	// (whose go/build defaults know no GOROOT).
+	env := golang.Default(golang.DisableCGO(), golang.WithGOOS(targetOS), golang.WithGOARCH(targetArch),
+		golang.WithWorkingDir(dir), golang.WithGOROOT(strings.TrimSpace(string(goroot))), golang.WithCompiler(goBin))
+	if err := create(env, cacheDir, res.Path, res.Uinit, dirs, logw); err != nil {
+		return Result{}, err
+	}
+	return res, nil
+}
+
+// resolve lists the packages and everything they import, checks they are
+// commands, and hashes what the image is built from: the toolchain
+// version, u-root's version, and for each package either its module
+// version (module cache contents never change) or its files' contents.
+func resolve(ctx context.Context, tc toolchain, patterns []string) ([]goList, string, error) {
+	ver, err := tc.output(ctx, "env", "GOVERSION")
+	if err != nil {
+		return nil, "", fmt.Errorf("uroot: %w", err)
+	}
+	args := append([]string{"list", "-deps", "-e", "-json=ImportPath,Dir,Name,Standard,Module,GoFiles,CgoFiles,SFiles,HFiles,CFiles,EmbedFiles,SysoFiles,DepOnly,Error", "--"}, patterns...)
+	out, err := tc.output(ctx, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("uroot: %w", err)
+	}
+	var pkgs []goList
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for dec.More() {
+		var p goList
+		if err := dec.Decode(&p); err != nil {
+			return nil, "", fmt.Errorf("uroot: go list output: %w", err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%s %s/%s\nu-root %s\n", keyFormat, strings.TrimSpace(string(ver)), targetOS, targetArch, UrootVersion())
+	var mains []goList
+	for _, p := range pkgs {
+		if p.Error != nil {
+			return nil, "", fmt.Errorf("uroot: %s: %s", p.ImportPath, firstLines(p.Error.Err, 3))
+		}
+		if !p.DepOnly {
+			if p.Name != "main" {
+				return nil, "", fmt.Errorf("uroot: %s is package %s, not a command (package main)", p.ImportPath, p.Name)
+			}
+			mains = append(mains, p)
+		}
+		if err := hashPackage(h, p); err != nil {
+			return nil, "", err
+		}
+	}
+	if len(mains) == 0 {
+		return nil, "", fmt.Errorf("uroot: %s matched no packages", strings.Join(patterns, " "))
+	}
+	return mains, hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// hashPackage adds one package's identity to the key.
+func hashPackage(h io.Writer, p goList) error {
+	fmt.Fprintf(h, "pkg %s main=%v\n", p.ImportPath, !p.DepOnly)
+	if p.Standard {
+		return nil // fixed by the toolchain version
+	}
+	if m := p.Module; m != nil && !m.Main && m.Replace == nil && m.Version != "" {
+		fmt.Fprintf(h, "mod %s@%s\n", m.Path, m.Version)
+		return nil
+	}
+	// Sources that can change under the same name: the main module, a
+	// replace directive, a GOPATH package. Hash their contents.
+	if m := p.Module; m != nil && m.GoMod != "" {
+		if err := hashFile(h, m.GoMod); err != nil {
+			return err
+		}
+	}
+	var files []string
+	for _, list := range [][]string{p.GoFiles, p.CgoFiles, p.SFiles, p.HFiles, p.CFiles, p.EmbedFiles, p.SysoFiles} {
+		files = append(files, list...)
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		if err := hashFile(h, filepath.Join(p.Dir, f)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func hashFile(h io.Writer, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("uroot: %w", err)
+	}
+	defer f.Close()
+	fmt.Fprintf(h, "file %s\n", filepath.Base(path))
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("uroot: %s: %w", path, err)
+	}
+	return nil
+}
+
+// urootSource returns u-root's module directory, downloading the module
+// through the Go module proxy if the cache does not have it.
+func urootSource(ctx context.Context, tc toolchain) (string, error) {
+	mod := UrootModule + "@" + UrootVersion()
+	// Outside any module, so the user's go.mod is neither read nor changed.
+	tmp, err := os.MkdirTemp("", "govm-uroot-mod")
+	if err != nil {
+		return "", fmt.Errorf("uroot: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	tc.dir = tmp
+	out, err := tc.output(ctx, "mod", "download", "-json", mod)
+	if err != nil {
+		return "", fmt.Errorf("uroot: fetching %s: %w", mod, err)
+	}
+	var m struct{ Dir, Error string }
+	if err := json.Unmarshal(out, &m); err != nil {
+		return "", fmt.Errorf("uroot: go mod download output: %w", err)
+	}
+	if m.Error != "" || m.Dir == "" {
+		return "", fmt.Errorf("uroot: fetching %s: %s", mod, m.Error)
+	}
+	return m.Dir, nil
+}
+
+// create builds the image into out through a temporary file, so the cache
+// never holds a partial archive.
+func create(env *golang.Environ, cacheDir, out, uinit string, dirs []string, logw io.Writer) error {
+	tmpDir, err := os.MkdirTemp("", "govm-uroot-build")
+	if err != nil {
+		return fmt.Errorf("uroot: %w", err)
+	}
+	defer os.RemoveAll(tmpDir)
+	part, err := os.CreateTemp(cacheDir, ".partial-*.cpio")
+	if err != nil {
+		return fmt.Errorf("uroot: cache: %w", err)
+	}
+	partName := part.Name()
+	part.Close()
+	defer os.Remove(partName)
+
+	var msgs bytes.Buffer
+	l := llog.New(slog.LevelWarn, func(format string, args ...any) {
+		fmt.Fprintf(&msgs, format+"\n", args...)
+	})
+	err = uimage.Create(l,
+		uimage.WithReplaceEnv(env),
+		uimage.WithBaseArchive(uimage.DefaultRamfs()),
+		uimage.WithTempDir(tmpDir),
+		uimage.WithBusyboxCommands(dirs...),
+		uimage.WithInit("init"),
+		uimage.WithUinit(uinit),
+		uimage.WithCPIOOutput(partName),
+	)
+	if err != nil {
+		if m := strings.TrimSpace(msgs.String()); m != "" {
+			return fmt.Errorf("uroot: building the initramfs: %w (%s)", err, firstLines(m, 5))
+		}
+		return fmt.Errorf("uroot: building the initramfs: %w", err)
+	}
+	if err := os.Rename(partName, out); err != nil {
+		return fmt.Errorf("uroot: cache: %w", err)
+	}
+	fmt.Fprintf(logw, "govm: u-root initramfs %s\n", out)
+	return nil
+}
