@@ -70,7 +70,13 @@ func TestUroot(t *testing.T) {
 		c.Files = map[string][]byte{"cache/govm/initramfs/" + filepath.Base(cached[0]): data}
 	}
 	res := runCase(t, r, c, 7)
-	t.Logf("%s run, console tail:\n%s", r.Mode, tail(res.Output, 12))
+	var said []string
+	for _, l := range strings.Split(res.Output, "\n") {
+		if strings.HasPrefix(l, "govm") {
+			said = append(said, l)
+		}
+	}
+	t.Logf("%s run: %s", r.Mode, strings.Join(said, " | "))
 	if !strings.Contains(res.Output, "govm-exit: 7") {
 		t.Fatalf("the guest command did not run; console tail:\n%s", tail(res.Output, 40))
 	}
