@@ -24,7 +24,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"sort"
 	"strings"
 
@@ -36,9 +35,9 @@ import (
 // UrootModule is the module whose init the images boot.
 const UrootModule = "github.com/u-root/u-root"
 
-// fallbackUrootVersion is used when the binary carries no build
-// information (go run of a file list, say); it matches go.mod.
-const fallbackUrootVersion = "v0.16.0"
+// UrootVersion is the u-root release whose init the images boot (the
+// same as scripts/assets.sh's UROOT_VERSION, which a test checks).
+const UrootVersion = "v0.16.0"
 
 // keyFormat changes whenever what goes into an image changes in a way the
 // inputs below do not capture (a different init, other base files).
@@ -83,22 +82,6 @@ func DefaultCacheDir() (string, error) {
 		return "", fmt.Errorf("uroot: no cache directory: %w", err)
 	}
 	return filepath.Join(d, "govm", "initramfs"), nil
-}
-
-// UrootVersion is the u-root version govm builds images with: the one in
-// govm's own build information, so go.mod is the single place it is set.
-func UrootVersion() string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, d := range bi.Deps {
-			if d.Path == UrootModule {
-				if d.Replace != nil {
-					return d.Replace.Version
-				}
-				return d.Version
-			}
-		}
-	}
-	return fallbackUrootVersion
 }
 
 // goList is the part of `go list -json` output the key needs.
@@ -203,7 +186,7 @@ func Build(ctx context.Context, o Options) (Result, error) {
 		return Result{}, fmt.Errorf("uroot: cache: %w", err)
 	}
 	fmt.Fprintf(logw, "govm: building a u-root initramfs with %s (u-root %s)\n",
-		strings.Join(o.Packages, " "), UrootVersion())
+		strings.Join(o.Packages, " "), UrootVersion)
 	initDir, err := urootSource(ctx, tc)
 	if err != nil {
 		return Result{}, err
@@ -246,7 +229,7 @@ func resolve(ctx context.Context, tc toolchain, patterns []string) ([]goList, st
 		pkgs = append(pkgs, p)
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%s %s/%s\nu-root %s\n", keyFormat, strings.TrimSpace(string(ver)), targetOS, targetArch, UrootVersion())
+	fmt.Fprintf(h, "%s\n%s %s/%s\nu-root %s\n", keyFormat, strings.TrimSpace(string(ver)), targetOS, targetArch, UrootVersion)
 	var mains []goList
 	for _, p := range pkgs {
 		if p.Error != nil {
@@ -314,7 +297,7 @@ func hashFile(h io.Writer, path string) error {
 // urootSource returns u-root's module directory, downloading the module
 // through the Go module proxy if the cache does not have it.
 func urootSource(ctx context.Context, tc toolchain) (string, error) {
-	mod := UrootModule + "@" + UrootVersion()
+	mod := UrootModule + "@" + UrootVersion
 	// Outside any module, so the user's go.mod is neither read nor changed.
 	tmp, err := os.MkdirTemp("", "govm-uroot-mod")
 	if err != nil {

@@ -150,3 +150,21 @@ func TestCacheHit(t *testing.T) {
 		t.Fatalf("result %+v, want the cached %s with uinit hello", res, img)
 	}
 }
+
+// TestUrootVersionMatchesAssets: the demo and test initramfs
+// (scripts/assets.sh) and --uroot images boot the same u-root.
+func TestUrootVersionMatchesAssets(t *testing.T) {
+	b, err := os.ReadFile("../scripts/assets.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "UROOT_VERSION="); ok {
+			if v != UrootVersion {
+				t.Fatalf("scripts/assets.sh builds u-root %s, package uroot %s", v, UrootVersion)
+			}
+			return
+		}
+	}
+	t.Fatal("scripts/assets.sh sets no UROOT_VERSION")
+}
