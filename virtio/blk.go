@@ -67,6 +67,7 @@ var (
 	ErrUnaligned    = errors.New("virtio-blk: data length not a multiple of 512")
 	ErrPastCapacity = errors.New("virtio-blk: request past the end of the disk")
 	ErrUnsupported  = errors.New("virtio-blk: unsupported request type")
+	ErrEmptyBuffer  = errors.New("virtio-blk: zero-length buffer in the chain")
 )
 
 // Segment is a guest buffer a request reads or fills.
@@ -108,6 +109,10 @@ func ParseBlkRequest(m *mem.Memory, chain []Desc, capacity uint64, req *BlkReque
 		length := d.Len
 		if i == len(chain)-1 {
 			length-- // the status byte
+		} else if length == 0 {
+			// No driver sends one; QEMU fails the device for it. Here
+			// the request fails and the device goes on.
+			return ErrEmptyBuffer
 		}
 		if d.Write {
 			seenWrite = true

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"io"
 	"os"
+	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/govm/govm/mem"
@@ -15,10 +18,14 @@ type memDisk struct {
 	data      []byte
 	syncErr   error
 	writeErr  error
+	readErr   error
 	syncCalls int
 }
 
 func (d *memDisk) ReadvAt(bufs [][]byte, off int64) error {
+	if d.readErr != nil {
+		return d.readErr
+	}
 	for _, p := range bufs {
 		off += int64(copy(p, d.data[off:]))
 	}
@@ -90,6 +97,7 @@ func TestParseBlkRequest(t *testing.T) {
 		{"last sector", BlkTypeIn, 63, []Desc{{hdrAt, 16, false}, {dataAt, 512, true}, status}, nil, 512},
 		{"sector overflow", BlkTypeIn, ^uint64(0), []Desc{{hdrAt, 16, false}, {dataAt, 512, true}, status}, ErrPastCapacity, 0},
 		{"unknown type", 99, 0, []Desc{{hdrAt, 16, false}, status}, ErrUnsupported, 0},
+		{"zero-length data buffer", BlkTypeIn, 0, []Desc{{hdrAt, 16, false}, {dataAt, 0, true}, {dataAt, 512, true}, status}, ErrEmptyBuffer, 0},
 		{"discard segment size", BlkTypeDiscard, 0, []Desc{{hdrAt, 16, false}, {dataAt, 10, false}, status}, ErrUnaligned, 0},
 	}
 	for _, tt := range tests {
@@ -296,5 +304,102 @@ func TestFileBackendVectors(t *testing.T) {
 	}
 	if err := fb.ReadvAt([][]byte{make([]byte, 4096)}, size-512); err == nil {
 		t.Error("a read past the end of the file succeeded")
+	}
+}
+
+// TestBlkBackendFaults: every failure of the file underneath reaches the
+// guest as IOERR, and the device keeps serving.
+func TestBlkBackendFaults(t *testing.T) {
+	tests := []struct {
+		name   string
+		inject func(d *memDisk)
+		typ    uint32
+		write  bool // the data buffer is device-writable (a read)
+	}{
+		{"read EIO", func(d *memDisk) { d.readErr = syscall.EIO }, BlkTypeIn, true},
+		{"write EIO", func(d *memDisk) { d.writeErr = syscall.EIO }, BlkTypeOut, false},
+		{"write ENOSPC", func(d *memDisk) { d.writeErr = syscall.ENOSPC }, BlkTypeOut, false},
+		{"short write", func(d *memDisk) { d.writeErr = io.ErrShortWrite }, BlkTypeOut, false},
+		{"fdatasync EIO", func(d *memDisk) { d.syncErr = syscall.EIO }, BlkTypeFlush, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newBlkRig(t, false)
+			tt.inject(r.disk)
+			var data []byte
+			if tt.typ != BlkTypeFlush {
+				data = make([]byte, 1024)
+			}
+			if st, _ := r.request(t, tt.typ, 2, data, tt.write); st != BlkStatusIOErr {
+				t.Fatalf("status %d, want IOERR", st)
+			}
+			if st, _ := r.request(t, BlkTypeGetID, 0, make([]byte, 20), true); st != BlkStatusOK {
+				t.Fatalf("the next request: status %d, want OK", st)
+			}
+		})
+	}
+}
+
+// TestFileBackendFullDisk: a disk image on a file system that runs out of
+// space. The write that does not fit fails (pwritev stops short, then
+// ENOSPC); the guest sees IOERR, and earlier data stays.
+func TestFileBackendFullDisk(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs")
+	}
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
+		t.Skipf("mounting a 64 KiB tmpfs: %v", err)
+	}
+	defer syscall.Unmount(dir, 0)
+	path := filepath.Join(dir, "disk.img")
+	// A sparse 1 MiB image on a 64 KiB file system.
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	fb, size, _, err := OpenDisk(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fb.Close()
+	blk, err := NewBlk(fb, size, BlkOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := newDriver(t, 16)
+	r := &blkRig{d: d, blk: blk}
+	if err := blk.Activate(d.m, FeatureVersion1, []*Queue{&d.q}, func(int) {}); err != nil {
+		t.Fatal(err)
+	}
+	first := bytes.Repeat([]byte{0xab}, 4096)
+	if st, _ := r.request(t, BlkTypeOut, 0, first, false); st != BlkStatusOK {
+		t.Fatalf("a write that fits: status %d", st)
+	}
+	// 32 KiB at a time until the file system is full.
+	big := bytes.Repeat([]byte{0xcd}, 32<<10)
+	failed := false
+	for sector := uint64(8); sector+64 <= uint64(size)/SectorSize && !failed; sector += 64 {
+		st, _ := r.request(t, BlkTypeOut, sector, big, false)
+		switch st {
+		case BlkStatusOK:
+		case BlkStatusIOErr:
+			failed = true
+		default:
+			t.Fatalf("status %d at sector %d", st, sector)
+		}
+	}
+	if !failed {
+		t.Fatal("1 MiB of writes fit in a 64 KiB file system")
+	}
+	back := make([]byte, 4096)
+	st, _ := r.request(t, BlkTypeIn, 0, back, true)
+	if err := d.m.ReadAt(back, dataAt); err != nil {
+		t.Fatal(err)
+	}
+	if st != BlkStatusOK || !bytes.Equal(back, first) {
+		t.Fatalf("reading back the first write: status %d, same %v", st, bytes.Equal(back, first))
 	}
 }
