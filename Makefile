@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 BUILD := build
 
-.PHONY: all build assets run test unit e2e bench fuzz clean
+.PHONY: all build assets run test unit e2e bench fuzz soak clean
 
 all: build
 
@@ -33,6 +33,12 @@ unit:
 # benchmark, which reports guest and host figures and their ratio.
 bench: assets
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./...
+
+# SOAK consecutive nested boots with disks and a NIC, each checked, and
+# the count of failures (not part of make test).
+SOAK ?= 50
+soak: assets
+	GOVM_SOAK=$(SOAK) $(GO) test -count=1 -run '^TestSoak$$' -v -timeout 4h ./e2e
 
 # Each fuzz target for FUZZTIME (go test runs their seeds as tests).
 FUZZTIME ?= 15m

@@ -23,10 +23,13 @@ import (
 //	govm-agent bench FILE          measure FILE as diskbench does /dev/vda
 //	govm-agent time NAME CMD...    run CMD (output to NAME.log) and say its
 //	                               wall time and exit status
+//	govm-agent checkrecs FILE N    check records 0..N (records.go) in FILE
 func hostCommand(args []string) error {
 	switch {
 	case len(args) >= 3 && args[0] == "time":
 		return timeCommand(args[1], args[2:])
+	case len(args) == 3 && args[0] == "checkrecs":
+		return checkRecords(args[1], args[2])
 	case len(args) == 2 && args[0] == "bench":
 		return sayBench(printLine, "GOVM-HOST-BENCH", args[1])
 	case len(args) == 3 && args[0] == "send":
@@ -53,7 +56,7 @@ func hostCommand(args []string) error {
 			return os.Rename(tmp, args[2])
 		})
 	}
-	return fmt.Errorf("usage: govm-agent bench FILE | send PORT FILE | recv PORT SUMFILE")
+	return fmt.Errorf("usage: govm-agent bench FILE | send PORT FILE | recv PORT SUMFILE | time NAME CMD... | checkrecs FILE N")
 }
 
 // serveOnce accepts one connection on port, runs serve on it and closes it.

@@ -10,6 +10,9 @@
 //   - diskbench: measure /dev/vda (see diskbench.go), then power off;
 //   - synctest: write and fsync a pattern on /dev/vda, say GOVM-SYNCED and
 //     wait to be killed;
+//   - records: write and fsync numbered records on /dev/vda until killed
+//     (see records.go);
+//   - soak: disktest and nettest in one boot, then power off (make soak);
 //   - nettest: configure NICs, ping the host and move data over TCP as
 //     govm.net= parameters say (see nettest.go);
 //   - echo: read one line typed on the console, say it back upper-cased
@@ -73,6 +76,19 @@ func main() {
 		shutdown("powering off", unix.LINUX_REBOOT_CMD_POWER_OFF)
 	case "synctest":
 		syncTest()
+		say("GOVM-AGENT: hanging")
+		for {
+			time.Sleep(time.Hour)
+		}
+	case "soak":
+		stop := watch(act)
+		diskTest()
+		netTest()
+		stop()
+		say("GOVM-SOAK-DONE")
+		shutdown("powering off", unix.LINUX_REBOOT_CMD_POWER_OFF)
+	case "records":
+		writeRecords()
 		say("GOVM-AGENT: hanging")
 		for {
 			time.Sleep(time.Hour)
