@@ -29,6 +29,17 @@ type Config struct {
 	// PCIMMIOBase and PCIMMIOEnd bound the 32-bit memory window of the PCI
 	// root bridge (PNP0A03) on bus 0 (0: no PCI root bridge).
 	PCIMMIOBase, PCIMMIOEnd uint32
+	// PCIRoutes wire each slot's INTA# to a GSI, for drivers that use
+	// legacy interrupts (the root bridge's _PRT).
+	PCIRoutes []PCIRoute
+}
+
+// PCIRoute says INTA# of the device in Slot on bus 0 drives GSI (an I/O
+// APIC input: level-triggered, active low, as _PRT entries with a zero
+// Source are; ACPI 6.5, 6.2.13).
+type PCIRoute struct {
+	Slot uint8
+	GSI  uint32
 }
 
 // Register offsets from Config.SleepPort, and their values.
@@ -132,6 +143,14 @@ type Tables struct {
 func Build(base uint64, cfg Config) (*Tables, error) {
 	if cfg.CPUs < 1 || cfg.CPUs > MaxCPUs {
 		return nil, fmt.Errorf("%w: %d (at most %d)", ErrTooManyCPUs, cfg.CPUs, MaxCPUs)
+	}
+	for _, r := range cfg.PCIRoutes {
+		if r.Slot >= pciSlots {
+			return nil, fmt.Errorf("acpi: PCI route for slot %d (bus 0 has %d)", r.Slot, pciSlots)
+		}
+	}
+	if len(cfg.PCIRoutes) > pciSlots {
+		return nil, fmt.Errorf("acpi: %d PCI routes for %d slots", len(cfg.PCIRoutes), pciSlots)
 	}
 	t := &Tables{RSDPAddr: base}
 	var blob []byte
@@ -400,9 +419,32 @@ func dwordMem(min, max uint32) []byte {
 	return binary.LittleEndian.AppendUint32(b, max-min+1)
 }
 
+// pciSlots is the number of device slots on a PCI bus.
+const pciSlots = 32
+
+// prtAllFunctions is the _PRT Address of every function of a device: the
+// slot in the high word, 0xFFFF in the low one (ACPI 6.5, 6.2.13).
+const prtAllFunctions = 0xffff
+
+// amlPRT encodes
+//
+//	Name (_PRT, Package () { Package () { ADDR, 0 (INTA), 0, GSI }, ... })
+func amlPRT(routes []PCIRoute) []byte {
+	var entries []byte
+	for _, r := range routes {
+		addr := uint32(r.Slot)<<16 | prtAllFunctions
+		e := []byte{4, amlDWordPrefix}
+		e = binary.LittleEndian.AppendUint32(e, addr)
+		e = append(e, amlZeroOp /* pin INTA */, amlZeroOp /* Source: a GSI */, amlDWordPrefix)
+		e = binary.LittleEndian.AppendUint32(e, r.GSI)
+		entries = append(entries, amlPkg([]byte{amlPackageOp}, e)...)
+	}
+	return amlName("_PRT", amlPkg([]byte{amlPackageOp}, append([]byte{byte(len(routes))}, entries...)))
+}
+
 // pciRootDevice describes the PCI host bridge so the guest scans bus 0:
 // with ACPI, Linux finds PCI only through PNP0A03 devices.
-func pciRootDevice(memBase, memEnd uint32) []byte {
+func pciRootDevice(memBase, memEnd uint32, routes []PCIRoute) []byte {
 	var crs []byte
 	crs = append(crs, wordAddr(resTypeBus, 0, 0, 0)...)
 	crs = append(crs, resIOPort, resIO16Bit, 0xf8, 0x0c, 0xf8, 0x0c, 1, 8) // 0xCF8, 8 ports
@@ -417,6 +459,7 @@ func pciRootDevice(memBase, memEnd uint32) []byte {
 		amlName("_UID", []byte{amlZeroOp}),
 		amlName("_BBN", []byte{amlZeroOp}),
 		amlName("_CRS", amlBuffer(crs)),
+		amlPRT(routes),
 	)
 }
 
@@ -437,7 +480,7 @@ func buildDSDT(cfg Config) []byte {
 		sb = append(sb, pvpanicDevice(cfg.PVPanicPort))
 	}
 	if cfg.PCIMMIOEnd > cfg.PCIMMIOBase {
-		sb = append(sb, pciRootDevice(cfg.PCIMMIOBase, cfg.PCIMMIOEnd))
+		sb = append(sb, pciRootDevice(cfg.PCIMMIOBase, cfg.PCIMMIOEnd, cfg.PCIRoutes))
 	}
 	if len(sb) > 0 {
 		d = append(d, amlScope("_SB_", sb...)...)

@@ -112,3 +112,37 @@ func TestTooManyCPUs(t *testing.T) {
 		}
 	}
 }
+
+// TestPRT: the root bridge's _PRT maps each slot's INTA# to its GSI, in
+// the encoding of ACPI 6.5, 6.2.13 (Package { Address, Pin, Source,
+// SourceIndex }).
+func TestPRT(t *testing.T) {
+	cfg := testConfig()
+	cfg.PCIMMIOBase, cfg.PCIMMIOEnd = 0xc0000000, 0xe0000000
+	cfg.PCIRoutes = []PCIRoute{{Slot: 1, GSI: 17}, {Slot: 9, GSI: 17}, {Slot: 2, GSI: 18}}
+	tb, err := Build(0xe0000, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsdt := tb.Blob[tb.DSDT:]
+	dsdt = dsdt[:binary.LittleEndian.Uint32(dsdt[4:])]
+	i := bytes.Index(dsdt, []byte("_PRT"))
+	if i < 0 || dsdt[i-1] != amlNameOp {
+		t.Fatal("DSDT has no Name (_PRT)")
+	}
+	entry := func(slot byte, gsi byte) []byte {
+		return []byte{amlPackageOp, 14, 4, amlDWordPrefix, 0xff, 0xff, slot, 0, amlZeroOp, amlZeroOp, amlDWordPrefix, gsi, 0, 0, 0}
+	}
+	want := []byte{amlPackageOp, 2 + 3*15, 3}
+	want = append(append(append(want, entry(1, 17)...), entry(9, 17)...), entry(2, 18)...)
+	if got := dsdt[i+4:]; !bytes.HasPrefix(got, want) {
+		t.Fatalf("_PRT\n got % x\nwant % x", got[:min(len(got), len(want))], want)
+	}
+
+	for _, bad := range [][]PCIRoute{{{Slot: 32, GSI: 16}}, make([]PCIRoute, 33)} {
+		cfg.PCIRoutes = bad
+		if _, err := Build(0xe0000, cfg); err == nil {
+			t.Errorf("routes %v accepted", bad[:1])
+		}
+	}
+}

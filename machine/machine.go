@@ -105,6 +105,7 @@ type Machine struct {
 	// virtioDevs are the virtio devices placed on PCI, slots 1 and up.
 	virtioDevs []*virtio.PCIDevice
 	msi        *msiRouter // GSI routes for MSIs; nil without an irqchip
+	intx       *intxLines // shared PCI INTx lines
 	nets       []*virtio.Net
 
 	bootTime atomic.Int64 // nanoseconds, 0 until the boot timer fires
@@ -159,6 +160,7 @@ func New(cfg Config) (_ *Machine, err error) {
 	if err = m.vm.SetIdentityMapAddr(IdentityMapAddr); err != nil {
 		return nil, err
 	}
+	m.intx = newINTxLines(m.vm)
 	if !cfg.NoIRQChip {
 		if err = m.vm.CreateIRQChip(); err != nil {
 			return nil, err
@@ -223,7 +225,7 @@ func (m *Machine) loadGuest() (*boot.CPUState, error) {
 	tables, err := acpi.Build(ACPIAddr, acpi.Config{
 		CPUs: cfg.CPUs, IOAPICAddr: IOAPICAddr, LAPICAddr: LAPICAddr, SleepPort: ACPIPMPort,
 		SerialPort: devices.COM1Port, SerialIRQ: devices.COM1IRQ, PVPanicPort: devices.PVPanicPort,
-		PCIMMIOBase: PCIMMIOBase, PCIMMIOEnd: PCIMMIOEnd,
+		PCIMMIOBase: PCIMMIOBase, PCIMMIOEnd: PCIMMIOEnd, PCIRoutes: pciRoutes(),
 	})
 	if err != nil {
 		return nil, err

@@ -61,10 +61,16 @@ func (m *Machine) SignalMSI(addr uint64, data uint32) error { return m.vm.Signal
 func (m *Machine) addPCIDevice(name string, dev virtio.Device) error {
 	i := len(m.virtioDevs)
 	bar := uint64(PCIMMIOBase) + uint64(i)*virtio.BARSize
-	pd := virtio.NewPCIDevice(name, dev, m.mem, m, bar)
-	if !m.pciHost.Attach(i+1, pd.Cfg) {
+	slot := i + 1
+	if slot >= pciSlots {
 		return fmt.Errorf("%s: no free PCI slot", name)
 	}
+	plat := intxPlatform{Machine: m, dev: dev}
+	pd := virtio.NewPCIDevice(name, dev, m.mem, plat, bar)
+	if !m.pciHost.Attach(slot, pd.Cfg) {
+		return fmt.Errorf("%s: no free PCI slot", name)
+	}
+	pd.WireINTx(slotGSI(slot))
 	m.virtioDevs = append(m.virtioDevs, pd)
 	m.closers = append([]func() error{func() error { pd.Close(); return nil }}, m.closers...)
 	return nil

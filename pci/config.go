@@ -33,6 +33,7 @@ const (
 	CommandMaster  = 1 << 2
 	CommandIntxOff = 1 << 10
 
+	StatusIntx    = 1 << 3 // the function's INTx# is asserted
 	StatusCapList = 1 << 4
 
 	barMem64 = 0x4 // memory BAR, 64-bit type
@@ -174,6 +175,17 @@ func (c *Config) Bytes() [ConfigSize]byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.data
+}
+
+// SetIntxStatus sets or clears the read-only Interrupt Status bit.
+func (c *Config) SetIntxStatus(asserted bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if asserted {
+		c.data[Status] |= StatusIntx
+	} else {
+		c.data[Status] &^= StatusIntx
+	}
 }
 
 // Uint16 reads a config word.

@@ -102,9 +102,11 @@ func (r *pciRig) postRead() {
 	r.d.publish(0)
 }
 
+// usedIdx reads the used index as the device writes it: atomically, with
+// the flags in one aligned 32-bit word.
 func (r *pciRig) usedIdx() uint16 {
-	v, _ := r.d.m.Uint16(usedAt + 2)
-	return v
+	w, _ := r.d.m.LoadUint32(usedAt)
+	return uint16(w >> 16)
 }
 
 // lastUsedLen is the length of the newest used element.

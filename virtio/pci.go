@@ -28,6 +28,9 @@ type Platform interface {
 	// the platform has none, SignalMSI sends each message.
 	NewMSIRoute() (MSIRoute, error)
 	SignalMSI(addr uint64, data uint32) error
+	// SetINTx asserts or deasserts the device's share of a level-
+	// triggered interrupt line (several devices may drive one GSI).
+	SetINTx(gsi uint32, asserted bool)
 }
 
 // MSIRoute is one MSI-X vector's path to the guest: Set (re)targets it at
@@ -148,6 +151,12 @@ type PCIDevice struct {
 
 	warnings atomic.Int32 // guest-caused warnings logged so far
 
+	// INTx, for drivers without MSI-X (virtio 1.2, 4.1.4.5): the line is
+	// asserted while the ISR is non-zero, and reading the ISR lowers it.
+	intxGSI      uint32
+	intxWired    bool
+	intxAsserted bool
+
 	live    bool // activated
 	stop    atomic.Bool
 	workers sync.WaitGroup
@@ -209,6 +218,12 @@ func NewPCIDevice(name string, dev Device, m *mem.Memory, plat Platform, barAddr
 		if ctl := p.msix + 2; off < ctl+2 && off+len(data) > ctl {
 			p.deliverPending()
 		}
+		// INTx disable in the Command register (PCI 3.0, 6.2.2).
+		if off <= pci.Command+1 && off+len(data) > pci.Command+1 {
+			p.mu.Lock()
+			p.setINTxLocked(p.isr != 0)
+			p.mu.Unlock()
+		}
 	}
 	p.Cfg = c
 	return p
@@ -256,7 +271,8 @@ func (p *PCIDevice) Read(off uint64, data []byte) {
 	case off == offISR:
 		p.mu.Lock()
 		data[0] = p.isr
-		p.isr = 0 // reading ISR clears it (4.1.4.5)
+		p.isr = 0 // reading ISR clears it (4.1.4.5), and lowers INTx
+		p.setINTxLocked(false)
 		p.mu.Unlock()
 	case off >= offDevice && off < offDevice+lenDevice:
 		p.dev.ReadConfig(off-offDevice, data)
@@ -609,11 +625,41 @@ func (p *PCIDevice) msixControl() uint16 {
 	return p.Cfg.Uint16(p.msix + 2)
 }
 
-// signalLocked delivers MSI-X vector v, or records it pending while masked.
+// WireINTx connects the device's INTA# to gsi (the slot's line in the
+// ACPI _PRT), for drivers that do not enable MSI-X.
+func (p *PCIDevice) WireINTx(gsi uint32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.intxGSI, p.intxWired = gsi, true
+	p.Cfg.SetInterruptPin(1) // INTA#
+	p.Cfg.SetByte(pci.InterruptLine, uint8(gsi))
+}
+
+// setINTxLocked raises or lowers INTx. It raises it only where INTx is
+// the device's interrupt: wired, MSI-X off, and not disabled in the
+// Command register (PCI 3.0, 6.2.2).
+func (p *PCIDevice) setINTxLocked(assert bool) {
+	if assert && (!p.intxWired || p.msixControl()&msixCtlEnable != 0 || p.Cfg.Uint16(pci.Command)&pci.CommandIntxOff != 0) {
+		assert = false
+	}
+	if assert == p.intxAsserted {
+		return
+	}
+	p.intxAsserted = assert
+	p.Cfg.SetIntxStatus(assert)
+	p.plat.SetINTx(p.intxGSI, assert)
+}
+
+// signalLocked delivers MSI-X vector v, or records it pending while masked;
+// without MSI-X it raises INTx (the caller has set the ISR bit).
 func (p *PCIDevice) signalLocked(v uint16) {
 	ctl := p.msixControl()
-	if ctl&msixCtlEnable == 0 || v == noVector || int(v) >= len(p.pending) {
-		return // INTx is not wired: drivers use MSI-X
+	if ctl&msixCtlEnable == 0 {
+		p.setINTxLocked(true)
+		return
+	}
+	if v == noVector || int(v) >= len(p.pending) {
+		return
 	}
 	e := p.table[int(v)*msixEntrySize:]
 	if ctl&msixCtlFuncMask != 0 || binary.LittleEndian.Uint32(e[12:])&msixVectorMask != 0 {
@@ -658,10 +704,14 @@ func (p *PCIDevice) fireRoute(v uint16, addr uint64, data uint32) bool {
 	return vr.r.Fire() == nil
 }
 
-// deliverPending sends vectors that were pending while masked.
+// deliverPending sends vectors that were pending while masked. Once MSI-X
+// is on, INTx is no longer the device's interrupt and goes low.
 func (p *PCIDevice) deliverPending() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.msixControl()&msixCtlEnable != 0 {
+		p.setINTxLocked(false)
+	}
 	for v, pend := range p.pending {
 		if pend {
 			e := p.table[v*msixEntrySize:]
@@ -699,6 +749,7 @@ func (p *PCIDevice) resetLocked() {
 	}
 	p.live = false
 	p.status, p.drvFeatures, p.devFeatSel, p.drvFeatSel, p.queueSel, p.isr = 0, 0, 0, 0, 0, 0
+	p.setINTxLocked(false)
 	p.configVec = noVector
 	for i := range p.pending {
 		p.pending[i] = false

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/govm/govm/mem"
+	"github.com/govm/govm/pci"
 )
 
 // nullPlatform serves the transport's platform calls without a VM.
@@ -16,6 +17,7 @@ func (nullPlatform) UnmapMMIO(uint64, MMIODevice)                     {}
 func (nullPlatform) IOEventFD(int, uint64, uint32, bool) error        { return nil }
 func (nullPlatform) SignalMSI(uint64, uint32) error                   { return nil }
 func (nullPlatform) NewMSIRoute() (MSIRoute, error)                   { return nil, errors.New("no routes") }
+func (nullPlatform) SetINTx(uint32, bool)                             {}
 
 // resetProbe is a device whose Reset waits for one of its own goroutines
 // to raise an interrupt, as virtio-net's receive loop may.
@@ -197,5 +199,100 @@ func TestMSIRoutes(t *testing.T) {
 			t.Errorf("routes %v: %d route sets and %d SignalMSI, want %d and %d", routes, plat.sets, plat.signalled, wantSets, wantSignalled)
 		}
 		p.Close()
+	}
+}
+
+// intxRecorder records the INTx line's level.
+type intxRecorder struct {
+	nullPlatform
+	level   map[uint32]bool
+	changes int
+}
+
+func (r *intxRecorder) SetINTx(gsi uint32, asserted bool) {
+	r.level[gsi] = asserted
+	r.changes++
+}
+
+// TestINTx: without MSI-X the device raises its INTx line with the ISR
+// and lowers it when the driver reads the ISR (virtio 1.2, 4.1.4.5); the
+// Command register's INTx disable and enabling MSI-X keep it low; a reset
+// lowers it.
+func TestINTx(t *testing.T) {
+	const gsi = 17
+	rec := &intxRecorder{level: map[uint32]bool{}}
+	d := newDriver(t, 16)
+	disk := &memDisk{data: make([]byte, 64*512)}
+	blk, err := NewBlk(disk, int64(len(disk.data)), BlkOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewPCIDevice("intx", blk, d.m, rec, rigBAR)
+	defer p.Close()
+	p.WireINTx(gsi)
+	cfg := p.Cfg.Bytes()
+	if cfg[pci.InterruptPin] != 1 || cfg[pci.InterruptLine] != gsi {
+		t.Fatalf("interrupt pin %d line %d, want INTA and %d", cfg[pci.InterruptPin], cfg[pci.InterruptLine], gsi)
+	}
+	r := &pciRig{t: t, d: d, disk: disk, p: p}
+	r.good()
+	isrRead := func() uint8 { return uint8(r.read(offISR, 1)) }
+	status := func() bool { return p.Cfg.Uint16(pci.Status)&pci.StatusIntx != 0 }
+
+	r.postRead()
+	r.kick()
+	if !waitFor(func() bool { p.mu.Lock(); defer p.mu.Unlock(); return rec.level[gsi] }) {
+		t.Fatal("a completed request did not raise INTx")
+	}
+	if !status() {
+		t.Error("Interrupt Status clear while INTx is asserted")
+	}
+	if isr := isrRead(); isr&isrQueue == 0 {
+		t.Fatalf("ISR %#x, want the queue bit", isr)
+	}
+	if rec.level[gsi] || status() {
+		t.Fatal("reading the ISR did not lower INTx")
+	}
+	if isr := isrRead(); isr != 0 {
+		t.Fatalf("ISR %#x on a second read, want 0", isr)
+	}
+
+	// INTx disabled in the Command register: the ISR is set, the line
+	// stays low; enabling it again raises the line.
+	cmd := p.Cfg.Uint16(pci.Command)
+	p.Cfg.Write(pci.Command, []byte{byte(cmd), byte((cmd | pci.CommandIntxOff) >> 8)})
+	r.postRead()
+	r.kick()
+	if !waitFor(func() bool { return r.usedIdx() == 2 }) {
+		t.Fatal("second request not served")
+	}
+	p.mu.Lock()
+	raised := rec.level[gsi]
+	p.mu.Unlock()
+	if raised {
+		t.Fatal("INTx raised while disabled in the Command register")
+	}
+	p.Cfg.Write(pci.Command, []byte{byte(cmd), byte(cmd >> 8)})
+	if !rec.level[gsi] {
+		t.Fatal("re-enabling INTx with the ISR set did not raise it")
+	}
+	// A reset lowers it.
+	r.reset()
+	if rec.level[gsi] {
+		t.Fatal("INTx still raised after a reset")
+	}
+
+	// With MSI-X enabled the line is never used.
+	changes := rec.changes
+	r.good()
+	ctl := p.msix + 2
+	p.Cfg.Write(ctl, []byte{0, msixCtlEnable >> 8})
+	r.postRead()
+	r.kick()
+	if !waitFor(func() bool { return r.usedIdx() == 1 }) {
+		t.Fatal("request with MSI-X not served")
+	}
+	if rec.changes != changes {
+		t.Fatal("INTx changed while MSI-X was enabled")
 	}
 }

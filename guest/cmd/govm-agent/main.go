@@ -73,6 +73,7 @@ func main() {
 		stop := watch(act)
 		diskTest()
 		stop()
+		sayIRQs()
 		shutdown("powering off", unix.LINUX_REBOOT_CMD_POWER_OFF)
 	case "synctest":
 		syncTest()

@@ -57,3 +57,20 @@ func virtioInterrupts() string {
 	}
 	return strings.Join(out, " ")
 }
+
+// sayIRQs says each virtio line of /proc/interrupts as GOVM-IRQ, so a test
+// sees which interrupt controller served the devices (IO-APIC for INTx,
+// PCI-MSIX for MSI-X) and how many interrupts each had.
+func sayIRQs() {
+	b, err := os.ReadFile("/proc/interrupts")
+	if err != nil {
+		say("GOVM-IRQ-ERROR %v", err)
+		return
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 3 && strings.HasPrefix(f[len(f)-1], "virtio") {
+			say("GOVM-IRQ %s", strings.Join(f, " "))
+		}
+	}
+}
