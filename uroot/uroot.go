@@ -98,8 +98,8 @@ type goList struct {
 		Replace *struct{ Path, Version string }
 	}
 	GoFiles, CgoFiles, SFiles, HFiles, CFiles, EmbedFiles, SysoFiles []string
-	DepOnly                                                       bool
-	Error                                                         *struct{ Err string }
+	DepOnly                                                          bool
+	Error                                                            *struct{ Err string }
 }
 
 // toolchain runs the go command for the guest's platform.
