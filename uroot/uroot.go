@@ -139,7 +139,9 @@ func firstLines(s string, n int) string {
 }
 
 // Build returns an image holding u-root's init and o.Packages, from the
-// cache when the same inputs were built before.
+// cache when the same inputs were built before. A build sets GOWORK in
+// the process environment while it runs (mkuimage reads it from there), so
+// builds must not run concurrently.
 func Build(ctx context.Context, o Options) (Result, error) {
 	if len(o.Packages) == 0 {
 		return Result{}, errors.New("uroot: no packages to build")
@@ -191,6 +193,11 @@ func Build(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	work, cleanup, err := workspace(ctx, tc, initDir)
+	if err != nil {
+		return Result{}, err
+	}
+	defer cleanup()
 	dirs := []string{filepath.Join(initDir, "cmds", "core", "init")}
 	for _, p := range mains {
 		dirs = append(dirs, p.Dir)
@@ -199,7 +206,7 @@ func Build(ctx context.Context, o Options) (Result, error) {
 	// (whose go/build defaults know no GOROOT).
 	env := golang.Default(golang.DisableCGO(), golang.WithGOOS(targetOS), golang.WithGOARCH(targetArch),
 		golang.WithWorkingDir(dir), golang.WithGOROOT(strings.TrimSpace(string(goroot))), golang.WithCompiler(goBin))
-	if err := create(env, cacheDir, res.Path, res.Uinit, dirs, logw); err != nil {
+	if err := create(env, work, cacheDir, res.Path, res.Uinit, dirs, logw); err != nil {
 		return Result{}, err
 	}
 	return res, nil
@@ -319,9 +326,35 @@ func urootSource(ctx context.Context, tc toolchain) (string, error) {
 	return m.Dir, nil
 }
 
+// workspace writes a go.work using the module that holds the packages
+// and u-root's, so one build sees both: gobusybox builds commands of
+// several modules only as a workspace.
+func workspace(ctx context.Context, tc toolchain, urootDir string) (string, func(), error) {
+	out, err := tc.output(ctx, "env", "GOMOD")
+	if err != nil {
+		return "", nil, fmt.Errorf("uroot: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", nil, fmt.Errorf("uroot: %s is not in a Go module (no go.mod above it)", tc.dir)
+	}
+	tmp, err := os.MkdirTemp("", "govm-uroot-work")
+	if err != nil {
+		return "", nil, fmt.Errorf("uroot: %w", err)
+	}
+	cleanup := func() { os.RemoveAll(tmp) }
+	wt := tc
+	wt.dir = tmp
+	if _, err := wt.output(ctx, "work", "init", filepath.Dir(gomod), urootDir); err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("uroot: %w", err)
+	}
+	return filepath.Join(tmp, "go.work"), cleanup, nil
+}
+
 // create builds the image into out through a temporary file, so the cache
 // never holds a partial archive.
-func create(env *golang.Environ, cacheDir, out, uinit string, dirs []string, logw io.Writer) error {
+func create(env *golang.Environ, work, cacheDir, out, uinit string, dirs []string, logw io.Writer) error {
 	tmpDir, err := os.MkdirTemp("", "govm-uroot-build")
 	if err != nil {
 		return fmt.Errorf("uroot: %w", err)
@@ -335,6 +368,18 @@ func create(env *golang.Environ, cacheDir, out, uinit string, dirs []string, log
 	part.Close()
 	defer os.Remove(partName)
 
+	// mkuimage runs go list and go build with the process environment; a
+	// workspace is how it builds commands from two modules (gobusybox's
+	// "path resolution & multi-module builds").
+	old, had := os.LookupEnv("GOWORK")
+	os.Setenv("GOWORK", work)
+	defer func() {
+		if had {
+			os.Setenv("GOWORK", old)
+		} else {
+			os.Unsetenv("GOWORK")
+		}
+	}()
 	var msgs bytes.Buffer
 	l := llog.New(slog.LevelWarn, func(format string, args ...any) {
 		fmt.Fprintf(&msgs, format+"\n", args...)

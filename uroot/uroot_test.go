@@ -168,3 +168,39 @@ func TestUrootVersionMatchesAssets(t *testing.T) {
 	}
 	t.Fatal("scripts/assets.sh sets no UROOT_VERSION")
 }
+
+// TestBuild builds a real image (u-root's mkuimage, the go command, u-root
+// from the module cache or the proxy) around a command of a module that
+// does not depend on u-root, then finds it in the cache.
+func TestBuild(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds u-root's init (about 15 s)")
+	}
+	dir := module(t)
+	goToolchain(t, dir)
+	cache := t.TempDir()
+	o := Options{Packages: []string{"./cmd/hello"}, Dir: dir, CacheDir: cache}
+	res, err := Build(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Cached || res.Uinit != "hello" {
+		t.Fatalf("result %+v, want a fresh build with uinit hello", res)
+	}
+	data, err := os.ReadFile(res.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"bbin/bb", "bbin/init", "bbin/hello", "bin/uinit", "../bbin/hello"} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("image lacks %q", want)
+		}
+	}
+	again, err := Build(context.Background(), o)
+	if err != nil || !again.Cached || again.Path != res.Path {
+		t.Fatalf("second build: %+v, %v; want the cached %s", again, err, res.Path)
+	}
+	if left, _ := filepath.Glob(filepath.Join(cache, ".partial-*")); len(left) != 0 {
+		t.Errorf("partial files left in the cache: %v", left)
+	}
+}
