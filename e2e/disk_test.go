@@ -134,20 +134,21 @@ dd if=/dev/zero of={dir}/ro.img bs=1M count=2 2>/dev/null`,
 	}
 	// Both devices on I/O APIC lines 16 and 17 (slots 1 and 2), level-
 	// triggered, with interrupts counted; none through MSI-X.
-	irqs := regexp.MustCompile(`GOVM-IRQ (1[67]): ([0-9 ]+) IO-APIC \S*fasteoi (virtio\d)`).FindAllStringSubmatch(out, -1)
+	// /proc/interrupts: "IRQ: counts... IO-APIC PIN-fasteoi NAME".
+	irqs := regexp.MustCompile(`GOVM-IRQ \d+: ([0-9 ]+) IO-APIC (1[67])-fasteoi (virtio\d)`).FindAllStringSubmatch(out, -1)
 	if len(irqs) != 2 {
 		t.Errorf("want two virtio INTx lines on IO-APIC 16 and 17, got %q", irqs)
 	}
 	for _, m := range irqs {
 		n := 0
-		for _, f := range strings.Fields(m[2]) {
+		for _, f := range strings.Fields(m[1]) {
 			v, _ := strconv.Atoi(f)
 			n += v
 		}
 		if n == 0 {
-			t.Errorf("%s on GSI %s took no interrupts", m[3], m[1])
+			t.Errorf("%s on GSI %s took no interrupts", m[3], m[2])
 		}
-		t.Logf("%s: GSI %s, %d interrupts", m[3], m[1], n)
+		t.Logf("%s: GSI %s, %d interrupts", m[3], m[2], n)
 	}
 	if strings.Contains(out, "PCI-MSIX") {
 		t.Error("a virtio device used MSI-X despite pci=nomsi")
