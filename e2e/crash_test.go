@@ -4,15 +4,20 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
 
 // crashRounds is how many rounds must reach a verdict; crashAttempts
-// bounds the rounds tried (the nested emulator spoils some boots).
+// bounds the rounds tried (the nested emulator spoils some boots). They
+// are split over crashHosts hosts running side by side (in nested mode two
+// L1 guests, each a single-threaded emulator on its own host CPU; a round
+// there takes about 30 s).
 const (
 	crashRounds   = 20
 	crashAttempts = 30
+	crashHosts    = 2
 )
 
 // crashScript runs the rounds: each boots a guest that writes and fsyncs
@@ -25,12 +30,13 @@ const (
 const crashScript = `valid=0; round=0
 while [ $valid -lt {rounds} ] && [ $round -lt {attempts} ]; do
 	round=$((round + 1))
+	start=$(date +%s)
 	dd if=/dev/zero of={dir}/rec.img bs=1M count=8 2>/dev/null
 	govm run --kernel {bzImage} --initrd {initrd} --mem 256M --disk {dir}/rec.img \
 		--append govm.action=records --timeout 60s </dev/null >{dir}/round.txt 2>&1 &
 	pid=$!
 	while kill -0 $pid 2>/dev/null && ! grep -q GOVM-RECORDS-WRITING {dir}/round.txt; do sleep 0.2; done
-	ms=$(awk -v s="$round$$" 'BEGIN { srand(s); print int(rand() * 3000) }')
+	ms=$(awk -v s="{seed}$round$$" 'BEGIN { srand(s); print int(rand() * 3000) }')
 	sleep $((ms / 1000)).$(printf %03d $((ms % 1000)))
 	kill -KILL $pid 2>/dev/null
 	wait $pid
@@ -39,12 +45,12 @@ while [ $valid -lt {rounds} ] && [ $round -lt {attempts} ]; do
 	fault=0; grep -q 'stack guard page was hit' {dir}/round.txt && fault=1
 	last=$(grep -o 'GOVM-FLUSHED [0-9]*' {dir}/round.txt | tail -n 1 | cut -d' ' -f2)
 	[ -n "$last" ] || last=-1
-	echo "GOVM-ROUND $round rc=$rc writing=$writing fault=$fault delay_ms=$ms flushed=$last"
+	echo "GOVM-ROUND {seed}-$round rc=$rc writing=$writing fault=$fault delay_ms=$ms flushed=$last secs=$(( $(date +%s) - start ))"
 	govm-agent checkrecs {dir}/rec.img $last
 	if [ $rc -eq 137 ] && [ $writing -eq 1 ] && [ $fault -eq 0 ]; then valid=$((valid + 1)); fi
 done`
 
-var roundLine = regexp.MustCompile(`GOVM-ROUND (\d+) rc=(\d+) writing=(\d) fault=(\d) delay_ms=(\d+) flushed=(-?\d+)\s*\n(GOVM-RECS-(OK|BAD) -?\d+)?`)
+var roundLine = regexp.MustCompile(`GOVM-ROUND (\d+-\d+) rc=(\d+) writing=(\d) fault=(\d) delay_ms=(\d+) flushed=(-?\d+) secs=(\d+)\s*\n(GOVM-RECS-(OK|BAD) -?\d+)?`)
 
 // TestCrashConsistency: 20 rounds of a guest writing and flushing records
 // while govm is killed with SIGKILL at a random moment: after each, every
@@ -52,24 +58,39 @@ var roundLine = regexp.MustCompile(`GOVM-ROUND (\d+) rc=(\d+) writing=(\d) fault
 // had) is intact in the disk file.
 func TestCrashConsistency(t *testing.T) {
 	r := testRunner(t)
-	script := strings.NewReplacer("{rounds}", strconv.Itoa(crashRounds), "{attempts}", strconv.Itoa(crashAttempts)).Replace(crashScript)
-	res, err := r.Run(t.Context(), Case{Command: "version", After: script, Timeout: 25 * time.Minute})
-	if err != nil {
-		out := ""
-		if res != nil {
-			out = tail(res.Output, 40)
-		}
-		t.Fatalf("%v\n%s", err, out)
+	outs := make([]string, crashHosts)
+	var wg sync.WaitGroup
+	for h := range crashHosts {
+		script := strings.NewReplacer("{rounds}", strconv.Itoa(crashRounds/crashHosts),
+			"{attempts}", strconv.Itoa(crashAttempts/crashHosts), "{seed}", strconv.Itoa(h)).Replace(crashScript)
+		wg.Go(func() {
+			res, err := r.Run(t.Context(), Case{Command: "version", After: script, Timeout: 15 * time.Minute})
+			if err != nil {
+				out := ""
+				if res != nil {
+					out = tail(res.Output, 40)
+				}
+				t.Errorf("host %d: %v\n%s", h, err, out)
+				return
+			}
+			outs[h] = res.Output
+		})
 	}
-	valid, records := 0, 0
-	for _, m := range roundLine.FindAllStringSubmatch(res.Output, -1) {
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	valid, records, secs := 0, 0, 0
+	for _, m := range roundLine.FindAllStringSubmatch(strings.Join(outs, "\n"), -1) {
 		rc, _ := strconv.Atoi(m[2])
 		writing, fault := m[3] == "1", m[4] == "1"
 		flushed, _ := strconv.Atoi(m[6])
+		n, _ := strconv.Atoi(m[7])
+		secs = max(secs, n)
 		switch {
-		case m[8] != "OK":
+		case m[9] != "OK":
 			t.Errorf("round %s: records flushed by the guest are missing or wrong on the host (%q; killed %s ms into the writing, %d records flushed)",
-				m[1], m[7], m[5], flushed+1)
+				m[1], m[8], m[5], flushed+1)
 		case rc == 137 && writing && !fault:
 			valid++
 			records += flushed + 1
@@ -81,7 +102,7 @@ func TestCrashConsistency(t *testing.T) {
 			t.Errorf("round %s: govm exited %d on its own (guest writing: %v)", m[1], rc, writing)
 		}
 	}
-	t.Logf("%d rounds killed while writing, %d flushed records checked", valid, records)
+	t.Logf("%d rounds killed while writing, %d flushed records checked (longest round %d s)", valid, records, secs)
 	if !t.Failed() && valid < crashRounds {
 		t.Skipf("only %d of %d rounds reached a verdict within %d attempts (the rest spoiled by the emulator)", valid, crashRounds, crashAttempts)
 	}
