@@ -76,6 +76,10 @@ type Stats struct {
 	Exits       map[string]uint64 // vCPU exits by kind
 	SerialBytes uint64            // bytes the guest wrote to COM1
 	BootTime    time.Duration     // Config.Started to the first boot-timer write; 0 if none
+	FirstRun    time.Duration     // Config.Started to vCPU 0's first KVM_RUN; 0 if none
+	// GuestResident is the guest RAM the host has backed with pages (what
+	// the guest touched), for telling govm's own memory from the guest's.
+	GuestResident uint64
 	NICs        []NICStats        // per --net, in order
 }
 
@@ -109,6 +113,7 @@ type Machine struct {
 	nets       []*virtio.Net
 
 	bootTime atomic.Int64 // nanoseconds, 0 until the boot timer fires
+	firstRun atomic.Int64 // nanoseconds from Config.Started to vCPU 0's first KVM_RUN
 
 	stopOnce sync.Once
 	stopping atomic.Bool
@@ -316,7 +321,10 @@ func (o *offsetDevice) Write(off uint64, data []byte) { o.dev.Write(off+o.off, d
 
 // Stats returns the VM's counters.
 func (m *Machine) Stats() Stats {
-	st := Stats{Exits: map[string]uint64{}, BootTime: time.Duration(m.bootTime.Load())}
+	st := Stats{Exits: map[string]uint64{}, BootTime: time.Duration(m.bootTime.Load()), FirstRun: time.Duration(m.firstRun.Load())}
+	if m.mem != nil {
+		st.GuestResident, _ = m.mem.Resident()
+	}
 	for _, v := range m.vcpus {
 		for r := range v.exits {
 			if n := v.exits[r].Load(); n > 0 {

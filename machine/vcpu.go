@@ -42,6 +42,9 @@ func (m *Machine) runVCPU(v *vcpu) {
 			slog.Warn("pinning vCPU thread", "vcpu", v.id, "err", err)
 		}
 	}
+	if v.id == 0 && !m.cfg.Started.IsZero() {
+		m.firstRun.Store(int64(time.Since(m.cfg.Started)))
+	}
 	for !m.stopping.Load() {
 		e, err := v.kvm.Run()
 		if errors.Is(err, kvm.ErrInterrupted) {

@@ -116,6 +116,27 @@ func (m *Memory) Close() error {
 // Regions returns the RAM regions in address order.
 func (m *Memory) Regions() []Region { return m.regions }
 
+// Resident is how much of the RAM the host has backed with pages, i.e.
+// what the guest has touched (mincore(2) over each region; regions must be
+// mmap'd, as Allocate makes them).
+func (m *Memory) Resident() (uint64, error) {
+	var n uint64
+	page := uint64(unix.Getpagesize())
+	for _, r := range m.regions {
+		if len(r.Data) == 0 {
+			continue
+		}
+		vec := make([]byte, (uint64(len(r.Data))+page-1)/page)
+		if err := mincore(r.Data, vec); err != nil {
+			return 0, fmt.Errorf("mem: mincore: %w", err)
+		}
+		for _, v := range vec {
+			n += uint64(v & 1)
+		}
+	}
+	return n * page, nil
+}
+
 // Size is the total amount of RAM.
 func (m *Memory) Size() uint64 {
 	var n uint64

@@ -136,3 +136,28 @@ func TestStoreUint16(t *testing.T) {
 		}
 	}
 }
+
+// TestResident: untouched RAM is not resident; touched pages are.
+func TestResident(t *testing.T) {
+	m, err := Allocate([]Range{{Base: 0, Size: 64 << 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	before, err := m.Resident()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := uint64(0); off < 8<<20; off += 4096 {
+		if err := m.WriteAt([]byte{1}, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after, err := m.Resident()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after-before < 8<<20 || after > 16<<20 {
+		t.Fatalf("resident %d bytes before and %d after touching 8 MiB of 64", before, after)
+	}
+}

@@ -85,7 +85,7 @@ func TestConsoleFilter(t *testing.T) {
 }
 
 // buildGovm builds the real binary once for the CLI tests.
-func buildGovm(t *testing.T) string {
+func buildGovm(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "govm")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()

@@ -343,27 +343,54 @@ func compileFlag(name, expr string) (*regexp.Regexp, error) {
 
 // metricsFile is the JSON --metrics writes.
 type metricsFile struct {
-	BootTimeMS  float64            `json:"boot_time_ms,omitempty"`
-	Exits       map[string]uint64  `json:"exits"`
-	SerialBytes uint64             `json:"serial_bytes"`
-	NICs        []machine.NICStats `json:"nics,omitempty"`
-	Reason      string             `json:"reason"`
-	ExitCode    int                `json:"exit_code"`
+	BootTimeMS float64 `json:"boot_time_ms,omitempty"`
+	FirstRunMS float64 `json:"first_kvm_run_ms,omitempty"`
+	// Memory, in KiB: govm's peak resident set, the guest RAM the guest
+	// touched, and the difference (what govm itself costs).
+	PeakRSSKB       uint64             `json:"peak_rss_kb,omitempty"`
+	GuestResidentKB uint64             `json:"guest_resident_kb"`
+	OverheadKB      int64              `json:"vmm_overhead_kb,omitempty"`
+	Exits           map[string]uint64  `json:"exits"`
+	SerialBytes     uint64             `json:"serial_bytes"`
+	NICs            []machine.NICStats `json:"nics,omitempty"`
+	Reason          string             `json:"reason"`
+	ExitCode        int                `json:"exit_code"`
 }
 
 func writeMetrics(path string, st machine.Stats, v verdict) error {
+	peak := peakRSSKB()
 	b, err := json.MarshalIndent(metricsFile{
-		BootTimeMS:  float64(st.BootTime.Microseconds()) / 1000,
-		Exits:       st.Exits,
-		SerialBytes: st.SerialBytes,
-		NICs:        st.NICs,
-		Reason:      v.kind,
-		ExitCode:    v.code,
+		BootTimeMS:      float64(st.BootTime.Microseconds()) / 1000,
+		FirstRunMS:      float64(st.FirstRun.Microseconds()) / 1000,
+		PeakRSSKB:       peak,
+		GuestResidentKB: st.GuestResident / 1024,
+		OverheadKB:      int64(peak) - int64(st.GuestResident/1024),
+		Exits:           st.Exits,
+		SerialBytes:     st.SerialBytes,
+		NICs:            st.NICs,
+		Reason:          v.kind,
+		ExitCode:        v.code,
 	}, "", "  ")
 	if err != nil {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// peakRSSKB is this process's peak resident set (VmHWM), 0 if unknown.
+func peakRSSKB() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			var kb uint64
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+			return kb
+		}
+	}
+	return 0
 }
 
 // explain turns host errors into one actionable line.
