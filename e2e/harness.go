@@ -446,6 +446,7 @@ func (r *Runner) runDirect(ctx context.Context, c Case) (*Result, error) {
 		args = append(args, "--metrics", metrics)
 	}
 	cmd := exec.CommandContext(ctx, r.Assets.Govm, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Env = os.Environ()
 	for _, e := range c.Env {
 		cmd.Env = append(cmd.Env, strings.ReplaceAll(e, "{dir}", dir))
@@ -660,6 +661,9 @@ func (r *Runner) runNested(ctx context.Context, c Case) (*Result, error) {
 
 	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", l1QEMUArgs(r.Assets.L1Kernel, initrd.Name())...)
 	cmd.WaitDelay = 5 * time.Second
+	// L1 dies with the test process, also when go test's own timeout
+	// ends it without cancelling anything.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	var out bytes.Buffer
