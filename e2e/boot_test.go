@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"strconv"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -19,9 +20,13 @@ var (
 
 // testRunner returns the shared runner, or skips with the reason the host
 // cannot boot Linux guests. `make test` builds the assets first, so there
-// this never skips.
+// this never skips. Tests (not benchmarks) run in parallel with each other:
+// the runner's slots bound the L1 guests running at once.
 func testRunner(t testing.TB) *Runner {
 	t.Helper()
+	if tt, ok := t.(*testing.T); ok {
+		tt.Parallel()
+	}
 	runnerOnce.Do(func() {
 		a, err := FindAssets()
 		if err != nil {
@@ -33,7 +38,8 @@ func testRunner(t testing.TB) *Runner {
 			runnerErr = err
 			return
 		}
-		runner = &Runner{Mode: mode, Assets: a, Budget: NewRetryBudget(retryBudget)}
+		runner = &Runner{Mode: mode, Assets: a, Budget: NewRetryBudget(retryBudget),
+			Slots: make(chan struct{}, max(1, runtime.NumCPU()))}
 	})
 	if runnerErr != nil {
 		if errors.Is(runnerErr, ErrNoAssets) && os.Getenv("GOVM_E2E_REQUIRED") != "" {

@@ -215,6 +215,10 @@ type Runner struct {
 	// together may spend on spoiled nested attempts, so a bad streak of
 	// the emulator cannot push the suite past its timeout.
 	Budget *RetryBudget
+	// Slots, shared by copies of a Runner, bounds how many L1 guests run
+	// at once (nil: no bound). Each is a single-threaded emulator, so the
+	// tests run side by side up to one L1 per host CPU.
+	Slots chan struct{}
 }
 
 // RetryBudget is time available for retrying spoiled nested attempts.
@@ -540,6 +544,14 @@ func l1QEMUArgs(kernel, initrd string) []string {
 var l1Panic = regexp.MustCompile(`Kernel panic - not syncing|BUG: |general protection fault|stack guard page`)
 
 func (r *Runner) runNested(ctx context.Context, c Case) (*Result, error) {
+	if r.Slots != nil {
+		select {
+		case r.Slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		defer func() { <-r.Slots }()
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 	args := r.expand(c.Args, l1BzImage, l1VMLinux, l1Initrd)
