@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/govm/govm/kvm"
-	"github.com/govm/govm/mem"
 )
 
 // Exit round trips on this host's /dev/kvm: a tiny guest that does nothing
@@ -95,21 +94,5 @@ func BenchmarkExitRoundTrip(b *testing.B) {
 
 func benchMachine(b *testing.B, code []byte, dev Device) *Machine {
 	b.Helper()
-	if err := kvm.Available(kvm.DevicePath); err != nil {
-		b.Skipf("no usable %s: %v", kvm.DevicePath, err)
-	}
-	cfg := Config{CPUs: 1, RAM: []mem.Range{{Base: 0, Size: testRAM}}, Start: realMode(), Console: &bytes.Buffer{}}
-	if dev != nil {
-		cfg.MMIO = []Mapping{{Base: testMMIOBase, Size: 0x1000, Name: "bench mmio", Dev: dev}}
-		cfg.PIO = []Mapping{{Base: testPort, Size: 2, Name: "bench pio", Dev: dev}}
-	}
-	m, err := New(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { m.Close() })
-	if err := m.Memory().WriteAt(code, testCode); err != nil {
-		b.Fatal(err)
-	}
-	return m
+	return tinyMachine(b, code, 1, &bytes.Buffer{}, dev, dev)
 }

@@ -19,7 +19,7 @@ import (
 // Linux (a few hundred real-mode instructions are fine even when each is
 // emulated).
 
-func requireKVM(t *testing.T) {
+func requireKVM(t testing.TB) {
 	t.Helper()
 	if err := kvm.Available(kvm.DevicePath); err != nil {
 		t.Skipf("no usable %s: %v", kvm.DevicePath, err)
@@ -109,6 +109,21 @@ var (
 )
 
 func newTestMachine(t *testing.T, code []byte, cpus int, console *bytes.Buffer, mmio, pio *recorder) *Machine {
+	t.Helper()
+	var mdev, pdev Device
+	if mmio != nil {
+		mdev = mmio
+	}
+	if pio != nil {
+		pdev = pio
+	}
+	return tinyMachine(t, code, cpus, console, mdev, pdev)
+}
+
+// tinyMachine is a machine for the tiny guests: real mode, testRAM of
+// RAM, code at testCode, "hello" at testString, and the given devices at
+// testMMIOBase and testPort.
+func tinyMachine(t testing.TB, code []byte, cpus int, console *bytes.Buffer, mmio, pio Device) *Machine {
 	t.Helper()
 	requireKVM(t)
 	cfg := Config{

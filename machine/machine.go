@@ -80,7 +80,7 @@ type Stats struct {
 	// GuestResident is the guest RAM the host has backed with pages (what
 	// the guest touched), for telling govm's own memory from the guest's.
 	GuestResident uint64
-	NICs        []NICStats        // per --net, in order
+	NICs          []NICStats // per --net, in order
 }
 
 // NICStats are one NIC's counters.

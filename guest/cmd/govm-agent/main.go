@@ -77,10 +77,7 @@ func main() {
 		shutdown("powering off", unix.LINUX_REBOOT_CMD_POWER_OFF)
 	case "synctest":
 		syncTest()
-		say("GOVM-AGENT: hanging")
-		for {
-			time.Sleep(time.Hour)
-		}
+		hang()
 	case "soak":
 		stop := watch(act)
 		diskTest()
@@ -90,10 +87,7 @@ func main() {
 		shutdown("powering off", unix.LINUX_REBOOT_CMD_POWER_OFF)
 	case "records":
 		writeRecords()
-		say("GOVM-AGENT: hanging")
-		for {
-			time.Sleep(time.Hour)
-		}
+		hang()
 	case "diskbench":
 		_ = sayBench(say, "GOVM-BENCH", "/dev/vda")
 		shutdown("powering off", unix.LINUX_REBOOT_CMD_POWER_OFF)
@@ -106,10 +100,7 @@ func main() {
 		echoLine()
 		shutdown("powering off", unix.LINUX_REBOOT_CMD_POWER_OFF)
 	case "hang":
-		say("GOVM-AGENT: hanging")
-		for {
-			time.Sleep(time.Hour)
-		}
+		hang()
 	case "poweroff":
 		shutdown("powering off", unix.LINUX_REBOOT_CMD_POWER_OFF)
 	case "reboot":
@@ -122,6 +113,14 @@ func main() {
 		say("GOVM-AGENT: done; starting the shell")
 	}
 	time.Sleep(time.Hour) // poweroff/reboot do not return
+}
+
+// hang waits to be killed (or for govm's timeout).
+func hang() {
+	say("GOVM-AGENT: hanging")
+	for {
+		time.Sleep(time.Hour)
+	}
 }
 
 // echoLine proves the console's input path: it asks for a line, reads it
