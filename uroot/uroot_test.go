@@ -204,3 +204,17 @@ func TestBuild(t *testing.T) {
 		t.Errorf("partial files left in the cache: %v", left)
 	}
 }
+
+// TestBuilderRequiresMatchGoMod: the builder is built with the module
+// versions govm's own go.mod tests it with.
+func TestBuilderRequiresMatchGoMod(t *testing.T) {
+	b, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range builderRequires {
+		if !strings.Contains(string(b), "\t"+r+"\n") && !strings.Contains(string(b), "\t"+r+" //") {
+			t.Errorf("go.mod does not require %s", r)
+		}
+	}
+}
