@@ -13,10 +13,12 @@ import (
 // bounds the rounds tried (the nested emulator spoils some boots). They
 // are split over crashHosts hosts running side by side (in nested mode two
 // L1 guests, each a single-threaded emulator on its own host CPU; a round
-// there takes 20-60 s, and measured here about one in three is spoiled).
+// there takes 20-60 s, and measured here about one in eight dies before
+// its agent writes). The guest boots quiet: each byte of a boot log is an
+// exit that the nested emulator makes slow.
 const (
 	crashRounds   = 20
-	crashAttempts = 36
+	crashAttempts = 30
 	crashHosts    = 2
 )
 
@@ -33,7 +35,7 @@ while [ $valid -lt {rounds} ] && [ $round -lt {attempts} ]; do
 	start=$(date +%s)
 	dd if=/dev/zero of={dir}/rec.img bs=1M count=8 2>/dev/null
 	govm run --kernel {bzImage} --initrd {initrd} --mem 256M --disk {dir}/rec.img \
-		--append govm.action=records --timeout 60s </dev/null >{dir}/round.txt 2>&1 &
+		--append 'quiet govm.action=records' --timeout 60s </dev/null >{dir}/round.txt 2>&1 &
 	pid=$!
 	while kill -0 $pid 2>/dev/null && ! grep -q GOVM-RECORDS-WRITING {dir}/round.txt; do sleep 0.2; done
 	ms=$(awk -v s="{seed}$round$$" 'BEGIN { srand(s); print int(rand() * 3000) }')
@@ -47,7 +49,7 @@ while [ $valid -lt {rounds} ] && [ $round -lt {attempts} ]; do
 	[ -n "$last" ] || last=-1
 	echo "GOVM-ROUND {seed}-$round rc=$rc writing=$writing fault=$fault delay_ms=$ms flushed=$last secs=$(( $(date +%s) - start ))"
 	govm-agent checkrecs {dir}/rec.img $last
-	if [ $rc -eq 137 ] && [ $writing -eq 1 ] && [ $fault -eq 0 ]; then valid=$((valid + 1)); fi
+	if [ $rc -eq 137 ] && [ $writing -eq 1 ]; then valid=$((valid + 1)); fi
 done`
 
 var roundLine = regexp.MustCompile(`GOVM-ROUND (\d+-\d+) rc=(\d+) writing=(\d) fault=(\d) delay_ms=(\d+) flushed=(-?\d+) secs=(\d+)\s*\n(GOVM-RECS-(OK|BAD) -?\d+)?`)
@@ -64,7 +66,7 @@ func TestCrashConsistency(t *testing.T) {
 		script := strings.NewReplacer("{rounds}", strconv.Itoa(crashRounds/crashHosts),
 			"{attempts}", strconv.Itoa(crashAttempts/crashHosts), "{seed}", strconv.Itoa(h)).Replace(crashScript)
 		wg.Go(func() {
-			res, err := r.Run(t.Context(), Case{Command: "version", After: script, Timeout: 15 * time.Minute})
+			res, err := r.Run(t.Context(), Case{Command: "version", After: script, Timeout: 22 * time.Minute})
 			if err != nil {
 				out := ""
 				if res != nil {
@@ -80,7 +82,7 @@ func TestCrashConsistency(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	valid, records, secs := 0, 0, 0
+	valid, records, secs, faulted := 0, 0, 0, 0
 	for _, m := range roundLine.FindAllStringSubmatch(strings.Join(outs, "\n"), -1) {
 		rc, _ := strconv.Atoi(m[2])
 		writing, fault := m[3] == "1", m[4] == "1"
@@ -91,18 +93,25 @@ func TestCrashConsistency(t *testing.T) {
 		case m[9] != "OK":
 			t.Errorf("round %s: records flushed by the guest are missing or wrong on the host (%q; killed %s ms into the writing, %d records flushed)",
 				m[1], m[8], m[5], flushed+1)
-		case rc == 137 && writing && !fault:
+		case rc == 137 && writing:
+			// Killed while the guest was writing. A guest kernel the
+			// emulator's fault killed before the kill still had its
+			// flushed records acknowledged after govm's fdatasync: the
+			// check holds the same, so it counts (and is reported).
 			valid++
 			records += flushed + 1
+			if fault {
+				faulted++
+			}
 		case !writing && (rc == 33 || rc == 34 || rc == 35):
 			t.Logf("round %s: spoiled, the L2 guest died before its agent wrote (govm exit %d)", m[1], rc)
-		case fault:
-			t.Logf("round %s: spoiled by the emulator's fault (govm exit %d, guest writing: %v; its flushed records checked: %s)", m[1], rc, writing, m[9])
+		case fault && (rc == 32 || rc == 33 || rc == 34):
+			t.Logf("round %s: spoiled, the emulator's fault ended the guest before the kill (govm exit %d; its flushed records checked: %s)", m[1], rc, m[9])
 		default:
 			t.Errorf("round %s: govm exited %d on its own (guest writing: %v)", m[1], rc, writing)
 		}
 	}
-	t.Logf("%d rounds killed while writing, %d flushed records checked (longest round %d s)", valid, records, secs)
+	t.Logf("%d rounds killed while writing (%d of them after the emulator's fault hit the guest kernel), %d flushed records checked (longest round %d s)", valid, faulted, records, secs)
 	if !t.Failed() && valid < crashRounds {
 		t.Skipf("only %d of %d rounds reached a verdict within %d attempts (the rest spoiled by the emulator)", valid, crashRounds, crashAttempts)
 	}

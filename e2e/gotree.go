@@ -17,13 +17,18 @@ import (
 // standard library's, the module's own, the module cache's) and the
 // module cache's metadata. It holds no compiler: L1 can compute what
 // `govm run --uroot` would build, not build it. Every file keeps its host
-// path, so GOROOT and GOMODCACHE are the host's.
+// path under goTreeRoot (not at it: L1 mounts a tmpfs on /tmp, where a
+// checkout may live), which the cache key does not see (it hashes module
+// versions and file contents, not paths).
 type goTree struct {
 	Files    []cpioFile
-	ModRoot  string   // the module's root directory
+	ModRoot  string   // the module's root directory in L1
 	Env      []string // go's environment in L1
 	GoBinDir string
 }
+
+// goTreeRoot is where L1 gets the host's files.
+const goTreeRoot = "/gotree"
 
 // goListPkg is the part of `go list -json` goTree uses.
 type goListPkg struct {
@@ -51,7 +56,7 @@ func buildGoTree(modRoot string, pkgs ...string) (*goTree, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &goTree{ModRoot: modRoot, GoBinDir: filepath.Join(ge.GOROOT, "bin")}
+	t := &goTree{ModRoot: goTreeRoot + modRoot, GoBinDir: goTreeRoot + filepath.Join(ge.GOROOT, "bin")}
 	seen := map[string]bool{}
 	add := func(path string, mode uint32) error {
 		if seen[path] {
@@ -62,7 +67,7 @@ func buildGoTree(modRoot string, pkgs ...string) (*goTree, error) {
 		if err != nil {
 			return fmt.Errorf("go tree: %w", err)
 		}
-		t.Files = append(t.Files, cpioFile{Name: strings.TrimPrefix(path, "/"), Mode: mode, Data: data})
+		t.Files = append(t.Files, cpioFile{Name: strings.TrimPrefix(goTreeRoot+path, "/"), Mode: mode, Data: data})
 		return nil
 	}
 	// The go command and the files it reads to know its GOROOT.
@@ -127,7 +132,7 @@ func buildGoTree(modRoot string, pkgs ...string) (*goTree, error) {
 		return nil, fmt.Errorf("go tree: %w", err)
 	}
 	t.Env = []string{
-		"HOME=/tmp", "GOROOT=" + ge.GOROOT, "GOCACHE=/tmp/gocache", "GOMODCACHE=" + ge.GOMODCACHE, "GOPROXY=off",
+		"HOME=/tmp", "GOROOT=" + goTreeRoot + ge.GOROOT, "GOCACHE=/tmp/gocache", "GOMODCACHE=" + goTreeRoot + ge.GOMODCACHE, "GOPROXY=off",
 		"GOTOOLCHAIN=local", "GOFLAGS=-mod=readonly", "GOTELEMETRY=off",
 	}
 	return t, nil

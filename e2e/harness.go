@@ -587,7 +587,7 @@ func (r *Runner) runNested(ctx context.Context, c Case) (*Result, error) {
 		if tree, err = buildGoTree(root, c.GoPackages...); err != nil {
 			return nil, err
 		}
-		cd = "cd " + shellQuote(root) + " && "
+		cd = "cd " + shellQuote(tree.ModRoot) + " && "
 		env = append(env, "PATH="+tree.GoBinDir+":/bin:/sbin")
 		env = append(env, tree.Env...)
 	}
