@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -39,10 +40,11 @@ done`
 var soakLine = regexp.MustCompile(`GOVM-SOAK (\d+) rc=(\d+) ok=(\d) agent=(\d) fault=(\d) deadlock=(\d) secs=(\d+)`)
 
 // TestSoak (make soak; skipped unless $GOVM_SOAK is set): $GOVM_SOAK
-// consecutive boots with disks and a NIC, each checked. It reports how
-// many passed, how many the nested emulator spoiled (its fault signature,
-// or a guest that died before its agent started) and how many failed;
-// any failure fails the test.
+// boots with disks and a NIC, each checked, consecutive on each of one
+// host per CPU (nested: L1 guests side by side). It reports how many
+// passed, how many the nested emulator spoiled (its fault signature, or a
+// guest that died before its agent started) and how many failed; any
+// failure fails the test.
 func TestSoak(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("GOVM_SOAK"))
 	if n <= 0 {
@@ -53,18 +55,33 @@ func TestSoak(t *testing.T) {
 		t.Skip("creating TAP devices needs root (CAP_NET_ADMIN) in direct mode")
 	}
 	cpus := envOr("GOVM_SOAK_CPUS", "1")
-	script := strings.NewReplacer("{n}", strconv.Itoa(n), "{cpus}", cpus).Replace(soakScript)
-	res, err := r.Run(t.Context(), Case{Command: "version", After: script, Timeout: time.Duration(n) * 3 * time.Minute})
-	if err != nil {
-		out := ""
-		if res != nil {
-			out = tail(res.Output, 40)
+	hosts := max(1, min(cap(r.Slots), n))
+	outs := make([]string, hosts)
+	var wg sync.WaitGroup
+	for h := range hosts {
+		boots := n / hosts
+		if h < n%hosts {
+			boots++
 		}
-		t.Fatalf("%v\n%s", err, out)
+		script := strings.NewReplacer("{n}", strconv.Itoa(boots), "{cpus}", cpus).Replace(soakScript)
+		wg.Go(func() {
+			res, err := r.Run(t.Context(), Case{Command: "version", After: script, Timeout: time.Duration(boots) * 3 * time.Minute})
+			if err != nil {
+				out := ""
+				if res != nil {
+					out = tail(res.Output, 40)
+				}
+				t.Errorf("host %d: %v\n%s", h, err, out)
+				return
+			}
+			outs[h] = res.Output
+		})
 	}
+	wg.Wait()
+	out := strings.Join(outs, "\n")
 	var passed, spoiled, failed int
 	var secs []int
-	for _, m := range soakLine.FindAllStringSubmatch(res.Output, -1) {
+	for _, m := range soakLine.FindAllStringSubmatch(out, -1) {
 		rc, _ := strconv.Atoi(m[2])
 		s, _ := strconv.Atoi(m[7])
 		switch {
@@ -79,7 +96,7 @@ func TestSoak(t *testing.T) {
 			t.Errorf("boot %s: failed (govm exit %d)", m[1], rc)
 		}
 	}
-	for _, l := range regexp.MustCompile(`GOVM-SOAK-DETAIL .*`).FindAllString(res.Output, -1) {
+	for _, l := range regexp.MustCompile(`GOVM-SOAK-DETAIL .*`).FindAllString(out, -1) {
 		t.Log(l)
 	}
 	lo, hi := 0, 0
@@ -91,8 +108,8 @@ func TestSoak(t *testing.T) {
 			hi = s
 		}
 	}
-	t.Logf("soak (%s mode, %s vCPU): %d boots: %d passed (%d-%d s each), %d spoiled by the emulator, %d failed",
-		r.Mode, cpus, passed+spoiled+failed, passed, lo, hi, spoiled, failed)
+	t.Logf("soak (%s mode, %d hosts side by side, %s vCPU): %d boots: %d passed (%d-%d s each), %d spoiled by the emulator, %d failed",
+		r.Mode, hosts, cpus, passed+spoiled+failed, passed, lo, hi, spoiled, failed)
 	if passed+spoiled+failed != n {
 		t.Errorf("%d boots reported, want %d", passed+spoiled+failed, n)
 	}
