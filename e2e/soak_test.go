@@ -56,6 +56,9 @@ func TestSoak(t *testing.T) {
 	}
 	cpus := envOr("GOVM_SOAK_CPUS", "1")
 	hosts := max(1, min(cap(r.Slots), n))
+	if r.Mode == Direct {
+		hosts = 1 // one TAP name, on one host
+	}
 	outs := make([]string, hosts)
 	var wg sync.WaitGroup
 	for h := range hosts {
