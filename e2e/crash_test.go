@@ -60,25 +60,11 @@ var roundLine = regexp.MustCompile(`GOVM-ROUND (\d+-\d+) rc=(\d+) writing=(\d) f
 // had) is intact in the disk file.
 func TestCrashConsistency(t *testing.T) {
 	r := testRunner(t)
-	outs := make([]string, crashHosts)
-	var wg sync.WaitGroup
-	for h := range crashHosts {
+	outs := onHosts(t, r, crashHosts, func(h int) Case {
 		script := strings.NewReplacer("{rounds}", strconv.Itoa(crashRounds/crashHosts),
 			"{attempts}", strconv.Itoa(crashAttempts/crashHosts), "{seed}", strconv.Itoa(h)).Replace(crashScript)
-		wg.Go(func() {
-			res, err := r.Run(t.Context(), Case{Command: "version", After: script, Timeout: 22 * time.Minute})
-			if err != nil {
-				out := ""
-				if res != nil {
-					out = tail(res.Output, 40)
-				}
-				t.Errorf("host %d: %v\n%s", h, err, out)
-				return
-			}
-			outs[h] = res.Output
-		})
-	}
-	wg.Wait()
+		return Case{Command: "version", After: script, Timeout: 22 * time.Minute}
+	})
 	if t.Failed() {
 		return
 	}
@@ -115,4 +101,29 @@ func TestCrashConsistency(t *testing.T) {
 	if !t.Failed() && valid < crashRounds {
 		t.Skipf("only %d of %d rounds reached a verdict within %d attempts (the rest spoiled by the emulator)", valid, crashRounds, crashAttempts)
 	}
+}
+
+// onHosts runs the case caseFor(h) gives for each of n hosts side by side (in
+// nested mode n L1 guests, as the runner's slots allow) and returns each
+// host's output; a host whose run failed fails t and leaves "".
+func onHosts(t *testing.T, r *Runner, n int, caseFor func(h int) Case) []string {
+	outs := make([]string, n)
+	var wg sync.WaitGroup
+	for h := range n {
+		c := caseFor(h)
+		wg.Go(func() {
+			res, err := r.Run(t.Context(), c)
+			if err != nil {
+				out := ""
+				if res != nil {
+					out = tail(res.Output, 40)
+				}
+				t.Errorf("host %d: %v\n%s", h, err, out)
+				return
+			}
+			outs[h] = res.Output
+		})
+	}
+	wg.Wait()
+	return outs
 }

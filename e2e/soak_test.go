@@ -5,7 +5,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -59,28 +58,14 @@ func TestSoak(t *testing.T) {
 	if r.Mode == Direct {
 		hosts = 1 // one TAP name, on one host
 	}
-	outs := make([]string, hosts)
-	var wg sync.WaitGroup
-	for h := range hosts {
+	outs := onHosts(t, r, hosts, func(h int) Case {
 		boots := n / hosts
 		if h < n%hosts {
 			boots++
 		}
 		script := strings.NewReplacer("{n}", strconv.Itoa(boots), "{cpus}", cpus).Replace(soakScript)
-		wg.Go(func() {
-			res, err := r.Run(t.Context(), Case{Command: "version", After: script, Timeout: time.Duration(boots) * 3 * time.Minute})
-			if err != nil {
-				out := ""
-				if res != nil {
-					out = tail(res.Output, 40)
-				}
-				t.Errorf("host %d: %v\n%s", h, err, out)
-				return
-			}
-			outs[h] = res.Output
-		})
-	}
-	wg.Wait()
+		return Case{Command: "version", After: script, Timeout: time.Duration(boots) * 3 * time.Minute}
+	})
 	out := strings.Join(outs, "\n")
 	var passed, spoiled, failed int
 	var secs []int
