@@ -103,7 +103,28 @@ type goList struct {
 type toolchain struct {
 	goBin string
 	dir   string
-	host  bool // for this host (the builder), not the guest
+	host  bool  // for this host (the builder), not the guest
+	env   goEnv // what `go env` said in dir
+}
+
+// goEnv is the part of `go env` a build needs, read once.
+type goEnv struct {
+	GOROOT    string
+	GOVERSION string
+	GOMOD     string // the go.mod of dir's module, "" or os.DevNull if none
+}
+
+// newToolchain is the go command at goBin, run in dir, with its env read.
+func newToolchain(ctx context.Context, goBin, dir string) (toolchain, error) {
+	tc := toolchain{goBin: goBin, dir: dir}
+	out, err := tc.output(ctx, "env", "-json", "GOROOT", "GOVERSION", "GOMOD")
+	if err != nil {
+		return tc, fmt.Errorf("uroot: %w", err)
+	}
+	if err := json.Unmarshal(out, &tc.env); err != nil {
+		return tc, fmt.Errorf("uroot: go env output: %w", err)
+	}
+	return tc, nil
 }
 
 func (t toolchain) cmd(ctx context.Context, args ...string) *exec.Cmd {
@@ -167,11 +188,9 @@ func Build(ctx context.Context, o Options) (Result, error) {
 	if logw == nil {
 		logw = io.Discard
 	}
-	tc := toolchain{goBin: goBin, dir: dir}
-
-	goroot, err := tc.output(ctx, "env", "GOROOT")
+	tc, err := newToolchain(ctx, goBin, dir)
 	if err != nil {
-		return Result{}, fmt.Errorf("uroot: %w", err)
+		return Result{}, err
 	}
 	mains, key, err := resolve(ctx, tc, o.Packages)
 	if err != nil {
@@ -208,7 +227,7 @@ func Build(ctx context.Context, o Options) (Result, error) {
 		return Result{}, err
 	}
 	req := buildRequest{
-		Dirs: dirs, Uinit: res.Uinit, WorkDir: dir, GOROOT: strings.TrimSpace(string(goroot)),
+		Dirs: dirs, Uinit: res.Uinit, WorkDir: dir, GOROOT: tc.env.GOROOT,
 		GoBin: goBin, GOOS: targetOS, GOARCH: targetArch,
 	}
 	if err := create(ctx, builder, work, cacheDir, res.Path, req, logw); err != nil {
@@ -222,10 +241,6 @@ func Build(ctx context.Context, o Options) (Result, error) {
 // version, u-root's version, and for each package either its module
 // version (module cache contents never change) or its files' contents.
 func resolve(ctx context.Context, tc toolchain, patterns []string) ([]goList, string, error) {
-	ver, err := tc.output(ctx, "env", "GOVERSION")
-	if err != nil {
-		return nil, "", fmt.Errorf("uroot: %w", err)
-	}
 	args := append([]string{"list", "-deps", "-e", "-json=ImportPath,Dir,Name,Standard,Module,GoFiles,CgoFiles,SFiles,HFiles,CFiles,EmbedFiles,SysoFiles,DepOnly,Error", "--"}, patterns...)
 	out, err := tc.output(ctx, args...)
 	if err != nil {
@@ -241,7 +256,7 @@ func resolve(ctx context.Context, tc toolchain, patterns []string) ([]goList, st
 		pkgs = append(pkgs, p)
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%s %s/%s\nu-root %s\n", keyFormat, strings.TrimSpace(string(ver)), targetOS, targetArch, UrootVersion)
+	fmt.Fprintf(h, "%s\n%s %s/%s\nu-root %s\n", keyFormat, tc.env.GOVERSION, targetOS, targetArch, UrootVersion)
 	var mains []goList
 	for _, p := range pkgs {
 		if p.Error != nil {
@@ -335,11 +350,7 @@ func urootSource(ctx context.Context, tc toolchain) (string, error) {
 // and u-root's, so one build sees both: gobusybox builds commands of
 // several modules only as a workspace.
 func workspace(ctx context.Context, tc toolchain, urootDir string) (string, func(), error) {
-	out, err := tc.output(ctx, "env", "GOMOD")
-	if err != nil {
-		return "", nil, fmt.Errorf("uroot: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
+	gomod := tc.env.GOMOD
 	if gomod == "" || gomod == os.DevNull {
 		return "", nil, fmt.Errorf("uroot: %s is not in a Go module (no go.mod above it)", tc.dir)
 	}
@@ -436,13 +447,9 @@ var builderRequires = []string{
 // into the cache on first use (keyed by its source, modules and the Go
 // version, so a new govm or Go builds it again).
 func builderBinary(ctx context.Context, tc toolchain, cacheDir string, logw io.Writer) (string, error) {
-	ver, err := tc.output(ctx, "env", "GOVERSION")
-	if err != nil {
-		return "", fmt.Errorf("uroot: %w", err)
-	}
 	h := sha256.New()
 	h.Write(builderSource)
-	fmt.Fprintf(h, "%s\n%s\n", strings.Join(builderRequires, "\n"), strings.TrimSpace(string(ver)))
+	fmt.Fprintf(h, "%s\n%s\n", strings.Join(builderRequires, "\n"), tc.env.GOVERSION)
 	bin := filepath.Join(cacheDir, "mkimage-"+hex.EncodeToString(h.Sum(nil))[:16])
 	if st, err := os.Stat(bin); err == nil && st.Mode().IsRegular() {
 		return bin, nil

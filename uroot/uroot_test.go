@@ -41,7 +41,11 @@ func goToolchain(t *testing.T, dir string) toolchain {
 	}
 	t.Setenv("GOWORK", "off")
 	t.Setenv("GOFLAGS", "")
-	return toolchain{goBin: goBin, dir: dir}
+	tc, err := newToolchain(context.Background(), goBin, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tc
 }
 
 // TestKeyFollowsSources: the cache key is stable for unchanged inputs and
