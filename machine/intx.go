@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/govm/govm/acpi"
+	"github.com/govm/govm/devices"
 	"github.com/govm/govm/kvm"
 )
 
@@ -15,7 +16,6 @@ import (
 const (
 	pciINTxBase  = 16
 	pciINTxLines = 8
-	pciSlots     = 32
 )
 
 // slotGSI is the GSI of slot's INTA#.
@@ -25,7 +25,7 @@ func slotGSI(slot int) uint32 { return pciINTxBase + uint32(slot-1)%pciINTxLines
 // host bridge).
 func pciRoutes() []acpi.PCIRoute {
 	var r []acpi.PCIRoute
-	for s := 1; s < pciSlots; s++ {
+	for s := 1; s < devices.PCISlots; s++ {
 		r = append(r, acpi.PCIRoute{Slot: uint8(s), GSI: slotGSI(s)})
 	}
 	return r

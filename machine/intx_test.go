@@ -1,6 +1,10 @@
 package machine
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/govm/govm/devices"
+)
 
 // TestINTxWiredOR: a shared line goes high with its first asserter and
 // low with its last; repeated levels from one device change nothing.
@@ -48,7 +52,7 @@ func TestSlotGSI(t *testing.T) {
 			t.Errorf("slot %d: GSI %d, want %d", c.slot, g, c.gsi)
 		}
 	}
-	if r := pciRoutes(); len(r) != pciSlots-1 || r[0].Slot != 1 || r[0].GSI != 16 {
+	if r := pciRoutes(); len(r) != devices.PCISlots-1 || r[0].Slot != 1 || r[0].GSI != 16 {
 		t.Errorf("routes %v", r)
 	}
 }
