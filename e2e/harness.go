@@ -63,16 +63,11 @@ var ErrNoAssets = errors.New("e2e assets missing (run 'make assets')")
 func FindAssets() (*Assets, error) {
 	dir := os.Getenv("GOVM_BUILD")
 	if dir == "" {
-		wd, _ := os.Getwd()
-		for d := wd; ; d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-				dir = filepath.Join(d, "build")
-				break
-			}
-			if filepath.Dir(d) == d {
-				return nil, ErrNoAssets
-			}
+		root, err := moduleRoot()
+		if err != nil {
+			return nil, ErrNoAssets
 		}
+		dir = filepath.Join(root, "build")
 	}
 	a := &Assets{
 		Dir:      dir,
