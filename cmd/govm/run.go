@@ -384,9 +384,8 @@ func peakRSSKB() uint64 {
 		return 0
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			var kb uint64
-			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+		var kb uint64
+		if _, err := fmt.Sscanf(l, "VmHWM: %d kB", &kb); err == nil {
 			return kb
 		}
 	}
