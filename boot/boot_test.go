@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"io"
 	"testing"
 
 	"github.com/govm/govm/mem"
@@ -99,7 +100,7 @@ func TestParseBzImage(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if k.Protocol != 0x020f || k.SetupSects != 3 || len(k.Kernel) != o.kernelLen || k.LoadAddr() != DefaultKernelAddr {
+			if k.Protocol != 0x020f || k.SetupSects != 3 || k.KernelLen != uint64(o.kernelLen) || k.LoadAddr() != DefaultKernelAddr {
 				t.Fatalf("parsed %+v", k)
 			}
 			if len(k.Header) != hdrEnd-hdrSetupSects {
@@ -227,8 +228,10 @@ func TestLoadErrors(t *testing.T) {
 		ram     int
 		cmdline string
 		initrd  int
+		short   int // bytes the initrd file lacks of the size it claims
 		wantErr error
 	}{
+		{name: "initrd shorter than its size", ram: 64 << 20, initrd: 1 << 20, short: 1, wantErr: io.EOF},
 		{name: "cmdline too long", ram: 64 << 20, cmdline: string(bytes.Repeat([]byte{'a'}, 2048)), wantErr: ErrCmdlineTooBig},
 		{name: "initrd larger than RAM", ram: 64 << 20, initrd: 60 << 20, wantErr: ErrInitrdTooBig},
 		{name: "kernel beyond RAM", ram: 16 << 20, wantErr: ErrKernelTooBig},
@@ -239,7 +242,7 @@ func TestLoadErrors(t *testing.T) {
 			img := fakeBzImage(defaultFake())
 			cfg := Config{Kernel: bytes.NewReader(img), KernelSize: int64(len(img)), Cmdline: tt.cmdline}
 			if tt.initrd > 0 {
-				cfg.Initrd, cfg.InitrdSize = bytes.NewReader(make([]byte, tt.initrd)), int64(tt.initrd)
+				cfg.Initrd, cfg.InitrdSize = bytes.NewReader(make([]byte, tt.initrd-tt.short)), int64(tt.initrd)
 			}
 			if _, err := Load(m, cfg); !errors.Is(err, tt.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tt.wantErr)

@@ -98,8 +98,11 @@ type BzImage struct {
 	// Header holds the bytes of the setup header, from 0x1f1 to its end,
 	// to be copied into the zero page.
 	Header []byte
-	// Kernel is the protected-mode kernel, loaded at LoadAddr.
-	Kernel []byte
+	// KernelOffset and KernelLen locate the protected-mode kernel in the
+	// image (after the setup sectors); Load reads it straight into guest
+	// memory at LoadAddr, so govm never holds a copy of it.
+	KernelOffset int64
+	KernelLen    uint64
 }
 
 // SetupHeaderEnd returns the end offset of the setup header: 0x202 plus the
@@ -168,10 +171,7 @@ func ParseBzImage(r io.ReaderAt, size int64) (*BzImage, error) {
 	if k.KernelAlign != 0 && k.KernelAlign&(k.KernelAlign-1) != 0 {
 		return nil, fmt.Errorf("%w: kernel_alignment %#x is not a power of two", ErrCorrupt, k.KernelAlign)
 	}
-	k.Kernel = make([]byte, size-setupLen)
-	if _, err := r.ReadAt(k.Kernel, setupLen); err != nil {
-		return nil, fmt.Errorf("reading protected-mode kernel: %w", err)
-	}
+	k.KernelOffset, k.KernelLen = setupLen, uint64(size-setupLen)
 	return k, nil
 }
 
@@ -187,8 +187,8 @@ func (k *BzImage) LoadAddr() uint64 {
 // Footprint is the memory the kernel needs from its load address until it
 // has decompressed itself (init_size).
 func (k *BzImage) Footprint() uint64 {
-	if n := uint64(len(k.Kernel)); uint64(k.InitSize) < n {
-		return n
+	if uint64(k.InitSize) < k.KernelLen {
+		return k.KernelLen
 	}
 	return uint64(k.InitSize)
 }

@@ -15,9 +15,10 @@ const maxELFSegments = 64
 
 // ELFSegment is one PT_LOAD segment of a vmlinux, at its physical address.
 type ELFSegment struct {
-	Addr   uint64 // p_paddr
-	Data   []byte // p_filesz bytes
-	MemLen uint64 // p_memsz: the rest is zeroed
+	Addr    uint64 // p_paddr
+	Offset  int64  // p_offset: where its bytes are in the file
+	FileLen uint64 // p_filesz: bytes read from the file
+	MemLen  uint64 // p_memsz: the rest is zeroed
 }
 
 // ELFKernel is a parsed uncompressed x86_64 vmlinux.
@@ -56,11 +57,7 @@ func ParseELF(r io.ReaderAt, size int64) (*ELFKernel, error) {
 		if p.Filesz > p.Memsz || p.Paddr+p.Memsz < p.Paddr || p.Off > uint64(size) || p.Filesz > uint64(size)-p.Off {
 			return nil, fmt.Errorf("%w: PT_LOAD at %#x (file %#x+%#x, mem %#x)", ErrCorrupt, p.Paddr, p.Off, p.Filesz, p.Memsz)
 		}
-		data := make([]byte, p.Filesz)
-		if _, err := r.ReadAt(data, int64(p.Off)); err != nil {
-			return nil, fmt.Errorf("reading PT_LOAD at %#x: %w", p.Paddr, err)
-		}
-		k.Segments = append(k.Segments, ELFSegment{Addr: p.Paddr, Data: data, MemLen: p.Memsz})
+		k.Segments = append(k.Segments, ELFSegment{Addr: p.Paddr, Offset: int64(p.Off), FileLen: p.Filesz, MemLen: p.Memsz})
 		if k.Entry >= p.Paddr && k.Entry < p.Paddr+p.Memsz {
 			entryInside = true
 		}

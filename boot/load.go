@@ -41,10 +41,10 @@ func Load(m *mem.Memory, cfg Config) (*CPUState, error) {
 			return nil, fmt.Errorf("%w: vmlinux loads at %#x, below 1 MiB", ErrCorrupt, kernLo)
 		}
 		for _, s := range k.Segments {
-			if err := m.WriteAt(s.Data, s.Addr); err != nil {
-				return nil, fmt.Errorf("%w: segment at %#x: %w", ErrKernelTooBig, s.Addr, err)
+			if err := readInto(m, cfg.Kernel, s.Offset, s.Addr, s.FileLen); err != nil {
+				return nil, fmt.Errorf("segment at %#x: %w", s.Addr, err)
 			}
-			if err := m.Zero(s.Addr+uint64(len(s.Data)), s.MemLen-uint64(len(s.Data))); err != nil {
+			if err := m.Zero(s.Addr+s.FileLen, s.MemLen-s.FileLen); err != nil {
 				return nil, fmt.Errorf("%w: segment at %#x: %w", ErrKernelTooBig, s.Addr, err)
 			}
 		}
@@ -66,8 +66,8 @@ func Load(m *mem.Memory, cfg Config) (*CPUState, error) {
 		if !m.Contains(kernLo, k.Footprint()) {
 			return nil, fmt.Errorf("%w: needs [%#x, %#x)", ErrKernelTooBig, kernLo, kernHi)
 		}
-		if err := m.WriteAt(k.Kernel, kernLo); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrKernelTooBig, err)
+		if err := readInto(m, cfg.Kernel, k.KernelOffset, kernLo, k.KernelLen); err != nil {
+			return nil, fmt.Errorf("protected-mode kernel: %w", err)
 		}
 		entry = kernLo + entry64Offset
 		copy(zp[hdrSetupSects:], k.Header)
@@ -100,12 +100,8 @@ func Load(m *mem.Memory, cfg Config) (*CPUState, error) {
 		if err != nil {
 			return nil, err
 		}
-		dst, err := m.Slice(addr, uint64(cfg.InitrdSize))
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrInitrdTooBig, err)
-		}
-		if _, err := cfg.Initrd.ReadAt(dst, 0); err != nil && err != io.EOF {
-			return nil, fmt.Errorf("reading initrd: %w", err)
+		if err := readInto(m, cfg.Initrd, 0, addr, uint64(cfg.InitrdSize)); err != nil {
+			return nil, fmt.Errorf("initrd: %w", err)
 		}
 		le.PutUint32(zp[hdrRamdiskImage:], uint32(addr))
 		le.PutUint32(zp[hdrRamdiskSize:], uint32(cfg.InitrdSize))
@@ -165,4 +161,19 @@ func placeInitrd(m *mem.Memory, size, maxAddr, kernEnd uint64) (uint64, error) {
 			ErrInitrdTooBig, size>>20, limit, kernEnd)
 	}
 	return best, nil
+}
+
+// readInto reads n bytes at off of r straight into guest memory at addr,
+// which must hold them (ErrKernelTooBig otherwise; placing the initrd has
+// checked its room already). A file shorter than it said is an error.
+func readInto(m *mem.Memory, r io.ReaderAt, off int64, addr, n uint64) error {
+	dst, err := m.Slice(addr, n)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrKernelTooBig, err)
+	}
+	// io.ReaderAt may say io.EOF along with a full read that ends the file.
+	if got, err := r.ReadAt(dst, off); err != nil && (got < len(dst) || err != io.EOF) {
+		return fmt.Errorf("reading %d bytes at %#x: %w", n, off, err)
+	}
+	return nil
 }

@@ -88,7 +88,7 @@ func BenchmarkBootVsQEMU(b *testing.B) {
 	for range b.N {
 		res, err := r.Run(context.Background(), Case{
 			Command:  "check",
-			NeedQEMU: true,
+			NeedPeers: true,
 			Timeout:  12 * time.Minute,
 			After:    after,
 		})

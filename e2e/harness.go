@@ -139,9 +139,9 @@ type Case struct {
 	// NeedVMLinux carries the ELF vmlinux into L1 (it is large, so only
 	// when asked).
 	NeedVMLinux bool
-	// NeedQEMU carries QEMU into L1 (build/l1-qemu.cpio), for the
+	// NeedPeers carries QEMU and gokvm into L1 (build/l1-peers.cpio), for the
 	// benchmarks that run it next to govm as the peer.
-	NeedQEMU bool
+	NeedPeers bool
 	// Files are created in a scratch directory before govm starts (inside
 	// L1 in nested mode); {dir} in Args and After names it.
 	Files map[string][]byte
@@ -648,10 +648,10 @@ func (r *Runner) runNested(ctx context.Context, c Case) (*Result, error) {
 	}
 	_, err = io.Copy(initrd, base)
 	base.Close()
-	if err == nil && c.NeedQEMU {
+	if err == nil && c.NeedPeers {
 		// Concatenated newc archives make one initramfs.
 		var q *os.File
-		if q, err = os.Open(filepath.Join(r.Assets.Dir, "l1-qemu.cpio")); err == nil {
+		if q, err = os.Open(filepath.Join(r.Assets.Dir, "l1-peers.cpio")); err == nil {
 			_, err = io.Copy(initrd, q)
 			q.Close()
 		}

@@ -8,6 +8,8 @@ package guest
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"runtime"
 
 	"golang.org/x/sys/unix"
@@ -43,4 +45,29 @@ func Exit(code uint8) error {
 // start (govm run --metrics).
 func BootDone() error {
 	return writePort(BootTimerPort, 1)
+}
+
+// govmOEMID is the OEM ID in the header of every ACPI table govm writes
+// (acpi package; ACPI 6.5, 5.2.6 System Description Table Header, offset 10).
+const govmOEMID = "GOVM  "
+
+// acpiOEMIDOffset is where the 6-byte OEM ID sits in a table header.
+const acpiOEMIDOffset = 10
+
+// OnGovm reports whether the guest runs under govm, from the OEM ID of the
+// DSDT the firmware tables carry (/sys/firmware/acpi/tables/DSDT, readable
+// by root). The ports this package writes exist only under govm: under
+// another VMM nothing answers them, and a nested hypervisor may even fault
+// the OUT, so callers that may run elsewhere ask first.
+func OnGovm() bool {
+	f, err := os.Open("/sys/firmware/acpi/tables/DSDT")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var h [acpiOEMIDOffset + len(govmOEMID)]byte
+	if _, err := io.ReadFull(f, h[:]); err != nil {
+		return false
+	}
+	return string(h[acpiOEMIDOffset:]) == govmOEMID
 }

@@ -4,7 +4,8 @@
 #   build/kernel/modules/*.ko                     kvm, kvm-amd, kvm-intel, irqbypass, tun (for L1)
 #   build/govm, build/govm-agent                  static binaries
 #   build/uroot.cpio                              u-root initramfs with govm-agent as uinit
-#   build/l1-qemu.cpio                            QEMU for L1, the benchmarks' peer
+#   build/gokvm                                   gokvm, pinned by go.mod's tool directive
+#   build/l1-peers.cpio                           QEMU and gokvm for L1, the benchmarks' peers
 #   build/l1-base.cpio                            busybox and e2fsprogs initramfs for the nested L1 (see scripts/l1-init)
 # Each step is skipped when its output is newer than its inputs. Needs root
 # for apt-get only when a package is missing.
@@ -77,6 +78,9 @@ build_static() {
 }
 build_static "$B/govm" ./cmd/govm
 build_static "$B/govm-agent" ./guest/cmd/govm-agent
+# gokvm, the Go peer the benchmarks run next to govm, at the version go.mod's
+# tool directive pins.
+build_static "$B/gokvm" github.com/bobuhiro11/gokvm
 
 # 4. The u-root initramfs (L2's root file system), from u-root's own module.
 if [ ! -s "$B/uroot.cpio" ] || [ "$B/govm-agent" -nt "$B/uroot.cpio" ]; then
@@ -96,27 +100,28 @@ if [ ! -s "$B/uroot.cpio" ] || [ "$B/govm-agent" -nt "$B/uroot.cpio" ]; then
 	mv "$B/uroot.cpio.tmp" "$B/uroot.cpio"
 fi
 
-# 5. QEMU for L1, as the peer the benchmarks run next to govm (appended to
-#    L1's initramfs only by the cases that ask for it).
-if [ ! -s "$B/l1-qemu.cpio" ] || [ "$B/l1-qemu.cpio" -ot scripts/assets.sh ]; then
-	log "building the L1 QEMU archive"
+# 5. QEMU and gokvm for L1, the peers the benchmarks run next to govm
+#    (appended to L1's initramfs only by the cases that ask for them).
+if [ ! -s "$B/l1-peers.cpio" ] || [ "$B/l1-peers.cpio" -ot scripts/assets.sh ] || [ "$B/gokvm" -nt "$B/l1-peers.cpio" ]; then
+	log "building the L1 peers archive"
 	q=$(mktemp -d)
 	qemu=$(command -v qemu-system-x86_64)
 	mkdir -p "$q/usr/bin" "$q/usr/share/qemu"
 	cp "$qemu" "$q/usr/bin/qemu-system-x86_64"
+	cp "$B/gokvm" "$q/usr/bin/gokvm"
 	ldd "$qemu" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | while read -r lib; do
 		mkdir -p "$q$(dirname "$lib")"
 		cp -L "$lib" "$q$lib"
 	done
 	# Firmware a -kernel boot loads: SeaBIOS, the Linux loader option ROM,
-	# the TPR patching ROM.
-	for f in bios-256k.bin linuxboot_dma.bin kvmvapic.bin; do
+	# the TPR patching ROM, and the PVH loader for an ELF vmlinux.
+	for f in bios-256k.bin linuxboot_dma.bin kvmvapic.bin pvh.bin; do
 		src=""
 		for d in /usr/share/qemu /usr/share/seabios; do [ -e "$d/$f" ] && { src="$d/$f"; break; }; done
 		[ -n "$src" ] || { log "QEMU firmware $f not found"; exit 1; }
 		cp -L "$src" "$q/usr/share/qemu/$f"
 	done
-	( cd "$q" && find . | cpio -o -H newc --quiet ) > "$B/l1-qemu.cpio"
+	( cd "$q" && find . | cpio -o -H newc --quiet ) > "$B/l1-peers.cpio"
 	rm -rf "$q"
 fi
 

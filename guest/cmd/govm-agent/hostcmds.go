@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"time"
 )
 
@@ -24,10 +25,19 @@ import (
 //	govm-agent time NAME CMD...    run CMD (output to NAME.log) and say its
 //	                               wall time and exit status
 //	govm-agent checkrecs FILE N    check records 0..N (records.go) in FILE
+//	govm-agent boot NAME MARKER SECONDS CMD...
+//	                               run a VMM until its console shows MARKER
+//	                               and say its boot time and memory (vmmboot.go)
 func hostCommand(args []string) error {
 	switch {
 	case len(args) >= 3 && args[0] == "time":
 		return timeCommand(args[1], args[2:])
+	case len(args) >= 5 && args[0] == "boot":
+		secs, err := strconv.Atoi(args[3])
+		if err != nil || secs <= 0 {
+			return fmt.Errorf("boot: %q is not a number of seconds", args[3])
+		}
+		return bootCommand(args[1], args[2], time.Duration(secs)*time.Second, args[4:])
 	case len(args) == 3 && args[0] == "checkrecs":
 		return checkRecords(args[1], args[2])
 	case len(args) == 2 && args[0] == "bench":
@@ -56,7 +66,7 @@ func hostCommand(args []string) error {
 			return os.Rename(tmp, args[2])
 		})
 	}
-	return fmt.Errorf("usage: govm-agent bench FILE | send PORT FILE | recv PORT SUMFILE | time NAME CMD... | checkrecs FILE N")
+	return fmt.Errorf("usage: govm-agent bench FILE | send PORT FILE | recv PORT SUMFILE | time NAME CMD... | checkrecs FILE N | boot NAME MARKER SECONDS CMD...")
 }
 
 // serveOnce accepts one connection on port, runs serve on it and closes it.

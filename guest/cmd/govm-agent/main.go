@@ -50,8 +50,11 @@ func main() {
 	// a dozen.
 	_ = os.WriteFile("/proc/sys/kernel/printk_devkmsg", []byte("on\n"), 0)
 	say("GOVM-AGENT-START")
-	if err := guest.BootDone(); err != nil {
-		say("GOVM-AGENT-ERROR: %v", err)
+	// Under another VMM (the benchmarks' peers) the boot timer is not there.
+	if guest.OnGovm() {
+		if err := guest.BootDone(); err != nil {
+			say("GOVM-AGENT-ERROR: %v", err)
+		}
 	}
 	loadModules()
 	say("GOVM-CPUS=%d", countCPUs())
