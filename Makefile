@@ -29,10 +29,18 @@ test: assets
 unit:
 	$(GO) test -count=1 ./...
 
-# Micro-benchmarks (exit loop, virtqueues, devices) and the nested disk
-# benchmark, which reports guest and host figures and their ratio.
+# Every benchmark, and one table of govm against its peers (QEMU, gokvm,
+# the host's own disk, the raw KVM_RUN loop), also as build/bench.json:
+# the micro-benchmarks BENCHCOUNT times each (hot paths, exit round trip,
+# start-up), the boot, disk and network benchmarks once (each boots
+# several times itself; nested under QEMU TCG where the host needs it).
+BENCHCOUNT ?= 5
 bench: assets
-	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./...
+	@set -o pipefail; { \
+		$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) $$($(GO) list ./... | grep -v /e2e) && \
+		$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./e2e; \
+	} | tee $(BUILD)/bench.txt
+	$(GO) run ./cmd/benchtable -json $(BUILD)/bench.json $(BUILD)/bench.txt
 
 # SOAK consecutive nested boots with disks and a NIC, each checked, and
 # the count of failures (not part of make test).

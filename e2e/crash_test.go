@@ -106,7 +106,7 @@ func TestCrashConsistency(t *testing.T) {
 // onHosts runs the case caseFor(h) gives for each of n hosts side by side (in
 // nested mode n L1 guests, as the runner's slots allow) and returns each
 // host's output; a host whose run failed fails t and leaves "".
-func onHosts(t *testing.T, r *Runner, n int, caseFor func(h int) Case) []string {
+func onHosts(t testing.TB, r *Runner, n int, caseFor func(h int) Case) []string {
 	outs := make([]string, n)
 	var wg sync.WaitGroup
 	for h := range n {

@@ -69,5 +69,12 @@ func OnGovm() bool {
 	if _, err := io.ReadFull(f, h[:]); err != nil {
 		return false
 	}
-	return string(h[acpiOEMIDOffset:]) == govmOEMID
+	return IsGovmTable(h[:])
+}
+
+// IsGovmTable reports whether an ACPI table (its header is enough) was
+// written by govm.
+func IsGovmTable(table []byte) bool {
+	return len(table) >= acpiOEMIDOffset+len(govmOEMID) &&
+		string(table[acpiOEMIDOffset:acpiOEMIDOffset+len(govmOEMID)]) == govmOEMID
 }

@@ -1,0 +1,423 @@
+// Command benchtable turns `go test -bench` output into govm's comparison
+// table (make bench): one row per measure, a column per VMM (govm and the
+// peers it is measured against: QEMU, gokvm, the host's own figures, the
+// raw KVM_RUN loop), each cell the median of its samples with their min and
+// max, govm's ratio to each peer, and the goal (issue #6) it meets or
+// misses. A second table lists the hot-path micro-benchmarks with their
+// allocations. It prints both and writes them as JSON.
+//
+// Where the figures come from, in the benchmark output:
+//   - a metric named PEER.MEASURE (b.ReportMetric(v, "qemu.boot-1cpu-ms"))
+//     is a sample of MEASURE for PEER; PEER.MEASURE.min and .max, where a
+//     benchmark took its samples itself, give their range;
+//   - a benchmark whose last name element is a peer
+//     (BenchmarkExitRoundTrip/pio/raw) gives a sample of its ns/op.
+//
+// Usage: go test -bench . ./... | benchtable -json build/bench.json
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// peers are the table's columns, govm first.
+var peers = []string{"govm", "qemu", "gokvm", "host", "raw"}
+
+func isPeer(s string) bool {
+	for _, p := range peers {
+		if p == s {
+			return true
+		}
+	}
+	return false
+}
+
+// goal is a bound on govm's ratio to one peer.
+type goal struct {
+	peer  string
+	bound float64
+	lower bool // the ratio must be at most bound (else at least)
+}
+
+func (g goal) String() string {
+	op := "≥"
+	if g.lower {
+		op = "≤"
+	}
+	return fmt.Sprintf("%s%.2f× %s", op, g.bound, g.peer)
+}
+
+// goals are issue #6's, by measure name prefix.
+var goals = []struct {
+	prefix string
+	goals  []goal
+}{
+	{"boot-", []goal{{"qemu", 0.8, true}, {"gokvm", 0.5, true}}},
+	{"ExitRoundTrip/", []goal{{"raw", 1.10, true}}},
+	{"blk-", []goal{{"host", 0.9, false}, {"qemu", 1.0, false}}},
+	{"net-", []goal{{"qemu", 1.0, false}}},
+}
+
+// absGoal is a bound on govm's own figure (its median at most max) for
+// the measures with this prefix and suffix.
+type absGoal struct {
+	prefix, suffix string
+	max            float64
+}
+
+var absGoals = []absGoal{
+	{"first-KVM_RUN-ms", "", 5},
+	{"overhead", "-MiB", 5},
+	{"overhead", "-kB", 5 << 10},
+}
+
+// Stat is a cell: the median of its samples, their range and count.
+type Stat struct {
+	Median float64 `json:"median"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+	N      int     `json:"n"`
+}
+
+// Row is one measure.
+type Row struct {
+	Measure string             `json:"measure"`
+	Cells   map[string]Stat    `json:"cells"`
+	Ratios  map[string]float64 `json:"ratios,omitempty"` // govm's median over the peer's
+	Goals   []GoalResult       `json:"goals,omitempty"`
+}
+
+// GoalResult says whether govm meets one goal.
+type GoalResult struct {
+	Goal string `json:"goal"`
+	Met  bool   `json:"met"`
+}
+
+// HotPath is a micro-benchmark's figures.
+type HotPath struct {
+	Name        string  `json:"name"`
+	NsPerOp     float64 `json:"ns_per_op"`
+	BytesPerOp  float64 `json:"bytes_per_op"`
+	AllocsPerOp float64 `json:"allocs_per_op"`
+	Runs        int     `json:"runs"`
+}
+
+// Table is the whole result.
+type Table struct {
+	Rows     []Row     `json:"rows"`
+	HotPaths []HotPath `json:"hot_paths"`
+}
+
+// samples collects figures while parsing.
+type samples struct {
+	order  []string                        // measures in first-seen order
+	vals   map[string]map[string][]float64 // measure -> peer -> samples
+	bounds map[string]map[string][2]float64
+	hot    map[string]map[string][]float64 // bench -> unit -> samples
+	hotOrd []string
+}
+
+func newSamples() *samples {
+	return &samples{vals: map[string]map[string][]float64{}, bounds: map[string]map[string][2]float64{}, hot: map[string]map[string][]float64{}}
+}
+
+func (s *samples) add(measure, peer string, v float64) {
+	if s.vals[measure] == nil {
+		s.vals[measure] = map[string][]float64{}
+		s.order = append(s.order, measure)
+	}
+	s.vals[measure][peer] = append(s.vals[measure][peer], v)
+}
+
+func (s *samples) bound(measure, peer string, i int, v float64) {
+	if s.bounds[measure] == nil {
+		s.bounds[measure] = map[string][2]float64{}
+	}
+	b, ok := s.bounds[measure][peer]
+	if !ok {
+		b = [2]float64{v, v}
+	}
+	if i == 0 {
+		b[0] = min(b[0], v)
+	} else {
+		b[1] = max(b[1], v)
+	}
+	s.bounds[measure][peer] = b
+}
+
+// parse reads benchmark result lines ("BenchmarkX-8  N  v unit  v unit ...").
+func parse(r io.Reader) (*samples, error) {
+	s := newSamples()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") || len(f)%2 != 0 {
+			continue
+		}
+		if _, err := strconv.Atoi(f[1]); err != nil {
+			continue
+		}
+		name := strings.TrimPrefix(f[0], "Benchmark")
+		if i := strings.LastIndexByte(name, '-'); i > 0 {
+			if _, err := strconv.Atoi(name[i+1:]); err == nil {
+				name = name[:i]
+			}
+		}
+		elems := strings.Split(name, "/")
+		last := elems[len(elems)-1]
+		// A micro-benchmark reports only Go's own units; one that reports
+		// figures of its own is a measure, not a hot path.
+		micro := true
+		for i := 3; i < len(f); i += 2 {
+			switch f[i] {
+			case "ns/op", "B/op", "allocs/op", "MB/s":
+			default:
+				micro = false
+			}
+		}
+		for i := 2; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %q is not a number", f[0], f[i])
+			}
+			unit := f[i+1]
+			if peer, measure, ok := strings.Cut(unit, "."); ok && isPeer(peer) {
+				switch {
+				case strings.HasSuffix(measure, ".min"):
+					s.bound(strings.TrimSuffix(measure, ".min"), peer, 0, v)
+				case strings.HasSuffix(measure, ".max"):
+					s.bound(strings.TrimSuffix(measure, ".max"), peer, 1, v)
+				default:
+					s.add(measure, peer, v)
+				}
+				continue
+			}
+			if len(elems) > 1 && isPeer(last) {
+				if unit == "ns/op" {
+					s.add(strings.Join(elems[:len(elems)-1], "/")+" ns/op", last, v)
+				}
+				continue
+			}
+			switch unit {
+			case "ns/op", "B/op", "allocs/op", "MB/s":
+				if !micro {
+					continue
+				}
+				if s.hot[name] == nil {
+					s.hot[name] = map[string][]float64{}
+					s.hotOrd = append(s.hotOrd, name)
+				}
+				s.hot[name][unit] = append(s.hot[name][unit], v)
+			default:
+				// A figure of govm's own (VMs/s, first-KVM_RUN-ms).
+				s.add(unit, "govm", v)
+			}
+		}
+	}
+	return s, sc.Err()
+}
+
+func stat(v []float64) Stat {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return Stat{Median: m, Min: s[0], Max: s[len(s)-1], N: len(s)}
+}
+
+// build computes the table from the samples.
+func build(s *samples) Table {
+	var t Table
+	for _, m := range s.order {
+		r := Row{Measure: m, Cells: map[string]Stat{}, Ratios: map[string]float64{}}
+		for peer, v := range s.vals[m] {
+			st := stat(v)
+			if b, ok := s.bounds[m][peer]; ok {
+				st.Min, st.Max = min(st.Min, b[0]), max(st.Max, b[1])
+			}
+			r.Cells[peer] = st
+		}
+		g, ok := r.Cells["govm"]
+		if ok {
+			for _, p := range peers[1:] {
+				if c, ok := r.Cells[p]; ok && c.Median != 0 {
+					r.Ratios[p] = g.Median / c.Median
+				}
+			}
+			for _, gs := range goals {
+				if !strings.HasPrefix(m, gs.prefix) {
+					continue
+				}
+				for _, gl := range gs.goals {
+					ratio, ok := r.Ratios[gl.peer]
+					if !ok {
+						continue
+					}
+					met := ratio >= gl.bound
+					if gl.lower {
+						met = ratio <= gl.bound
+					}
+					r.Goals = append(r.Goals, GoalResult{Goal: gl.String(), Met: met})
+				}
+			}
+			for _, a := range absGoals {
+				if strings.HasPrefix(m, a.prefix) && strings.HasSuffix(m, a.suffix) {
+					r.Goals = append(r.Goals, GoalResult{Goal: fmt.Sprintf("≤%g", a.max), Met: g.Median <= a.max})
+				}
+			}
+		}
+		t.Rows = append(t.Rows, r)
+	}
+	for _, n := range s.hotOrd {
+		h := HotPath{Name: n}
+		if v := s.hot[n]["ns/op"]; len(v) > 0 {
+			h.NsPerOp, h.Runs = stat(v).Median, len(v)
+		}
+		if v := s.hot[n]["B/op"]; len(v) > 0 {
+			h.BytesPerOp = stat(v).Median
+		}
+		if v := s.hot[n]["allocs/op"]; len(v) > 0 {
+			h.AllocsPerOp = stat(v).Median
+		}
+		t.HotPaths = append(t.HotPaths, h)
+	}
+	return t
+}
+
+func cell(st Stat, ok bool) string {
+	if !ok {
+		return "-"
+	}
+	if st.N == 1 && st.Min == st.Max {
+		return fmtNum(st.Median)
+	}
+	return fmt.Sprintf("%s [%s..%s]", fmtNum(st.Median), fmtNum(st.Min), fmtNum(st.Max))
+}
+
+func fmtNum(v float64) string {
+	switch {
+	case v >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 1:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	}
+	return strconv.FormatFloat(v, 'g', 3, 64)
+}
+
+// write prints the table as aligned text.
+func write(w io.Writer, t Table) {
+	cols := []string{"measure"}
+	used := map[string]bool{}
+	for _, r := range t.Rows {
+		for p := range r.Cells {
+			used[p] = true
+		}
+	}
+	var shown []string
+	for _, p := range peers {
+		if used[p] {
+			shown = append(shown, p)
+			cols = append(cols, p)
+		}
+	}
+	for _, p := range shown[1:] {
+		cols = append(cols, "govm/"+p)
+	}
+	cols = append(cols, "goals")
+	lines := [][]string{cols}
+	for _, r := range t.Rows {
+		l := []string{r.Measure}
+		for _, p := range shown {
+			st, ok := r.Cells[p]
+			l = append(l, cell(st, ok))
+		}
+		for _, p := range shown[1:] {
+			if v, ok := r.Ratios[p]; ok {
+				l = append(l, fmt.Sprintf("%.2f", v))
+			} else {
+				l = append(l, "-")
+			}
+		}
+		var gs []string
+		for _, g := range r.Goals {
+			mark := "met"
+			if !g.Met {
+				mark = "MISSED"
+			}
+			gs = append(gs, g.Goal+" "+mark)
+		}
+		l = append(l, strings.Join(gs, ", "))
+		lines = append(lines, l)
+	}
+	printAligned(w, lines)
+	if len(t.HotPaths) > 0 {
+		fmt.Fprintln(w)
+		hl := [][]string{{"hot path", "ns/op", "B/op", "allocs/op", "runs"}}
+		for _, h := range t.HotPaths {
+			hl = append(hl, []string{h.Name, fmtNum(h.NsPerOp), fmtNum(h.BytesPerOp), fmtNum(h.AllocsPerOp), strconv.Itoa(h.Runs)})
+		}
+		printAligned(w, hl)
+	}
+}
+
+func printAligned(w io.Writer, lines [][]string) {
+	width := map[int]int{}
+	for _, l := range lines {
+		for i, c := range l {
+			width[i] = max(width[i], len([]rune(c)))
+		}
+	}
+	for _, l := range lines {
+		var b strings.Builder
+		for i, c := range l {
+			if i > 0 {
+				b.WriteString("  ")
+			}
+			b.WriteString(c)
+			if i < len(l)-1 {
+				b.WriteString(strings.Repeat(" ", width[i]-len([]rune(c))))
+			}
+		}
+		fmt.Fprintln(w, b.String())
+	}
+}
+
+func main() {
+	jsonOut := flag.String("json", "", "also write the table as JSON to this file")
+	flag.Parse()
+	in := io.Reader(os.Stdin)
+	if flag.NArg() == 1 {
+		f, err := os.Open(flag.Arg(0))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchtable:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		in = f
+	}
+	s, err := parse(in)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchtable:", err)
+		os.Exit(1)
+	}
+	t := build(s)
+	write(os.Stdout, t)
+	if *jsonOut != "" {
+		b, _ := json.MarshalIndent(t, "", "  ")
+		if err := os.WriteFile(*jsonOut, append(b, '\n'), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "benchtable:", err)
+			os.Exit(1)
+		}
+	}
+}

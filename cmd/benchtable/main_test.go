@@ -1,0 +1,88 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+const sample = `goos: linux
+BenchmarkExitRoundTrip/pio/raw-2     	  100000	      7700 ns/op	       0 B/op	       0 allocs/op
+BenchmarkExitRoundTrip/pio/raw-2     	  100000	      7900 ns/op	       0 B/op	       0 allocs/op
+BenchmarkExitRoundTrip/pio/govm-2    	  100000	      8100 ns/op	       0 B/op	       0 allocs/op
+BenchmarkExitRoundTrip/pio/govm-2    	  100000	      8500 ns/op	       0 B/op	       0 allocs/op
+BenchmarkVirtqueuePop-2              	 5000000	       210 ns/op	       0 B/op	       0 allocs/op
+BenchmarkVirtqueuePop-2              	 5000000	       230 ns/op	       0 B/op	       0 allocs/op
+BenchmarkStartup-2                   	      30	  30000000 ns/op	         9.5 first-KVM_RUN-ms	         6.6 overhead-MiB	        33 VMs/s
+BenchmarkBoot-2                      	       1	 1000 ns/op	 20000 govm.boot-1cpu-ms	 19000 govm.boot-1cpu-ms.min	 23000 govm.boot-1cpu-ms.max	 25000 qemu.boot-1cpu-ms	 50000 gokvm.boot-1cpu-ms
+BenchmarkBlk-2                       	       1	 1000 ns/op	 95 govm.blk-seq-read-MBps	 100 host.blk-seq-read-MBps	 80 qemu.blk-seq-read-MBps
+PASS
+`
+
+func TestBuild(t *testing.T) {
+	s, err := parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab := build(s)
+	rows := map[string]Row{}
+	for _, r := range tab.Rows {
+		rows[r.Measure] = r
+	}
+	for _, tc := range []struct {
+		measure, peer string
+		want          Stat
+	}{
+		{"ExitRoundTrip/pio ns/op", "raw", Stat{7800, 7700, 7900, 2}},
+		{"ExitRoundTrip/pio ns/op", "govm", Stat{8300, 8100, 8500, 2}},
+		{"boot-1cpu-ms", "govm", Stat{20000, 19000, 23000, 1}},
+		{"boot-1cpu-ms", "gokvm", Stat{50000, 50000, 50000, 1}},
+		{"first-KVM_RUN-ms", "govm", Stat{9.5, 9.5, 9.5, 1}},
+		{"blk-seq-read-MBps", "host", Stat{100, 100, 100, 1}},
+	} {
+		if got := rows[tc.measure].Cells[tc.peer]; got != tc.want {
+			t.Errorf("%s %s = %+v, want %+v", tc.measure, tc.peer, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		measure, goal string
+		met           bool
+	}{
+		{"ExitRoundTrip/pio ns/op", "≤1.10× raw", true}, // 8300/7800 = 1.064
+		{"boot-1cpu-ms", "≤0.80× qemu", true},           // 0.8
+		{"boot-1cpu-ms", "≤0.50× gokvm", true},          // 0.4
+		{"blk-seq-read-MBps", "≥0.90× host", true},      // 0.95
+		{"blk-seq-read-MBps", "≥1.00× qemu", true},
+		{"first-KVM_RUN-ms", "≤5", false},
+		{"overhead-MiB", "≤5", false},
+	} {
+		found := false
+		for _, g := range rows[tc.measure].Goals {
+			if g.Goal == tc.goal {
+				found = true
+				if g.Met != tc.met {
+					t.Errorf("%s goal %s met=%v, want %v", tc.measure, tc.goal, g.Met, tc.met)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s: no goal %s in %+v", tc.measure, tc.goal, rows[tc.measure].Goals)
+		}
+	}
+	if len(tab.HotPaths) != 1 || tab.HotPaths[0].Name != "VirtqueuePop" || tab.HotPaths[0].NsPerOp != 220 || tab.HotPaths[0].Runs != 2 {
+		t.Errorf("hot paths %+v", tab.HotPaths)
+	}
+	var out bytes.Buffer
+	write(&out, tab)
+	for _, want := range []string{"boot-1cpu-ms", "20000 [19000..23000]", "govm/gokvm", "0.40", "MISSED"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestParseRejectsGarbledFigures(t *testing.T) {
+	if _, err := parse(strings.NewReader("BenchmarkX-2  10  abc govm.boot-ms\n")); err == nil {
+		t.Error("accepted a non-number")
+	}
+}
