@@ -161,3 +161,30 @@ func TestResident(t *testing.T) {
 		t.Fatalf("resident %d bytes before and %d after touching 8 MiB of 64", before, after)
 	}
 }
+
+// TestAllocateAlignsHugePages checks that each region sits in the host as
+// its guest base sits in guest physical space, modulo 2 MiB, so a guest
+// large page can be a host huge page.
+func TestAllocateAlignsHugePages(t *testing.T) {
+	ranges := []Range{{Base: 0, Size: 4 << 20}, {Base: 1<<32 + 0x3000, Size: 1 << 20}}
+	m, err := Allocate(ranges)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for i, r := range m.Regions() {
+		if got, want := uint64(hostAddr(r.Data))%HugePageSize, ranges[i].Base%HugePageSize; got != want {
+			t.Errorf("region %#x at host offset %#x in its 2 MiB page, want %#x", r.Base, got, want)
+		}
+		if uint64(len(r.Data)) != ranges[i].Size || cap(r.Data) != len(r.Data) {
+			t.Errorf("region %#x: len %d cap %d, want %d", r.Base, len(r.Data), cap(r.Data), ranges[i].Size)
+		}
+		// The whole region is usable, to its last byte.
+		if err := m.PutUint32(r.End()-4, 0xdeadbeef); err != nil {
+			t.Error(err)
+		}
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

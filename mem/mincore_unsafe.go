@@ -16,3 +16,8 @@ func mincore(b, vec []byte) error {
 	}
 	return nil
 }
+
+// hostAddr is the host virtual address of b's first byte.
+func hostAddr(b []byte) uintptr {
+	return uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+}

@@ -257,6 +257,7 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 	}()
 
 	res := m.Run(ctx)
+	sink.Flush() // the guest's last words before govm's own
 	v := decide(res, context.Cause(ctx))
 	if o.metrics != "" {
 		if err := writeMetrics(o.metrics, m.Stats(), v); err != nil {
