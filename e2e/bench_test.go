@@ -262,8 +262,8 @@ func BenchmarkVirtioNet(b *testing.B) {
 		p := "{dir}/" + who
 		return "head -c " + n + " /dev/urandom > " + p + ".rx\n" +
 			"sha256sum " + p + ".rx | cut -d' ' -f1 > " + p + ".rxsum\n" +
-			"govm-agent send " + rx + " " + p + ".rx &\n" +
-			"govm-agent recv " + tx + " " + p + ".txsum &\n"
+			"govm-agent send " + rx + " " + p + ".rx & servers=\"$servers $!\"\n" +
+			"govm-agent recv " + tx + " " + p + ".txsum & servers=\"$servers $!\"\n"
 	}
 	sums := func(who string) string {
 		p := "{dir}/" + who
@@ -276,9 +276,8 @@ func BenchmarkVirtioNet(b *testing.B) {
 	// the emulator spoiled or stalled is tried again with fresh servers.
 	qemu := "export PATH=$PATH:/usr/bin\n" +
 		"for a in $(seq " + strconv.Itoa(bootTries) + "); do\n" +
-		"rm -f {dir}/qemu.txsum\n" +
+		"rm -f {dir}/qemu.txsum; servers=\"\"\n" +
 		serve("qemu", "5010", "5011") +
-		"servers=$(jobs -p)\n" +
 		"timeout -s KILL " + qemuLimit + " qemu-system-x86_64 -accel kvm -cpu " + qemuCPU + " -m 512M -smp 1" +
 		" -nodefaults -no-user-config -display none -serial file:/tmp/qemu-net.log -no-reboot -L /usr/share/qemu" +
 		" -kernel {bzImage} -initrd {initrd} -append '" + strings.Replace(bootCmdline, "hang", "nettest", 1) + " " + spec("10.0.4.15", "10.0.4.1", "5010", "5011") + "'" +
@@ -288,7 +287,7 @@ func BenchmarkVirtioNet(b *testing.B) {
 		"ip addr add 10.0.4.1/24 dev qtap0; ip link set qtap0 up\n" +
 		"wait $q\n" +
 		"if grep -q 'GOVM-NET-TX ' /tmp/qemu-net.log; then break; fi\n" +
-		"echo GOVM-SPOILED qemu; kill $servers 2>/dev/null; wait\n" +
+		"echo GOVM-SPOILED qemu; kill $servers 2>/dev/null\n" +
 		"done\n" +
 		"grep -a 'GOVM-NET-' /tmp/qemu-net.log | sed 's/GOVM-NET-/GOVM-QEMU-NET-/'\n" +
 		sums("qemu")
