@@ -36,9 +36,23 @@ func writePort(port uint16, v uint8) error {
 	return nil
 }
 
-// Exit ends the VM at once; govm exits with code. It returns only on error.
+// Exit ends the VM at once; govm exits with code. It returns only on
+// error. What the program wrote to its standard output and error before is
+// on the console first (DrainConsole).
 func Exit(code uint8) error {
+	DrainConsole()
 	return writePort(ExitPort, code)
+}
+
+// DrainConsole waits until the terminals on standard output and error
+// have sent everything written to them (tcdrain(3)): a line printed just
+// before the VM ends is otherwise still in the tty's buffer, or in the
+// UART driver's, waiting for a transmit interrupt, when the VM stops.
+// Descriptors that are not terminals are left alone.
+func DrainConsole() {
+	for _, fd := range []int{1, 2} {
+		_ = unix.IoctlSetInt(fd, unix.TCSBRK, 1)
+	}
 }
 
 // BootDone tells govm the guest has booted; govm reports the time from its

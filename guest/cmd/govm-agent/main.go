@@ -250,11 +250,9 @@ func readFile(p string) string {
 	return string(b)
 }
 
-// drainConsole waits until the console has sent everything written to it
-// (tcdrain), so lines printed just before a poweroff are not lost.
-func drainConsole() {
-	_ = unix.IoctlSetInt(1, unix.TCSBRK, 1)
-}
+// drainConsole waits until the console has sent everything written to it,
+// so lines printed just before a poweroff are not lost.
+func drainConsole() { guest.DrainConsole() }
 
 // say prints a line on the console through the kernel log (/dev/kmsg):
 // the kernel writes it to the console before the write returns, so a line
