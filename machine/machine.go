@@ -30,6 +30,9 @@ type Config struct {
 	Started time.Time
 	// NoXSave hides XSAVE and AVX from the guest (see hideXSave).
 	NoXSave bool
+	// NoHugePages maps guest RAM plainly, not aligned and advised for
+	// transparent huge pages (see mem.Allocate).
+	NoHugePages bool
 	// PinVCPUs pins vCPU i's thread to host CPU i mod NumCPU.
 	PinVCPUs bool
 
@@ -175,7 +178,7 @@ func New(cfg Config) (_ *Machine, err error) {
 			return nil, err
 		}
 	}
-	if m.mem, err = mem.Allocate(ranges); err != nil {
+	if m.mem, err = mem.Allocate(ranges, !cfg.NoHugePages); err != nil {
 		return nil, err
 	}
 	for i, r := range m.mem.Regions() {

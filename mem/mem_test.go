@@ -92,7 +92,7 @@ func TestReadWriteLittleEndian(t *testing.T) {
 }
 
 func TestAllocate(t *testing.T) {
-	m, err := Allocate([]Range{{Base: 0, Size: 1 << 20}, {Base: 1 << 32, Size: 2 << 20}})
+	m, err := Allocate([]Range{{Base: 0, Size: 1 << 20}, {Base: 1 << 32, Size: 2 << 20}}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestStoreUint16(t *testing.T) {
 
 // TestResident: untouched RAM is not resident; touched pages are.
 func TestResident(t *testing.T) {
-	m, err := Allocate([]Range{{Base: 0, Size: 64 << 20}})
+	m, err := Allocate([]Range{{Base: 0, Size: 64 << 20}}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestResident(t *testing.T) {
 // large page can be a host huge page.
 func TestAllocateAlignsHugePages(t *testing.T) {
 	ranges := []Range{{Base: 0, Size: 4 << 20}, {Base: 1<<32 + 0x3000, Size: 1 << 20}}
-	m, err := Allocate(ranges)
+	m, err := Allocate(ranges, true)
 	if err != nil {
 		t.Fatal(err)
 	}

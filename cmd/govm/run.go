@@ -201,7 +201,7 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 
 	m, err := machine.New(machine.Config{
 		KVMPath: o.kvmPath, MemSize: memSize, CPUs: o.cpus, Boot: bc, Console: sink, Started: started,
-		Disks: disks, NICs: nics, NoXSave: noXSave,
+		Disks: disks, NICs: nics, NoXSave: noXSave, NoHugePages: emulated,
 	})
 	if err != nil {
 		return ExitError, explain(err, o.kvmPath)
