@@ -200,10 +200,10 @@ func BenchmarkBoot(b *testing.B) {
 				ms[m[1]] = append(ms[m[1]], v)
 				overhead[m[1]] = append(overhead[m[1]], kb)
 			}
+			if len(ms["govm"]) == 0 {
+				b.Fatalf("%s: no govm boot reached the marker:\n%s", c.name, tail(outs[h], 40))
+			}
 			for _, vmm := range c.vmms {
-				if len(ms["govm"]) == 0 {
-					b.Fatalf("%s: no govm boot reached the marker:\n%s", c.name, tail(outs[h], 40))
-				}
 				b.ReportMetric(float64(bootRounds-len(ms[vmm])), vmm+".failed-boots-"+c.name)
 				if len(ms[vmm]) == 0 {
 					continue
