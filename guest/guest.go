@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -44,14 +45,83 @@ func Exit(code uint8) error {
 	return writePort(ExitPort, code)
 }
 
-// DrainConsole waits until the terminals on standard output and error
-// have sent everything written to them (tcdrain(3)): a line printed just
-// before the VM ends is otherwise still in the tty's buffer, or in the
-// UART driver's, waiting for a transmit interrupt, when the VM stops.
-// Descriptors that are not terminals are left alone.
+// Bounds of DrainConsole: the whole wait, and how long a pipe's reader is
+// given to pass on what it read before the console is drained.
+const (
+	drainLimit = 2 * time.Second
+	pipeSettle = 20 * time.Millisecond
+)
+
+// consolePath is the kernel's console device.
+const consolePath = "/dev/console"
+
+// DrainConsole waits, up to drainLimit, until what the program wrote to
+// its standard output and error has reached the console: a line printed
+// just before the VM ends is otherwise still in a buffer when it stops.
+// A terminal is drained with tcdrain(3) (its tty buffer and the UART
+// driver's, which empties on transmit interrupts). A pipe is waited on
+// until its reader has taken everything: u-root's init runs uinit with
+// its output in a pipe that init copies to each console= device. The
+// console is then drained too.
 func DrainConsole() {
-	for _, fd := range []int{1, 2} {
-		_ = unix.IoctlSetInt(fd, unix.TCSBRK, 1)
+	drain([]int{1, 2}, consolePath, time.Now().Add(drainLimit))
+}
+
+// drain empties fds (terminals or pipes; others are left alone) and, if
+// any was a pipe, the terminal at console.
+func drain(fds []int, console string, deadline time.Time) {
+	piped := false
+	for _, fd := range fds {
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) != nil {
+			continue
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFIFO:
+			piped = true
+			waitEmpty(fd, unix.TIOCINQ, deadline) // FIONREAD on a pipe
+		case unix.S_IFCHR:
+			drainTTY(fd, deadline)
+		}
+	}
+	if !piped || console == "" {
+		return
+	}
+	// The reader has read the last bytes; it writes them on at once.
+	time.Sleep(pipeSettle)
+	fd, err := unix.Open(console, unix.O_WRONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	drainTTY(fd, deadline)
+	unix.Close(fd)
+}
+
+// drainTTY waits until terminal fd has sent its output: tcdrain (TCSBRK
+// with a non-zero argument), again if a signal cut it short, then until
+// the output queue reads empty.
+func drainTTY(fd int, deadline time.Time) {
+	for {
+		err := unix.IoctlSetInt(fd, unix.TCSBRK, 1)
+		if err == unix.ENOTTY {
+			return
+		}
+		if err != unix.EINTR || time.Now().After(deadline) {
+			break
+		}
+	}
+	waitEmpty(fd, unix.TIOCOUTQ, deadline)
+}
+
+// waitEmpty polls the byte count ioctl req reports for fd until it is 0,
+// fails, or the deadline passes.
+func waitEmpty(fd int, req uint, deadline time.Time) {
+	for time.Now().Before(deadline) {
+		n, err := unix.IoctlGetInt(fd, req)
+		if err != nil || n == 0 {
+			return
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
