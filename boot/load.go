@@ -28,6 +28,7 @@ func Load(m *mem.Memory, cfg Config) (*CPUState, error) {
 		zp         = make([]byte, bpSize)
 		initrdMax  = uint64(0xffffffff)
 		cmdlineMax = uint64(CmdlineMax)
+		loadKernel func() error // reads the kernel into memory
 	)
 	le := binary.LittleEndian
 	switch {
@@ -41,12 +42,20 @@ func Load(m *mem.Memory, cfg Config) (*CPUState, error) {
 			return nil, fmt.Errorf("%w: vmlinux loads at %#x, below 1 MiB", ErrCorrupt, kernLo)
 		}
 		for _, s := range k.Segments {
-			if err := readInto(m, cfg.Kernel, s.Offset, s.Addr, s.FileLen); err != nil {
-				return nil, fmt.Errorf("segment at %#x: %w", s.Addr, err)
+			if !m.Contains(s.Addr, s.MemLen) {
+				return nil, fmt.Errorf("%w: segment at %#x of %d bytes", ErrKernelTooBig, s.Addr, s.MemLen)
 			}
-			if err := m.Zero(s.Addr+s.FileLen, s.MemLen-s.FileLen); err != nil {
-				return nil, fmt.Errorf("%w: segment at %#x: %w", ErrKernelTooBig, s.Addr, err)
+		}
+		loadKernel = func() error {
+			for _, s := range k.Segments {
+				if err := readInto(m, cfg.Kernel, s.Offset, s.Addr, s.FileLen); err != nil {
+					return fmt.Errorf("segment at %#x: %w", s.Addr, err)
+				}
+				if err := m.Zero(s.Addr+s.FileLen, s.MemLen-s.FileLen); err != nil {
+					return fmt.Errorf("%w: segment at %#x: %w", ErrKernelTooBig, s.Addr, err)
+				}
 			}
+			return nil
 		}
 		entry = k.Entry
 		// No setup header comes with a vmlinux: write the fields the
@@ -66,8 +75,11 @@ func Load(m *mem.Memory, cfg Config) (*CPUState, error) {
 		if !m.Contains(kernLo, k.Footprint()) {
 			return nil, fmt.Errorf("%w: needs [%#x, %#x)", ErrKernelTooBig, kernLo, kernHi)
 		}
-		if err := readInto(m, cfg.Kernel, k.KernelOffset, kernLo, k.KernelLen); err != nil {
-			return nil, fmt.Errorf("protected-mode kernel: %w", err)
+		loadKernel = func() error {
+			if err := readInto(m, cfg.Kernel, k.KernelOffset, kernLo, k.KernelLen); err != nil {
+				return fmt.Errorf("protected-mode kernel: %w", err)
+			}
+			return nil
 		}
 		entry = kernLo + entry64Offset
 		copy(zp[hdrSetupSects:], k.Header)
@@ -95,18 +107,37 @@ func Load(m *mem.Memory, cfg Config) (*CPUState, error) {
 	le.PutUint32(zp[bpExtCmdLinePtr:], 0)
 
 	// Initrd: as high as allowed, page aligned, above the kernel.
+	var initrdDone chan error
 	if cfg.Initrd != nil && cfg.InitrdSize > 0 {
 		addr, err := placeInitrd(m, uint64(cfg.InitrdSize), initrdMax, kernHi)
 		if err != nil {
 			return nil, err
 		}
-		if err := readInto(m, cfg.Initrd, 0, addr, uint64(cfg.InitrdSize)); err != nil {
-			return nil, fmt.Errorf("initrd: %w", err)
-		}
+		// The initrd is read while the kernel is: most of the time
+		// goes to faulting in fresh guest pages, which two threads do
+		// side by side.
+		initrdDone = make(chan error, 1)
+		go func() {
+			if err := readInto(m, cfg.Initrd, 0, addr, uint64(cfg.InitrdSize)); err != nil {
+				initrdDone <- fmt.Errorf("initrd: %w", err)
+				return
+			}
+			initrdDone <- nil
+		}()
 		le.PutUint32(zp[hdrRamdiskImage:], uint32(addr))
 		le.PutUint32(zp[hdrRamdiskSize:], uint32(cfg.InitrdSize))
 		le.PutUint32(zp[bpExtRamdiskImage:], uint32(addr>>32))
 		le.PutUint32(zp[bpExtRamdiskSize:], uint32(uint64(cfg.InitrdSize)>>32))
+	}
+
+	kerr := loadKernel()
+	if initrdDone != nil {
+		if err := <-initrdDone; err != nil && kerr == nil {
+			kerr = err
+		}
+	}
+	if kerr != nil {
+		return nil, kerr
 	}
 
 	// e820 map.
