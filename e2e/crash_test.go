@@ -34,7 +34,7 @@ while [ $valid -lt {rounds} ] && [ $round -lt {attempts} ]; do
 	round=$((round + 1))
 	start=$(date +%s)
 	dd if=/dev/zero of={dir}/rec.img bs=1M count=8 2>/dev/null
-	dmesg -c >/dev/null 2>&1
+	klog=$(dmesg 2>/dev/null | wc -l)
 	govm run --kernel {bzImage} --initrd {initrd} --mem 256M --disk {dir}/rec.img \
 		--append 'quiet govm.action=records' --timeout 60s </dev/null >{dir}/round.txt 2>&1 &
 	pid=$!
@@ -48,12 +48,12 @@ while [ $valid -lt {rounds} ] && [ $round -lt {attempts} ]; do
 	fault=0; grep -q 'stack guard page was hit' {dir}/round.txt && fault=1
 	last=$(grep -o 'GOVM-FLUSHED [0-9]*' {dir}/round.txt | tail -n 1 | cut -d' ' -f2)
 	[ -n "$last" ] || last=-1
-	l1fault=0; dmesg | grep -qE 'Out of memory|Killed process|Oops|BUG:|general protection|segfault' && l1fault=1
+	l1fault=0; dmesg 2>/dev/null | tail -n +$((klog + 1)) | grep -qE 'Out of memory|Killed process|Oops|BUG:|general protection|segfault' && l1fault=1
 	echo "GOVM-ROUND {seed}-$round rc=$rc writing=$writing fault=$fault l1fault=$l1fault delay_ms=$ms flushed=$last secs=$(( $(date +%s) - start ))"
 	govm-agent checkrecs {dir}/rec.img $last
 	if [ $writing -eq 0 ] && [ $rc -eq 137 ]; then
 		tail -n 6 {dir}/round.txt | sed 's/^/GOVM-DIAG console: /'
-		dmesg | tail -n 12 | sed 's/^/GOVM-DIAG L1: /'
+		dmesg 2>/dev/null | tail -n +$((klog + 1)) | tail -n 12 | sed 's/^/GOVM-DIAG kernel: /'
 	fi
 	if [ $rc -eq 137 ] && [ $writing -eq 1 ]; then valid=$((valid + 1)); fi
 done`
@@ -100,11 +100,18 @@ func TestCrashConsistency(t *testing.T) {
 			t.Logf("round %s: spoiled, the L2 guest died before its agent wrote (govm exit %d)", m[1], rc)
 		case fault && (rc == 32 || rc == 33 || rc == 34):
 			t.Logf("round %s: spoiled, the emulator's fault ended the guest before the kill (govm exit %d; its flushed records checked: %s)", m[1], rc, verdict)
-		case rc == 137 && l1fault:
-			// Killed before the guest wrote, and L1's own kernel
-			// reported a fault or ran out of memory meanwhile: the
-			// emulated L1 failed, not govm.
-			t.Logf("round %s: spoiled, L1's kernel faulted and govm was killed before the guest wrote:\n%s", m[1], diag)
+		case rc == 137 && !writing:
+			// SIGKILL before the guest wrote, and not from the script
+			// (which kills only once the guest writes or govm is gone):
+			// govm never exits so by itself, so its host's kernel (L1's,
+			// nested) killed it. Seen once in CI; the kernel's log of
+			// the round and govm's console are kept here to tell why.
+			// No record was at stake.
+			why := "no fault in the kernel's log"
+			if l1fault {
+				why = "the kernel reported a fault or ran out of memory"
+			}
+			t.Logf("round %s: spoiled, govm was killed before the guest wrote (%s):\n%s", m[1], why, diag)
 		default:
 			t.Errorf("round %s: govm exited %d on its own (guest writing: %v)\n%s", m[1], rc, writing, diag)
 		}
