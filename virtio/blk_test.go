@@ -246,6 +246,13 @@ func TestBlkConfig(t *testing.T) {
 	if binary.LittleEndian.Uint32(b) != 512 {
 		t.Fatal("blk_size")
 	}
+	// seg_max: a request of that many data segments plus its header and
+	// status fits the ring, and the device's vector of guest buffers
+	// holds it without growing.
+	r.blk.ReadConfig(blkCfgSegMax, b[:4])
+	if got := binary.LittleEndian.Uint32(b); got != blkQueueMax-2 || int(got) > cap(r.blk.iov) {
+		t.Fatalf("seg_max %d (queue %d, %d buffers reserved)", got, blkQueueMax, cap(r.blk.iov))
+	}
 	r.blk.ReadConfig(1000, b) // past the end: zeros, no panic
 }
 
