@@ -129,7 +129,8 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 		return ExitError, usageError{fmt.Errorf("--timeout %v: must be positive", o.timeout)}
 	}
 	var noXSave bool
-	emulated := hostinfo.Probe(hostinfo.DefaultPaths).EmulatedCPU()
+	host := hostinfo.Probe(hostinfo.DefaultPaths)
+	emulated := host.EmulatedCPU()
 	switch o.xsave {
 	case "on":
 	case "off":
@@ -209,7 +210,7 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 	defer m.Close()
 	// Said up front, before the guest starts, so nobody stares at a
 	// silent console.
-	if facts := hostinfo.Probe(hostinfo.DefaultPaths); !facts.CanBootLinux() {
+	if !host.CanBootLinux() {
 		fmt.Fprintln(stderr, "govm: warning: this host's /dev/kvm is served by kvm_pvm without VT-x/AMD-V: "+
 			"guest kernel code is emulated instruction by instruction and Linux will not boot here; "+
 			"use a host with hardware virtualization, or the nested path (make run)")
