@@ -62,14 +62,13 @@ func main() {
 	if b, err := os.ReadFile("/proc/uptime"); err == nil {
 		say("GOVM-UPTIME=%s", strings.Fields(string(b))[0])
 	}
-	drainConsole()
+	guest.DrainConsole()
 	act := action()
 	if v, ok := strings.CutPrefix(act, "exit:"); ok {
 		n, err := strconv.ParseUint(v, 10, 8)
 		must(err)
 		say("GOVM-AGENT: exiting with %d", n)
-		drainConsole()
-		must(guest.Exit(uint8(n)))
+		must(guest.Exit(uint8(n))) // drains the console first
 	}
 	switch act {
 	case "disktest":
@@ -143,7 +142,7 @@ func echoLine() {
 // off or restarts (cmd is a LINUX_REBOOT_CMD_*).
 func shutdown(what string, cmd int) {
 	say("GOVM-AGENT: %s", what)
-	drainConsole()
+	guest.DrainConsole()
 	unix.Sync()
 	must(unix.Reboot(cmd))
 }
@@ -249,10 +248,6 @@ func readFile(p string) string {
 	b, _ := os.ReadFile(p)
 	return string(b)
 }
-
-// drainConsole waits until the console has sent everything written to it,
-// so lines printed just before a poweroff are not lost.
-func drainConsole() { guest.DrainConsole() }
 
 // say prints a line on the console through the kernel log (/dev/kmsg):
 // the kernel writes it to the console before the write returns, so a line
