@@ -185,9 +185,11 @@ func FuzzNetTx(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, features uint64) {
 		_ = CheckTxHeader(data, features)
 		m := fuzzMemory(t, data)
-		buf := make([]byte, netMaxFrame)
-		if fr, err := gatherTxFrame(m, fuzzChain(data), buf, features); err == nil && len(fr) > len(buf) {
-			t.Fatalf("frame of %d bytes from a %d-byte buffer", len(fr), len(buf))
+		var hdr [NetHeaderSize]byte
+		iov := mem.NewIOVec(mem.IOVecMax)
+		payload, err := txFrame(m, fuzzChain(data), &hdr, iov, features)
+		if err == nil && (payload > netMaxFrame || iov.Bytes() != uint64(payload)+NetHeaderSize) {
+			t.Fatalf("payload %d, %d bytes to send", payload, iov.Bytes())
 		}
 	})
 }

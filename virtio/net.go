@@ -80,6 +80,7 @@ type NetStats struct {
 	TxFrames, TxBytes, TxDropped atomic.Uint64
 	RxFrames, RxBytes, RxDropped atomic.Uint64
 	RxStalls                     atomic.Uint64 // times RX waited for the driver to post buffers
+	RxCopied                     atomic.Uint64 // frames read into govm and copied: too few buffers posted to read in place
 	TxBackendErrs, RxBackendErrs atomic.Uint64
 }
 
@@ -95,17 +96,20 @@ type Net struct {
 	rx, tx    *Queue
 	interrupt func(q int)
 
-	txBuf []byte // one frame being sent
+	txHdr [NetHeaderSize]byte // the header of the frame being sent, copied
+	txIOV *mem.IOVec          // that header, then the frame in guest memory
 
 	// The receive loop runs on its own goroutine from Activate to Reset.
 	rxWake  int // eventfd: the driver posted buffers, or stop
 	rxStop  atomic.Bool
 	rxErr   atomic.Pointer[error] // the receive queue broke; reported by the next RX kick
 	rxDone  chan struct{}
-	rxBuf   []byte // one frame read from the backend
-	rxLen   int    // bytes in rxBuf waiting for guest buffers, 0 if none
+	rxIOV   *mem.IOVec // the driver's buffers a frame is read into
+	rxBuf   []byte     // a frame read for want of enough buffers
+	rxLen   int        // bytes in rxBuf waiting for guest buffers, 0 if none
 	rxHeads []uint16
 	rxLens  []uint32
+	rxHeld  []rxChain // chains popped for frames to come, in ring order
 }
 
 // NewNet makes a NIC with the given MAC on a backend.
@@ -119,11 +123,13 @@ func NewNet(backend NetBackend, mac [6]byte) (*Net, error) {
 	}
 	return &Net{
 		backend: backend, mac: mac,
-		txBuf:   make([]byte, NetHeaderSize+netMaxFrame),
+		txIOV:   mem.NewIOVec(mem.IOVecMax),
+		rxIOV:   mem.NewIOVec(mem.IOVecMax),
 		rxBuf:   make([]byte, NetHeaderSize+netMaxFrame),
 		rxWake:  wake,
 		rxHeads: make([]uint16, 0, netQueueMax),
 		rxLens:  make([]uint32, 0, netQueueMax),
+		rxHeld:  make([]rxChain, 0, netQueueMax),
 	}, nil
 }
 
@@ -186,6 +192,7 @@ func (n *Net) Activate(m *mem.Memory, features uint64, queues []*Queue, interrup
 	n.mem, n.features, n.interrupt = m, features, interrupt
 	n.rx, n.tx = queues[netRxQueue], queues[netTxQueue]
 	n.rxLen = 0
+	n.dropHeld()
 	n.mu.Unlock()
 	n.rxStop.Store(false)
 	n.rxErr.Store(nil)
@@ -231,16 +238,16 @@ func (n *Net) transmit(m *mem.Memory, q *Queue) error {
 			if !ok {
 				break
 			}
-			frame, err := gatherTxFrame(m, chain, n.txBuf, n.features)
+			payload, err := txFrame(m, chain, &n.txHdr, n.txIOV, n.features)
 			if err != nil {
 				n.Stats.TxDropped.Add(1)
 				slog.Debug("virtio-net: TX frame dropped", "err", err)
-			} else if _, err := unix.Write(n.backend.Fd(), frame); err != nil {
+			} else if _, err := n.txIOV.Writev(n.backend.Fd()); err != nil {
 				n.Stats.TxBackendErrs.Add(1)
 				n.Stats.TxDropped.Add(1)
 			} else {
 				n.Stats.TxFrames.Add(1)
-				n.Stats.TxBytes.Add(uint64(len(frame) - NetHeaderSize))
+				n.Stats.TxBytes.Add(uint64(payload))
 			}
 			if err := q.PushUsed(m, head, 0); err != nil {
 				return err
@@ -257,29 +264,49 @@ func (n *Net) transmit(m *mem.Memory, q *Queue) error {
 	return nil
 }
 
-// gatherTxFrame copies a transmit chain into buf and checks the copy, so
-// what is checked is what is sent even if the driver changes its buffers
-// meanwhile. It returns the frame (header first) or why it must be
-// dropped.
-func gatherTxFrame(m *mem.Memory, chain []Desc, buf []byte, features uint64) ([]byte, error) {
-	total := 0
+// txFrame prepares a transmit chain for one writev: the virtio-net header
+// is copied into hdr and checked there, so what is checked is what is
+// sent even if the driver rewrites it meanwhile; the frame after it goes
+// from guest memory as it is (the driver only races itself there). iov
+// ends up holding the copy, then the guest buffers. It returns the
+// frame's length without the header, or why it must be dropped.
+func txFrame(m *mem.Memory, chain []Desc, hdr *[NetHeaderSize]byte, iov *mem.IOVec, features uint64) (int, error) {
+	iov.Reset()
+	if err := iov.AddHost(hdr[:]); err != nil {
+		return 0, err
+	}
+	total := uint64(0)
 	for _, d := range chain {
 		if d.Write {
-			return nil, ErrNetWritable
+			return 0, ErrNetWritable
 		}
-		if uint64(total)+uint64(d.Len) > uint64(len(buf)) {
-			return nil, ErrNetLongFrame
+		if total+uint64(d.Len) > NetHeaderSize+netMaxFrame {
+			return 0, ErrNetLongFrame
 		}
-		if err := m.ReadAt(buf[total:total+int(d.Len)], d.Addr); err != nil {
-			return nil, err
+		addr, l := d.Addr, uint64(d.Len)
+		if total < NetHeaderSize {
+			c := min(l, NetHeaderSize-total)
+			if err := m.ReadAt(hdr[total:total+c], addr); err != nil {
+				return 0, err
+			}
+			addr, l, total = addr+c, l-c, total+c
 		}
-		total += int(d.Len)
+		if err := iov.Add(m, addr, l); err != nil {
+			if errors.Is(err, mem.ErrIOVecFull) {
+				return 0, ErrNetLongFrame // no driver splits 64 KiB into 1024 buffers
+			}
+			return 0, err
+		}
+		total += l
 	}
-	frame := buf[:total]
-	if err := CheckTxHeader(frame, features); err != nil {
-		return nil, err
+	if total < NetHeaderSize {
+		return 0, ErrNetShortFrame
 	}
-	return frame, nil
+	payload := int(total - NetHeaderSize)
+	if err := checkTxHeader(hdr, payload, features); err != nil {
+		return 0, err
+	}
+	return payload, nil
 }
 
 // CheckTxHeader checks a transmit frame's virtio-net header against the
@@ -289,11 +316,15 @@ func CheckTxHeader(frame []byte, features uint64) error {
 	if len(frame) < NetHeaderSize {
 		return ErrNetShortFrame
 	}
-	flags, gso := frame[0], frame[1]
-	gsoSize := binary.LittleEndian.Uint16(frame[4:])
-	csumStart := binary.LittleEndian.Uint16(frame[6:])
-	csumOff := binary.LittleEndian.Uint16(frame[8:])
-	payload := len(frame) - NetHeaderSize
+	return checkTxHeader((*[NetHeaderSize]byte)(frame), len(frame)-NetHeaderSize, features)
+}
+
+// checkTxHeader checks a header for a frame of payload bytes after it.
+func checkTxHeader(hdr *[NetHeaderSize]byte, payload int, features uint64) error {
+	flags, gso := hdr[0], hdr[1]
+	gsoSize := binary.LittleEndian.Uint16(hdr[4:])
+	csumStart := binary.LittleEndian.Uint16(hdr[6:])
+	csumOff := binary.LittleEndian.Uint16(hdr[8:])
 	if gso != netGSONone {
 		want := uint64(0)
 		switch gso &^ netGSOECN {
@@ -337,8 +368,10 @@ func (n *Net) rxLoop(m *mem.Memory, q *Queue, features uint64, done chan struct{
 			// The driver broke the receive queue: stop receiving and let
 			// its next kick report it (the transport then asks for a
 			// reset).
-			n.rxErr.Store(&err)
+			broken := err // a copy, so err itself stays on the stack
+			n.rxErr.Store(&broken)
 			n.rxLen = 0
+			n.dropHeld()
 			pfd[1].Events = 0
 			waitBuffers = true
 		}
@@ -372,7 +405,7 @@ func (n *Net) receiveBatch(m *mem.Memory, q *Queue, features uint64, fd int) (in
 	}()
 	for delivered < netRxBatch {
 		if n.rxLen == 0 {
-			if !q.HasAvailable(m) {
+			if len(n.rxHeld) == 0 && !q.HasAvailable(m) {
 				// Ask for a kick on the next buffer, then look again so a
 				// buffer posted in between is not missed.
 				q.SetAvailEvent(m)
@@ -380,6 +413,22 @@ func (n *Net) receiveBatch(m *mem.Memory, q *Queue, features uint64, fd int) (in
 					return delivered, true, nil
 				}
 			}
+			res, err := n.receiveDirect(m, q, features, fd)
+			if err != nil {
+				return delivered, false, err
+			}
+			switch res {
+			case rxDelivered:
+				delivered++
+				continue
+			case rxDropped:
+				n.Stats.RxDropped.Add(1)
+				continue
+			case rxEmpty:
+				return delivered, false, nil
+			}
+			// rxWait: too few buffers for the largest frame; read it here
+			// and hand over what fits.
 			r, err := unix.Read(fd, n.rxBuf)
 			if err != nil {
 				if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
@@ -392,6 +441,7 @@ func (n *Net) receiveBatch(m *mem.Memory, q *Queue, features uint64, fd int) (in
 				continue
 			}
 			n.rxLen = r
+			n.Stats.RxCopied.Add(1)
 		}
 		res, err := n.deliver(m, q, features, n.rxBuf[:n.rxLen])
 		if err != nil {
@@ -424,7 +474,116 @@ const (
 	rxDelivered rxResult = iota // in the driver's buffers
 	rxWait                      // not enough buffers posted; nothing used
 	rxDropped                   // could never fit; the buffers are kept
+	rxEmpty                     // the backend had no frame; nothing used
 )
+
+// rxChain is a receive chain the device holds for the next frames.
+type rxChain struct {
+	head     uint16
+	room     uint32 // bytes the chain holds
+	iovs     int    // its buffers in rxIOV
+	first    uint64 // its first buffer, where a frame's header would go
+	firstLen uint32
+}
+
+// rxNeed is what receiveDirect holds before reading: room for the largest
+// frame and its header.
+const rxNeed = NetHeaderSize + netMaxFrame
+
+// receiveDirect reads one frame from the backend straight into the
+// driver's buffers, with no copy in govm. It holds enough posted chains
+// for the largest frame (64 KiB and headers): with MRG_RXBUF as many as
+// that takes, otherwise one. A frame fills them in order; the chains it
+// does not reach stay held for the next frame. If the driver has not
+// posted that much, it gives all back and returns rxWait, and the caller
+// copies. Between calls the device holds no chain or enough.
+func (n *Net) receiveDirect(m *mem.Memory, q *Queue, features uint64, fd int) (rxResult, error) {
+	mergeable := features&NetFeatureMrgRxbuf != 0
+	iov := n.rxIOV
+	for iov.Bytes() < rxNeed {
+		if len(n.rxHeld) == 1 && !mergeable || len(n.rxHeld) == int(q.Size) {
+			n.releaseHeld(q)
+			return rxWait, nil
+		}
+		head, chain, ok, err := q.Pop(m)
+		if err != nil {
+			return rxWait, err
+		}
+		if !ok {
+			n.releaseHeld(q)
+			return rxWait, nil
+		}
+		c := rxChain{head: head, iovs: iov.Len()}
+		before := iov.Bytes()
+		for i, d := range chain {
+			if !d.Write {
+				return rxWait, fmt.Errorf("virtio-net: device-readable buffer in a receive chain")
+			}
+			if i == 0 {
+				c.first, c.firstLen = d.Addr, d.Len
+			}
+			if err := iov.Add(m, d.Addr, uint64(d.Len)); err != nil {
+				if errors.Is(err, mem.ErrIOVecFull) {
+					q.Unpop(1) // tiny buffers: take the copying path
+					n.releaseHeld(q)
+					return rxWait, nil
+				}
+				return rxWait, err
+			}
+		}
+		c.room, c.iovs = uint32(iov.Bytes()-before), iov.Len()-c.iovs
+		n.rxHeld = append(n.rxHeld, c)
+	}
+	if n.rxHeld[0].firstLen < NetHeaderSize {
+		// The header sits whole in the first buffer (5.1.6.3.1).
+		return rxWait, fmt.Errorf("virtio-net: first receive buffer of %d bytes cannot hold the header", n.rxHeld[0].firstLen)
+	}
+	r, err := iov.Readv(fd)
+	if err != nil {
+		if !errors.Is(err, unix.EAGAIN) {
+			n.Stats.RxBackendErrs.Add(1)
+		}
+		return rxEmpty, nil
+	}
+	if r < NetHeaderSize {
+		return rxDropped, nil // the held chains serve the next frame
+	}
+	used, left, iovs := 0, uint32(r), 0
+	for left > 0 && used < len(n.rxHeld) {
+		c := &n.rxHeld[used]
+		c.room = min(c.room, left)
+		left -= c.room
+		iovs += c.iovs
+		used++
+	}
+	// num_buffers: 1 without MRG_RXBUF.
+	if err := m.PutUint16(n.rxHeld[0].first+netHdrNumBuffers, uint16(used)); err != nil {
+		return rxWait, err
+	}
+	for _, c := range n.rxHeld[:used] {
+		if err := q.PushUsed(m, c.head, c.room); err != nil {
+			return rxWait, err
+		}
+	}
+	n.rxHeld = n.rxHeld[:copy(n.rxHeld, n.rxHeld[used:])]
+	iov.DropFront(iovs)
+	n.Stats.RxFrames.Add(1)
+	n.Stats.RxBytes.Add(uint64(r - NetHeaderSize))
+	return rxDelivered, nil
+}
+
+// releaseHeld gives the held chains back to the ring: the next Pop
+// returns them again.
+func (n *Net) releaseHeld(q *Queue) {
+	q.Unpop(len(n.rxHeld))
+	n.dropHeld()
+}
+
+// dropHeld forgets the held chains (the queue is being reset).
+func (n *Net) dropHeld() {
+	n.rxHeld = n.rxHeld[:0]
+	n.rxIOV.Reset()
+}
 
 // deliver copies one frame (header first) into the driver's receive
 // buffers. With MRG_RXBUF it may span several chains and num_buffers says
@@ -501,6 +660,7 @@ func (n *Net) Reset() {
 	}
 	n.mu.Lock()
 	n.rx, n.tx, n.mem, n.features, n.rxLen = nil, nil, nil, 0, 0
+	n.dropHeld()
 	n.mu.Unlock()
 	if err := n.backend.SetOffload(0); err != nil {
 		slog.Debug("virtio-net: clearing offloads", "err", err)
