@@ -73,10 +73,11 @@ fi
 log "building govm and govm-agent"
 # Replace a binary only when it changed, so later steps see a stable mtime.
 build_static() {
-	CGO_ENABLED=0 go build -trimpath -o "$1.tmp" "$2"
+	CGO_ENABLED=0 go build -trimpath ${3:+-ldflags="$3"} -o "$1.tmp" "$2"
 	if cmp -s "$1.tmp" "$1"; then rm "$1.tmp"; else mv "$1.tmp" "$1"; fi
 }
-build_static "$B/govm" ./cmd/govm
+# govm's link flags (see the Makefile): its heap on small pages.
+build_static "$B/govm" ./cmd/govm "${GOVM_LDFLAGS:--X=runtime.godebugDefault=disablethp=1}"
 build_static "$B/govm-agent" ./guest/cmd/govm-agent
 # gokvm, the Go peer the benchmarks run next to govm, at the version go.mod's
 # tool directive pins.

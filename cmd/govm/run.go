@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"runtime/metrics"
 	"strings"
 	"syscall"
 	"time"
@@ -349,14 +350,28 @@ type metricsFile struct {
 	FirstRunMS float64 `json:"first_kvm_run_ms,omitempty"`
 	// Memory, in KiB: govm's peak resident set, the guest RAM the guest
 	// touched, and the difference (what govm itself costs).
-	PeakRSSKB       uint64             `json:"peak_rss_kb,omitempty"`
-	GuestResidentKB uint64             `json:"guest_resident_kb"`
-	OverheadKB      int64              `json:"vmm_overhead_kb,omitempty"`
-	Exits           map[string]uint64  `json:"exits"`
-	SerialBytes     uint64             `json:"serial_bytes"`
-	NICs            []machine.NICStats `json:"nics,omitempty"`
-	Reason          string             `json:"reason"`
-	ExitCode        int                `json:"exit_code"`
+	PeakRSSKB       uint64 `json:"peak_rss_kb,omitempty"`
+	GuestResidentKB uint64 `json:"guest_resident_kb"`
+	OverheadKB      int64  `json:"vmm_overhead_kb,omitempty"`
+	// What the Go runtime reports of govm's own heap, in KiB: all it
+	// allocated so far (garbage included) and what it maps in all.
+	GoAllocsKB  uint64             `json:"go_heap_allocs_kb"`
+	GoMappedKB  uint64             `json:"go_runtime_mapped_kb"`
+	Exits       map[string]uint64  `json:"exits"`
+	SerialBytes uint64             `json:"serial_bytes"`
+	NICs        []machine.NICStats `json:"nics,omitempty"`
+	Reason      string             `json:"reason"`
+	ExitCode    int                `json:"exit_code"`
+}
+
+// goMetricKB reads one of the Go runtime's byte counters, in KiB.
+func goMetricKB(name string) uint64 {
+	s := []metrics.Sample{{Name: name}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64() / 1024
 }
 
 func writeMetrics(path string, st machine.Stats, v verdict) error {
@@ -367,6 +382,8 @@ func writeMetrics(path string, st machine.Stats, v verdict) error {
 		PeakRSSKB:       peak,
 		GuestResidentKB: st.GuestResident / 1024,
 		OverheadKB:      int64(peak) - int64(st.GuestResident/1024),
+		GoAllocsKB:      goMetricKB("/gc/heap/allocs:bytes"),
+		GoMappedKB:      goMetricKB("/memory/classes/total:bytes"),
 		Exits:           st.Exits,
 		SerialBytes:     st.SerialBytes,
 		NICs:            st.NICs,

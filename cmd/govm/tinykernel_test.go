@@ -168,7 +168,7 @@ func BenchmarkStartup(b *testing.B) {
 		b.Fatal(err)
 	}
 	metrics := filepath.Join(dir, "metrics.json")
-	var firstRun, overhead []float64
+	var firstRun, overhead, allocs, mapped []float64
 	start := time.Now()
 	for range b.N {
 		err := exec.Command(bin, "run", "--kernel", kernel, "--mem", "512M", "--metrics", metrics).Run()
@@ -182,6 +182,8 @@ func BenchmarkStartup(b *testing.B) {
 		}
 		firstRun = append(firstRun, m.FirstRunMS)
 		overhead = append(overhead, float64(m.OverheadKB)/1024)
+		allocs = append(allocs, float64(m.GoAllocsKB))
+		mapped = append(mapped, float64(m.GoMappedKB))
 	}
 	elapsed := time.Since(start)
 	// The floor, taking turns with govm so both see the same host: the
@@ -197,6 +199,8 @@ func BenchmarkStartup(b *testing.B) {
 	b.ReportMetric(median(firstRun), "first-KVM_RUN-ms")
 	b.ReportMetric(median(rawRun), "raw.first-KVM_RUN-ms")
 	b.ReportMetric(median(overhead), "overhead-MiB")
+	b.ReportMetric(median(allocs), "go-heap-allocs-kB")
+	b.ReportMetric(median(mapped), "go-mapped-kB")
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "VMs/s")
 }
 
