@@ -80,6 +80,10 @@ type Stats struct {
 	SerialBytes uint64            // bytes the guest wrote to COM1
 	BootTime    time.Duration     // Config.Started to the first boot-timer write; 0 if none
 	FirstRun    time.Duration     // Config.Started to vCPU 0's first KVM_RUN; 0 if none
+	// FirstRunAt is CLOCK_MONOTONIC, in nanoseconds, at vCPU 0's first
+	// KVM_RUN: the clock is system-wide, so whoever started govm can
+	// take its own start-to-run time from it.
+	FirstRunAt int64
 	// GuestResident is the guest RAM the host has backed with pages (what
 	// the guest touched), for telling govm's own memory from the guest's.
 	GuestResident uint64
@@ -115,8 +119,9 @@ type Machine struct {
 	intx       *intxLines // shared PCI INTx lines
 	nets       []*virtio.Net
 
-	bootTime atomic.Int64 // nanoseconds, 0 until the boot timer fires
-	firstRun atomic.Int64 // nanoseconds from Config.Started to vCPU 0's first KVM_RUN
+	bootTime   atomic.Int64 // nanoseconds, 0 until the boot timer fires
+	firstRun   atomic.Int64 // nanoseconds from Config.Started to vCPU 0's first KVM_RUN
+	firstRunAt atomic.Int64 // CLOCK_MONOTONIC nanoseconds then
 
 	stopOnce sync.Once
 	stopping atomic.Bool
@@ -350,7 +355,7 @@ func (o *offsetDevice) Write(off uint64, data []byte) { o.dev.Write(off+o.off, d
 
 // Stats returns the VM's counters.
 func (m *Machine) Stats() Stats {
-	st := Stats{Exits: map[string]uint64{}, BootTime: time.Duration(m.bootTime.Load()), FirstRun: time.Duration(m.firstRun.Load())}
+	st := Stats{Exits: map[string]uint64{}, BootTime: time.Duration(m.bootTime.Load()), FirstRun: time.Duration(m.firstRun.Load()), FirstRunAt: m.firstRunAt.Load()}
 	if m.mem != nil {
 		st.GuestResident, _ = m.mem.Resident()
 	}

@@ -42,8 +42,14 @@ func (m *Machine) runVCPU(v *vcpu) {
 			slog.Warn("pinning vCPU thread", "vcpu", v.id, "err", err)
 		}
 	}
-	if v.id == 0 && !m.cfg.Started.IsZero() {
-		m.firstRun.Store(int64(time.Since(m.cfg.Started)))
+	if v.id == 0 {
+		var now unix.Timespec
+		if unix.ClockGettime(unix.CLOCK_MONOTONIC, &now) == nil {
+			m.firstRunAt.Store(now.Nano())
+		}
+		if !m.cfg.Started.IsZero() {
+			m.firstRun.Store(int64(time.Since(m.cfg.Started)))
+		}
 	}
 	for !m.stopping.Load() {
 		e, err := v.kvm.Run()

@@ -347,7 +347,10 @@ func compileFlag(name, expr string) (*regexp.Regexp, error) {
 // metricsFile is the JSON --metrics writes.
 type metricsFile struct {
 	BootTimeMS float64 `json:"boot_time_ms,omitempty"`
-	FirstRunMS float64 `json:"first_kvm_run_ms,omitempty"`
+	FirstRunMS float64 `json:"first_kvm_run_ms,omitempty"` // from govm's main, after flag parsing
+	// CLOCK_MONOTONIC at the first KVM_RUN, for a start-to-run time taken
+	// from before the exec.
+	FirstRunMonotonicNS int64 `json:"first_kvm_run_monotonic_ns,omitempty"`
 	// Memory, in KiB: govm's peak resident set, the guest RAM the guest
 	// touched, and the difference (what govm itself costs).
 	PeakRSSKB       uint64 `json:"peak_rss_kb,omitempty"`
@@ -377,18 +380,19 @@ func goMetricKB(name string) uint64 {
 func writeMetrics(path string, st machine.Stats, v verdict) error {
 	peak := peakRSSKB()
 	b, err := json.MarshalIndent(metricsFile{
-		BootTimeMS:      float64(st.BootTime.Microseconds()) / 1000,
-		FirstRunMS:      float64(st.FirstRun.Microseconds()) / 1000,
-		PeakRSSKB:       peak,
-		GuestResidentKB: st.GuestResident / 1024,
-		OverheadKB:      int64(peak) - int64(st.GuestResident/1024),
-		GoAllocsKB:      goMetricKB("/gc/heap/allocs:bytes"),
-		GoMappedKB:      goMetricKB("/memory/classes/total:bytes"),
-		Exits:           st.Exits,
-		SerialBytes:     st.SerialBytes,
-		NICs:            st.NICs,
-		Reason:          v.kind,
-		ExitCode:        v.code,
+		BootTimeMS:          float64(st.BootTime.Microseconds()) / 1000,
+		FirstRunMS:          float64(st.FirstRun.Microseconds()) / 1000,
+		FirstRunMonotonicNS: st.FirstRunAt,
+		PeakRSSKB:           peak,
+		GuestResidentKB:     st.GuestResident / 1024,
+		OverheadKB:          int64(peak) - int64(st.GuestResident/1024),
+		GoAllocsKB:          goMetricKB("/gc/heap/allocs:bytes"),
+		GoMappedKB:          goMetricKB("/memory/classes/total:bytes"),
+		Exits:               st.Exits,
+		SerialBytes:         st.SerialBytes,
+		NICs:                st.NICs,
+		Reason:              v.kind,
+		ExitCode:            v.code,
 	}, "", "  ")
 	if err != nil {
 		return err
