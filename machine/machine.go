@@ -191,9 +191,10 @@ func New(cfg Config) (_ *Machine, err error) {
 	// measured here: 4-6 ms of a 7-10 ms start, the same for 64 MiB as
 	// for 2 GiB). So the slots are registered while the kernel and
 	// initrd are loaded (into the mapping, which needs no slot) and the
-	// devices are built (their ioeventfds wait for the slots lock); the
-	// vCPUs are created after the join. The join also runs on every
-	// error return, so Close never races the ioctl.
+	// devices are built (their ioeventfds wait for the slots lock) and
+	// the vCPUs are made and given their boot state (none of which needs
+	// a slot; only KVM_RUN does, and Run comes after New). The join also
+	// runs on every error return, so Close never races the ioctl.
 	slots := make(chan error, 1)
 	go func() {
 		for i, r := range m.mem.Regions() {
@@ -233,9 +234,6 @@ func New(cfg Config) (_ *Machine, err error) {
 	if err = m.addNICs(); err != nil {
 		return nil, err
 	}
-	if err = join(); err != nil {
-		return nil, err
-	}
 	for i := 0; i < cfg.CPUs; i++ {
 		kv, err := m.vm.CreateVCPU(i)
 		if err != nil {
@@ -254,6 +252,9 @@ func New(cfg Config) (_ *Machine, err error) {
 				return nil, fmt.Errorf("vCPU 0: %w", err)
 			}
 		}
+	}
+	if err = join(); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -185,20 +185,20 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 	}
 
 	if o.consoleLog != "" {
-		f, err := os.Create(o.consoleLog)
+		f, err := createOut(o.consoleLog)
 		if err != nil {
 			return ExitError, fmt.Errorf("--console-log: %w", err)
 		}
 		defer f.Close()
 		sink.outs = append(sink.outs, f)
 	}
+	var metricsOut *outFile
 	if o.metrics != "" {
 		// Fail now, not after the guest ran, if the file cannot be written.
-		f, err := os.Create(o.metrics)
-		if err != nil {
+		if metricsOut, err = createOut(o.metrics); err != nil {
 			return ExitError, fmt.Errorf("--metrics: %w", err)
 		}
-		f.Close()
+		defer metricsOut.Close()
 	}
 
 	m, err := machine.New(machine.Config{
@@ -261,8 +261,8 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 	res := m.Run(ctx)
 	sink.Flush() // the guest's last words before govm's own
 	v := decide(res, context.Cause(ctx))
-	if o.metrics != "" {
-		if err := writeMetrics(o.metrics, m.Stats(), v); err != nil {
+	if metricsOut != nil {
+		if err := writeMetrics(metricsOut, m.Stats(), v); err != nil {
 			fmt.Fprintf(stderr, "govm: --metrics: %v\n", err)
 		}
 	}
@@ -377,7 +377,7 @@ func goMetricKB(name string) uint64 {
 	return s[0].Value.Uint64() / 1024
 }
 
-func writeMetrics(path string, st machine.Stats, v verdict) error {
+func writeMetrics(w io.Writer, st machine.Stats, v verdict) error {
 	peak := peakRSSKB()
 	b, err := json.MarshalIndent(metricsFile{
 		BootTimeMS:          float64(st.BootTime.Microseconds()) / 1000,
@@ -397,7 +397,8 @@ func writeMetrics(path string, st machine.Stats, v verdict) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
+	_, err = w.Write(append(b, '\n'))
+	return err
 }
 
 // peakRSSKB is this process's peak resident set (VmHWM), 0 if unknown.
