@@ -12,7 +12,7 @@ import (
 // TestVirtioNet boots a guest with two NICs on two TAPs that govm creates
 // and addresses on the host side. The guest's stock virtio_net driver must
 // bring up both (found by MAC); the guest pings the host on each, then
-// moves data over TCP both ways on each, with SHA-256 checked on both
+// moves data over TCP both ways on each, with CRC-32C checked on both
 // ends.
 func TestVirtioNet(t *testing.T) {
 	r := testRunner(t)
@@ -51,7 +51,7 @@ func TestVirtioNet(t *testing.T) {
 		// The host serves random bytes on the RX port and hashes what
 		// arrives on the TX port (govm-agent's host commands).
 		before.WriteString("head -c " + n.bytes + " /dev/urandom > " + p + ".rx\n")
-		before.WriteString("sha256sum " + p + ".rx | cut -d' ' -f1 > " + p + ".rxsum\n")
+		before.WriteString("govm-agent sum " + p + ".rx > " + p + ".rxsum\n")
 		before.WriteString("govm-agent send " + n.rx + " " + p + ".rx &\n")
 		before.WriteString("govm-agent recv " + n.tx + " " + p + ".txsum &\n")
 		after.WriteString("for i in 1 2 3 4 5 6 7 8 9 10; do [ -s " + p + ".txsum ] && break; sleep 1; done\n")
@@ -72,25 +72,25 @@ func TestVirtioNet(t *testing.T) {
 		if !strings.Contains(out, "GOVM-NET-PING "+ifname+" host="+n.host+" ok=true") {
 			t.Errorf("%s (%s): no ping reply from the host %s", n.mac, ifname, n.host)
 		}
-		hostRx := regexp.MustCompile(`GOVM-HOST-RXSUM ` + n.mac + ` ([0-9a-f]{64})`).FindStringSubmatch(out)
-		hostTx := regexp.MustCompile(`GOVM-HOST-TXSUM ` + n.mac + ` ([0-9a-f]{64})`).FindStringSubmatch(out)
-		guestRx := regexp.MustCompile(`GOVM-NET-RX ` + ifname + ` bytes=(\d+) sha256=([0-9a-f]{64}) mbps=([0-9.]+)`).FindStringSubmatch(out)
-		guestTx := regexp.MustCompile(`GOVM-NET-TX ` + ifname + ` bytes=(\d+) sha256=([0-9a-f]{64}) mbps=([0-9.]+)`).FindStringSubmatch(out)
+		hostRx := regexp.MustCompile(`GOVM-HOST-RXSUM ` + n.mac + ` ([0-9a-f]{8})`).FindStringSubmatch(out)
+		hostTx := regexp.MustCompile(`GOVM-HOST-TXSUM ` + n.mac + ` ([0-9a-f]{8})`).FindStringSubmatch(out)
+		guestRx := regexp.MustCompile(`GOVM-NET-RX ` + ifname + ` bytes=(\d+) crc32c=([0-9a-f]{8}) mbps=([0-9.]+)`).FindStringSubmatch(out)
+		guestTx := regexp.MustCompile(`GOVM-NET-TX ` + ifname + ` bytes=(\d+) crc32c=([0-9a-f]{8}) mbps=([0-9.]+)`).FindStringSubmatch(out)
 		switch {
 		case hostRx == nil || guestRx == nil:
 			t.Errorf("%s: host-to-guest transfer incomplete (host sum %v, guest %v)", ifname, hostRx, guestRx)
 		case guestRx[1] != n.bytes || guestRx[2] != hostRx[1]:
-			t.Errorf("%s: guest received %s bytes with SHA-256 %s; host sent %s bytes with %s", ifname, guestRx[1], guestRx[2], n.bytes, hostRx[1])
+			t.Errorf("%s: guest received %s bytes with CRC-32C %s; host sent %s bytes with %s", ifname, guestRx[1], guestRx[2], n.bytes, hostRx[1])
 		default:
-			t.Logf("%s: host to guest %s bytes, SHA-256 matches, %s Mbit/s", ifname, n.bytes, guestRx[3])
+			t.Logf("%s: host to guest %s bytes, CRC-32C matches, %s Mbit/s", ifname, n.bytes, guestRx[3])
 		}
 		switch {
 		case hostTx == nil || guestTx == nil:
 			t.Errorf("%s: guest-to-host transfer incomplete (host sum %v, guest %v)", ifname, hostTx, guestTx)
 		case guestTx[1] != n.bytes || guestTx[2] != hostTx[1]:
-			t.Errorf("%s: guest sent %s bytes with SHA-256 %s; host received SHA-256 %s", ifname, guestTx[1], guestTx[2], hostTx[1])
+			t.Errorf("%s: guest sent %s bytes with CRC-32C %s; host received CRC-32C %s", ifname, guestTx[1], guestTx[2], hostTx[1])
 		default:
-			t.Logf("%s: guest to host %s bytes, SHA-256 matches, %s Mbit/s", ifname, n.bytes, guestTx[3])
+			t.Logf("%s: guest to host %s bytes, CRC-32C matches, %s Mbit/s", ifname, n.bytes, guestTx[3])
 		}
 	}
 	// The TAPs govm created are gone once it exits.

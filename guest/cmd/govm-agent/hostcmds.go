@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -52,21 +50,33 @@ func hostCommand(args []string) error {
 			_, err = io.Copy(c, f)
 			return err
 		})
+	case len(args) == 2 && args[0] == "sum":
+		f, err := os.Open(args[1])
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		h := newNetSum()
+		if _, err := io.Copy(h, f); err != nil {
+			return err
+		}
+		fmt.Println(netSumHex(h))
+		return nil
 	case len(args) == 3 && args[0] == "recv":
 		return serveOnce(args[1], func(c net.Conn) error {
-			h := sha256.New()
+			h := newNetSum()
 			if _, err := io.Copy(h, c); err != nil {
 				return err
 			}
 			// Written whole, then renamed: a reader sees all or nothing.
 			tmp := args[2] + ".tmp"
-			if err := os.WriteFile(tmp, []byte(hex.EncodeToString(h.Sum(nil))+"\n"), 0o644); err != nil {
+			if err := os.WriteFile(tmp, []byte(netSumHex(h)+"\n"), 0o644); err != nil {
 				return err
 			}
 			return os.Rename(tmp, args[2])
 		})
 	}
-	return fmt.Errorf("usage: govm-agent bench FILE | send PORT FILE | recv PORT SUMFILE | time NAME CMD... | checkrecs FILE N | boot NAME MARKER SECONDS CMD...")
+	return fmt.Errorf("usage: govm-agent bench FILE | send PORT FILE | sum FILE | recv PORT SUMFILE | time NAME CMD... | checkrecs FILE N | boot NAME MARKER SECONDS CMD...")
 }
 
 // serveOnce accepts one connection on port, runs serve on it and closes it.
