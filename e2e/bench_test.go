@@ -48,7 +48,8 @@ func BenchmarkVirtioBlk(b *testing.B) {
 			After:     qemu + "govm-agent bench {dir}/raw.img",
 		})
 		if errors.Is(err, errEmulatorFault) {
-			b.Skipf("every attempt was spoiled by the emulator: %v", err)
+			benchNote(b, "skipped: every attempt was spoiled by the emulator: %v", err)
+			b.SkipNow()
 		}
 		if err != nil {
 			b.Fatal(err)
@@ -68,7 +69,7 @@ func BenchmarkVirtioBlk(b *testing.B) {
 		}
 		qemuFig, okQ := fig["GOVM-QEMU-BENCH"]
 		if !okQ {
-			b.Logf("no figures from QEMU (its guest failed %d times)", bootTries)
+			benchNote(b, "no figures from QEMU (its guest failed %d times)", bootTries)
 		}
 		names := []string{"blk-seq-write-MBps", "blk-seq-read-MBps", "blk-rand-4k-read-IOPS"}
 		for i, n := range names {
@@ -192,7 +193,7 @@ func BenchmarkBoot(b *testing.B) {
 			overhead := map[string][]float64{}
 			for _, m := range bootLine.FindAllStringSubmatch(outs[h], -1) {
 				if m[4] != "" {
-					b.Logf("%s %s: %s", c.name, m[1], m[4])
+					benchNote(b, "%s %s: %s", c.name, m[1], m[4])
 					continue
 				}
 				v, _ := strconv.ParseFloat(m[2], 64)
@@ -302,7 +303,8 @@ func BenchmarkVirtioNet(b *testing.B) {
 			After:     sums("govm") + qemu,
 		})
 		if errors.Is(err, errEmulatorFault) {
-			b.Skipf("every attempt was spoiled by the emulator: %v", err)
+			benchNote(b, "skipped: every attempt was spoiled by the emulator: %v", err)
+			b.SkipNow()
 		}
 		if err != nil {
 			b.Fatal(err)
@@ -330,7 +332,18 @@ func BenchmarkVirtioNet(b *testing.B) {
 			b.Fatalf("govm exit %d, checked transfers %v; console tail:\n%s", res.GovmExit, got, tail(res.Output, 40))
 		}
 		if !got["qemuRX"] || !got["qemuTX"] {
-			b.Logf("QEMU's transfers incomplete (%v)", got)
+			benchNote(b, "QEMU's transfers incomplete (%v)", got)
 		}
 	}
+}
+
+// benchNote says why a benchmark has fewer figures than it should (a
+// skip, a peer's failed runs) on a line of its own in the output, where
+// cmd/benchtable finds it and prints it under the table: go test -bench
+// shows a benchmark's logs and skips only with -v.
+func benchNote(b *testing.B, format string, args ...any) {
+	b.Helper()
+	msg := fmt.Sprintf(format, args...)
+	b.Log(msg)
+	fmt.Printf("BENCH-NOTE %s: %s\n", strings.TrimPrefix(b.Name(), "Benchmark"), strings.ReplaceAll(msg, "\n", " "))
 }

@@ -114,6 +114,7 @@ type HotPath struct {
 type Table struct {
 	Rows     []Row     `json:"rows"`
 	HotPaths []HotPath `json:"hot_paths"`
+	Notes    []string  `json:"notes,omitempty"` // why figures are missing (BENCH-NOTE lines)
 }
 
 // samples collects figures while parsing.
@@ -123,6 +124,7 @@ type samples struct {
 	bounds map[string]map[string][2]float64
 	hot    map[string]map[string][]float64 // bench -> unit -> samples
 	hotOrd []string
+	notes  []string
 }
 
 func newSamples() *samples {
@@ -159,6 +161,10 @@ func parse(r io.Reader) (*samples, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
+		if note, ok := strings.CutPrefix(sc.Text(), "BENCH-NOTE "); ok {
+			s.notes = append(s.notes, note)
+			continue
+		}
 		f := strings.Fields(sc.Text())
 		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") || len(f)%2 != 0 {
 			continue
@@ -238,7 +244,7 @@ func stat(v []float64) Stat {
 
 // build computes the table from the samples.
 func build(s *samples) Table {
-	var t Table
+	t := Table{Notes: s.notes}
 	for _, m := range s.order {
 		r := Row{Measure: m, Cells: map[string]Stat{}, Ratios: map[string]float64{}}
 		for peer, v := range s.vals[m] {
@@ -368,6 +374,12 @@ func write(w io.Writer, t Table) {
 			hl = append(hl, []string{h.Name, fmtNum(h.NsPerOp), fmtNum(h.BytesPerOp), fmtNum(h.AllocsPerOp), strconv.Itoa(h.Runs)})
 		}
 		printAligned(w, hl)
+	}
+	if len(t.Notes) > 0 {
+		fmt.Fprintln(w)
+		for _, n := range t.Notes {
+			fmt.Fprintln(w, "note:", n)
+		}
 	}
 }
 
