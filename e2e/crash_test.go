@@ -100,6 +100,13 @@ func TestCrashConsistency(t *testing.T) {
 			t.Logf("round %s: spoiled, the L2 guest died before its agent wrote (govm exit %d)", m[1], rc)
 		case fault && (rc == 32 || rc == 33 || rc == 34):
 			t.Logf("round %s: spoiled, the emulator's fault ended the guest before the kill (govm exit %d; its flushed records checked: %s)", m[1], rc, verdict)
+		case rc == 35 && writing:
+			// govm's --timeout came before the script's kill: the guest
+			// reached its writing only near the end of the 60 s (the
+			// emulator ran that slowly; CI met it once, the same run's
+			// longest round took 66 s). Its flushed records were
+			// checked above all the same; the round just was not killed.
+			t.Logf("round %s: spoiled, govm's timeout came before the kill (records flushed by then checked: %s)", m[1], verdict)
 		case rc == 137 && !writing:
 			// SIGKILL before the guest wrote, and not from the script
 			// (which kills only once the guest writes or govm is gone):
