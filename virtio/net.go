@@ -467,6 +467,16 @@ func (n *Net) receiveBatch(m *mem.Memory, q *Queue, features uint64, fd int) (in
 	return delivered, false, nil
 }
 
+// The driver errors both receive paths report (the transport then asks
+// for a reset).
+var errNetReadableRx = errors.New("virtio-net: device-readable buffer in a receive chain")
+
+// errNetShortRxHeader: the header sits whole in the first buffer
+// (5.1.6.3.1).
+func errNetShortRxHeader(n uint32) error {
+	return fmt.Errorf("virtio-net: first receive buffer of %d bytes cannot hold the header", n)
+}
+
 // rxResult is what became of a frame deliver was given.
 type rxResult int
 
@@ -517,7 +527,7 @@ func (n *Net) receiveDirect(m *mem.Memory, q *Queue, features uint64, fd int) (r
 		before := iov.Bytes()
 		for i, d := range chain {
 			if !d.Write {
-				return rxWait, fmt.Errorf("virtio-net: device-readable buffer in a receive chain")
+				return rxWait, errNetReadableRx
 			}
 			if i == 0 {
 				c.first, c.firstLen = d.Addr, d.Len
@@ -536,7 +546,7 @@ func (n *Net) receiveDirect(m *mem.Memory, q *Queue, features uint64, fd int) (r
 	}
 	if n.rxHeld[0].firstLen < NetHeaderSize {
 		// The header sits whole in the first buffer (5.1.6.3.1).
-		return rxWait, fmt.Errorf("virtio-net: first receive buffer of %d bytes cannot hold the header", n.rxHeld[0].firstLen)
+		return rxWait, errNetShortRxHeader(n.rxHeld[0].firstLen)
 	}
 	r, err := iov.Readv(fd)
 	if err != nil {
@@ -608,7 +618,7 @@ func (n *Net) deliver(m *mem.Memory, q *Queue, features uint64, frame []byte) (r
 		written := 0
 		for _, d := range chain {
 			if !d.Write {
-				return rxWait, fmt.Errorf("virtio-net: device-readable buffer in a receive chain")
+				return rxWait, errNetReadableRx
 			}
 			if off == len(frame) {
 				break
@@ -616,7 +626,7 @@ func (n *Net) deliver(m *mem.Memory, q *Queue, features uint64, frame []byte) (r
 			if len(heads) == 0 && written == 0 {
 				if d.Len < NetHeaderSize {
 					// The header sits whole in the first buffer (5.1.6.3.1).
-					return rxWait, fmt.Errorf("virtio-net: first receive buffer of %d bytes cannot hold the header", d.Len)
+					return rxWait, errNetShortRxHeader(d.Len)
 				}
 				first = d
 			}
