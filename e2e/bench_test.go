@@ -331,6 +331,9 @@ func BenchmarkVirtioNet(b *testing.B) {
 		if !got["govmRX"] || !got["govmTX"] || res.GovmExit != 0 {
 			b.Fatalf("govm exit %d, checked transfers %v; console tail:\n%s", res.GovmExit, got, tail(res.Output, 40))
 		}
+		if len(res.NICs) > 0 {
+			b.Logf("govm NIC counters: %s", res.NICs)
+		}
 		if !got["qemuRX"] || !got["qemuTX"] {
 			benchNote(b, "QEMU's transfers incomplete (%v)", got)
 		}

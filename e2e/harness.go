@@ -175,16 +175,23 @@ type Result struct {
 	GovmExit int           // govm's exit code
 	BootTime time.Duration // govm's start to the guest agent's boot-timer write (--metrics), 0 if none
 	Retries  int           // L1 crashes retried
+	// NICs are govm's per-NIC counters (--metrics "nics"), raw JSON.
+	NICs json.RawMessage
 }
 
 // metricsJSON is the part of govm's --metrics file the harness reads.
 type metricsJSON struct {
-	BootTimeMS float64 `json:"boot_time_ms"`
+	BootTimeMS float64         `json:"boot_time_ms"`
+	NICs       json.RawMessage `json:"nics"`
 }
 
 func (r *Result) setMetrics(b []byte) {
 	var m metricsJSON
-	if json.Unmarshal(b, &m) == nil && m.BootTimeMS > 0 {
+	if json.Unmarshal(b, &m) != nil {
+		return
+	}
+	r.NICs = m.NICs
+	if m.BootTimeMS > 0 {
 		r.BootTime = time.Duration(m.BootTimeMS * float64(time.Millisecond))
 	}
 }
@@ -556,6 +563,11 @@ func (r *Runner) runNested(ctx context.Context, c Case) (*Result, error) {
 	}
 	if c.Command == "run" {
 		args = append(args, "--metrics", "/tmp/metrics.json")
+		// $GOVM_E2E_L2_APPEND adds to the L2 guest's command line, for
+		// experiments with the nested emulator's faults.
+		if v := os.Getenv("GOVM_E2E_L2_APPEND"); v != "" {
+			args = append(args, "--append", v)
+		}
 	}
 	// govm's output goes to a file in L1 and is printed after it exits:
 	// heavy traffic on L1's own emulated console while an L2 guest runs

@@ -99,6 +99,7 @@ type NICStats struct {
 	RxBytes   uint64 `json:"rx_bytes"`
 	RxDropped uint64 `json:"rx_dropped"`
 	RxStalls  uint64 `json:"rx_stalls"`
+	RxCopied  uint64 `json:"rx_copied"`
 }
 
 // Machine is a VM ready to run.
@@ -375,7 +376,7 @@ func (m *Machine) Stats() Stats {
 		st.NICs = append(st.NICs, NICStats{
 			TxFrames: s.TxFrames.Load(), TxBytes: s.TxBytes.Load(), TxDropped: s.TxDropped.Load(),
 			RxFrames: s.RxFrames.Load(), RxBytes: s.RxBytes.Load(), RxDropped: s.RxDropped.Load(),
-			RxStalls: s.RxStalls.Load(),
+			RxStalls: s.RxStalls.Load(), RxCopied: s.RxCopied.Load(),
 		})
 	}
 	return st
