@@ -140,7 +140,7 @@ log "building the L1 initramfs"
 l1=$(mktemp -d)
 mkdir -p "$l1"/{bin,sbin,dev,proc,sys,tmp,lib/modules,l2,etc}
 cp "$(command -v busybox)" "$l1/bin/busybox"
-for a in sh mount insmod poweroff cat echo ls mkdir sleep grep head tail dd sync uname rm cp sha256sum ip ifconfig wc seq timeout kill ps date nc mkfifo printf cut tr sed awk ping tee test; do
+for a in sh mount insmod poweroff cat echo ls mkdir sleep grep head tail dd sync uname rm cp sha256sum ip ifconfig wc seq timeout kill ps date nc mkfifo printf cut tr sed awk ping tee test taskset; do
 	ln -sf busybox "$l1/bin/$a"
 done
 cp "$B"/kernel/modules/*.ko "$l1/lib/modules/"
