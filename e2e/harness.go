@@ -139,6 +139,8 @@ type Case struct {
 	// NeedVMLinux carries the ELF vmlinux into L1 (it is large, so only
 	// when asked).
 	NeedVMLinux bool
+	// PinL1 runs the case on L1's CPU 0 only (see l1Pin).
+	PinL1 bool
 	// NeedPeers carries QEMU and gokvm into L1 (build/l1-peers.cpio), for the
 	// benchmarks that run it next to govm as the peer.
 	NeedPeers bool
@@ -515,21 +517,25 @@ func (r *Runner) toolEnv() []string {
 	return append(os.Environ(), "PATH="+filepath.Dir(r.Assets.Govm)+":"+os.Getenv("PATH"))
 }
 
-// l1Append is L1's kernel command line. govm.cpus=0 runs the case
-// (govm, its guest, the host-side servers, the peers) on L1's CPU 0 only
-// (scripts/l1-init), which keeps L1's other CPU idle. That is the
-// workaround for a fault in QEMU's TCG emulation of SVM that spoiled most
-// nested runs (README, "The nested emulator's fault"): when VMRUN injects
-// an interrupt, TCG delivers it at once but leaves the vector as the
-// CPU's pending exception, and if the emulator is asked to leave its
-// execution loop before the next exception, #VMEXIT or interrupt clears
-// that, it delivers the vector a second time, at the first instruction of
-// the handler, with interrupts off. The requests to leave that come with
-// no interrupt for the running CPU are kicks for the other CPU: its
-// timer and its interrupts. With that CPU idle they are rare (measured:
-// nested virtio-net tests spoiled 25 of 26 attempts one day and 3 of 3
-// today unpinned, none of 11 pinned).
-const l1Append = "console=ttyS0 quiet panic=-1 govm.cpus=0"
+// l1Append is L1's kernel command line.
+const l1Append = "console=ttyS0 quiet panic=-1"
+
+// l1Pin, on L1's command line, runs the case (govm, its guest, the
+// host-side servers, the peers) on L1's CPU 0 only (scripts/l1-init) and
+// keeps L1's other CPU idle. It is the workaround for a fault in QEMU's
+// TCG emulation of SVM (README, "The nested emulator's fault"): when
+// VMRUN injects an interrupt, TCG delivers it at once but leaves the
+// vector as the CPU's pending exception, and if the emulator is asked to
+// leave its execution loop before the next exception, #VMEXIT or
+// interrupt clears that, it delivers the vector a second time, at the
+// first instruction of the handler, with interrupts off. The requests to
+// leave that come with no interrupt for the running CPU are mostly kicks
+// for the other CPU: its timer and its interrupts. With that CPU idle they
+// are rare (measured on the nested virtio-net test: 36 of 39 attempts
+// unpinned died of the fault, 1 of 15 pinned on an otherwise idle host).
+// The network cases use it: they met the fault most, and a whole suite
+// pinned took 35 minutes instead of 21.
+const l1Pin = "govm.cpus=0"
 
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
@@ -547,10 +553,14 @@ func envOr(name, def string) string {
 // with thread=multi an L2 reached its init in 35-45 s and 5 of 6 runs
 // failed (L2 stuck or triple-faulted, L1 crashed); with thread=single it
 // took 17-18 s and 8 of 10 reached init, the other two hitting tcgFault.
-func l1QEMUArgs(kernel, initrd string) []string {
+func l1QEMUArgs(kernel, initrd string, pin bool) []string {
+	app := l1Append
+	if pin {
+		app += " " + l1Pin
+	}
 	return []string{
 		"-accel", "tcg,thread=single", "-cpu", envOr("GOVM_E2E_L1_CPU", "max"), "-smp", envOr("GOVM_E2E_L1_SMP", "2"), "-m", "6G",
-		"-kernel", kernel, "-initrd", initrd, "-append", strings.TrimSpace(l1Append + " " + os.Getenv("GOVM_E2E_L1_APPEND")),
+		"-kernel", kernel, "-initrd", initrd, "-append", strings.TrimSpace(app + " " + os.Getenv("GOVM_E2E_L1_APPEND")),
 		"-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
 	}
 }
@@ -691,7 +701,7 @@ func (r *Runner) runNested(ctx context.Context, c Case) (*Result, error) {
 		return nil, fmt.Errorf("building the L1 initramfs: %w", err)
 	}
 
-	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", l1QEMUArgs(r.Assets.L1Kernel, initrd.Name())...)
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", l1QEMUArgs(r.Assets.L1Kernel, initrd.Name(), c.PinL1)...)
 	cmd.WaitDelay = 5 * time.Second
 	// L1 dies with the test process, also when go test's own timeout
 	// ends it without cancelling anything.
