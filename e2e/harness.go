@@ -533,8 +533,8 @@ const l1Append = "console=ttyS0 quiet panic=-1"
 // for the other CPU: its timer and its interrupts. With that CPU idle they
 // are rare (measured on the nested virtio-net test: 36 of 39 attempts
 // unpinned died of the fault, 1 of 15 pinned on an otherwise idle host).
-// The network cases use it: they met the fault most, and a whole suite
-// pinned took 35 minutes instead of 21.
+// The network cases use it: they met the fault most, and a clean-clone
+// CI run with every case pinned took 35 minutes (21 unpinned).
 const l1Pin = "govm.cpus=0"
 
 func envOr(name, def string) string {
