@@ -545,7 +545,6 @@ func (n *Net) receiveDirect(m *mem.Memory, q *Queue, features uint64, fd int) (r
 		n.rxHeld = append(n.rxHeld, c)
 	}
 	if n.rxHeld[0].firstLen < NetHeaderSize {
-		// The header sits whole in the first buffer (5.1.6.3.1).
 		return rxWait, errNetShortRxHeader(n.rxHeld[0].firstLen)
 	}
 	r, err := iov.Readv(fd)
@@ -625,7 +624,6 @@ func (n *Net) deliver(m *mem.Memory, q *Queue, features uint64, frame []byte) (r
 			}
 			if len(heads) == 0 && written == 0 {
 				if d.Len < NetHeaderSize {
-					// The header sits whole in the first buffer (5.1.6.3.1).
 					return rxWait, errNetShortRxHeader(d.Len)
 				}
 				first = d
