@@ -386,6 +386,21 @@ func (m *Machine) Stats() Stats {
 // the boot-timer port, 0 if none yet.
 func (m *Machine) BootTime() time.Duration { return time.Duration(m.bootTime.Load()) }
 
+// Threads is how many of the machine's goroutines may sit in a blocking
+// system call at one time once it runs: each vCPU (in KVM_RUN), each
+// virtqueue's worker (reading its ioeventfd) and each NIC's receive loop
+// (polling its TAP). A Go program needs that many Ps (GOMAXPROCS) and
+// one more for a woken goroutine to run at once: a P held by a thread in
+// a system call goes to another goroutine only when the runtime's
+// monitor takes it back, 20 us to 10 ms later.
+func (m *Machine) Threads() int {
+	n := len(m.vcpus) + len(m.nets)
+	for _, d := range m.virtioDevs {
+		n += d.NumQueues()
+	}
+	return n
+}
+
 // Memory returns guest RAM.
 func (m *Machine) Memory() *mem.Memory { return m.mem }
 

@@ -556,6 +556,10 @@ func (p *PCIDevice) unbindNotify() {
 	}
 }
 
+// NumQueues is how many virtqueues the device has, each served by a
+// worker goroutine of its own once the driver activates it.
+func (p *PCIDevice) NumQueues() int { return len(p.queues) }
+
 func (p *PCIDevice) kick(q int) {
 	p.mu.Lock()
 	efd := -1

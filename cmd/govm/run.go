@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"runtime"
 	"runtime/metrics"
 	"strings"
 	"syscall"
@@ -209,6 +210,7 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 		return ExitError, explain(err, o.kvmPath)
 	}
 	defer m.Close()
+	setProcs(m.Threads())
 	// Said up front, before the guest starts, so nobody stares at a
 	// silent console.
 	if !host.CanBootLinux() {
@@ -363,8 +365,25 @@ type metricsFile struct {
 	Exits       map[string]uint64  `json:"exits"`
 	SerialBytes uint64             `json:"serial_bytes"`
 	NICs        []machine.NICStats `json:"nics,omitempty"`
+	GoMaxProcs  int                `json:"gomaxprocs"`
 	Reason      string             `json:"reason"`
 	ExitCode    int                `json:"exit_code"`
+}
+
+// setProcs gives the Go runtime enough Ps (GOMAXPROCS) for govm's
+// threads that block in system calls, plus one for the goroutine they
+// wake, unless the user chose GOMAXPROCS. The default is the CPUs govm may
+// run on: one under `taskset -c 0` or a one-CPU cgroup, where every wake
+// of a device worker then waited for the runtime to take the P back from
+// a vCPU in KVM_RUN. Measured nested with govm on one L1 CPU: guest to
+// host TCP 2.7 -> 47 Mbit/s, host to guest 18 -> 70.
+func setProcs(blocking int) {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return
+	}
+	if want := blocking + 1; runtime.GOMAXPROCS(0) < want {
+		runtime.GOMAXPROCS(want)
+	}
 }
 
 // goMetricKB reads one of the Go runtime's byte counters, in KiB.
@@ -391,6 +410,7 @@ func writeMetrics(w io.Writer, st machine.Stats, v verdict) error {
 		Exits:               st.Exits,
 		SerialBytes:         st.SerialBytes,
 		NICs:                st.NICs,
+		GoMaxProcs:          runtime.GOMAXPROCS(0),
 		Reason:              v.kind,
 		ExitCode:            v.code,
 	}, "", "  ")

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -147,6 +148,63 @@ func TestRunTinyKernel(t *testing.T) {
 	}
 	if m.FirstRunMS <= 0 || m.PeakRSSKB == 0 || m.OverheadKB <= 0 || m.GuestResidentKB == 0 {
 		t.Errorf("metrics lack the start-up and memory figures: %+v", m)
+	}
+}
+
+// TestProcs checks the Ps govm gives the Go runtime (setProcs): enough
+// for its vCPUs in KVM_RUN plus one, even when it may run on one CPU only,
+// unless the user set GOMAXPROCS.
+func TestProcs(t *testing.T) {
+	requireKVM(t)
+	bin := buildGovm(t)
+	dir := t.TempDir()
+	kernel := filepath.Join(dir, "exit7")
+	if err := os.WriteFile(kernel, tinyELF(bytes.Join([][]byte{printOK, exit7}, nil)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		oneCPU bool
+		env    string
+		cpus   string
+		want   int
+	}{
+		{"one CPU, 2 vCPUs", true, "", "2", 3},
+		{"one CPU, 1 vCPU", true, "", "1", 2},
+		{"GOMAXPROCS set", true, "GOMAXPROCS=1", "2", 1},
+		{"all CPUs", false, "", "1", max(runtime.NumCPU(), 2)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			metrics := filepath.Join(dir, "metrics.json")
+			cmd := exec.Command(bin, "run", "--kernel", kernel, "--cpus", tt.cpus, "--mem", "64M", "--metrics", metrics, "--timeout", "20s")
+			cmd.Env = os.Environ()
+			if tt.env != "" {
+				cmd.Env = append(cmd.Env, tt.env)
+			}
+			if tt.oneCPU {
+				// The child inherits the affinity of the thread that
+				// forks it.
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				var set unix.CPUSet
+				set.Set(0)
+				if err := unix.SchedSetaffinity(0, &set); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var ee *exec.ExitError
+			if err := cmd.Run(); !errors.As(err, &ee) || ee.ExitCode() != 7 {
+				t.Fatalf("govm: %v", err)
+			}
+			var m metricsFile
+			if b, err := os.ReadFile(metrics); err != nil || json.Unmarshal(b, &m) != nil {
+				t.Fatalf("metrics: %s %v", b, err)
+			}
+			if m.GoMaxProcs != tt.want {
+				t.Errorf("gomaxprocs %d, want %d", m.GoMaxProcs, tt.want)
+			}
+		})
 	}
 }
 
