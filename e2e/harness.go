@@ -134,6 +134,10 @@ const (
 type Case struct {
 	// Command is the govm subcommand; default "run".
 	Command string
+	// Program, if set, is run with Args in govm's place (Command is then
+	// not used): a command on PATH (L1's in nested mode) or a path, where
+	// {dir} names the scratch directory.
+	Program string
 	Args    []string
 	Timeout time.Duration // for one attempt of the whole run; default 3 minutes
 	// NeedVMLinux carries the ELF vmlinux into L1 (it is large, so only
@@ -438,12 +442,15 @@ func (r *Runner) runDirect(ctx context.Context, c Case) (*Result, error) {
 			return nil, fmt.Errorf("before: %v: %s", err, out)
 		}
 	}
-	args := append([]string{c.Command}, r.expand(c.Args, r.Assets.BzImage, r.Assets.VMLinux, r.Assets.Initrd)...)
+	prog, args := r.Assets.Govm, append([]string{c.Command}, r.expand(c.Args, r.Assets.BzImage, r.Assets.VMLinux, r.Assets.Initrd)...)
+	if c.Program != "" {
+		prog, args = strings.ReplaceAll(c.Program, "{dir}", dir), args[1:]
+	}
 	for i := range args {
 		args[i] = strings.ReplaceAll(args[i], "{dir}", dir)
 	}
 	metrics := ""
-	if c.Command == "run" {
+	if c.Command == "run" && c.Program == "" {
 		f, err := os.CreateTemp("", "govm-metrics-*.json")
 		if err != nil {
 			return nil, err
@@ -453,7 +460,7 @@ func (r *Runner) runDirect(ctx context.Context, c Case) (*Result, error) {
 		metrics = f.Name()
 		args = append(args, "--metrics", metrics)
 	}
-	cmd := exec.CommandContext(ctx, r.Assets.Govm, args...)
+	cmd := exec.CommandContext(ctx, prog, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Env = os.Environ()
 	for _, e := range c.Env {
@@ -584,7 +591,7 @@ func (r *Runner) runNested(ctx context.Context, c Case) (*Result, error) {
 	for i := range args {
 		args[i] = strings.ReplaceAll(args[i], "{dir}", l1Dir)
 	}
-	if c.Command == "run" {
+	if c.Command == "run" && c.Program == "" {
 		args = append(args, "--metrics", "/tmp/metrics.json")
 		// $GOVM_E2E_L2_APPEND adds to the L2 guest's command line, for
 		// experiments with the nested emulator's faults.
@@ -603,6 +610,9 @@ func (r *Runner) runNested(ctx context.Context, c Case) (*Result, error) {
 		script.WriteString(r.expand1(strings.ReplaceAll(c.Before, "{dir}", l1Dir), l1BzImage, l1VMLinux, l1Initrd) + "\n")
 	}
 	govm := "govm " + c.Command
+	if c.Program != "" {
+		govm = shellQuote(strings.ReplaceAll(c.Program, "{dir}", l1Dir))
+	}
 	for _, a := range args {
 		govm += " " + shellQuote(a)
 	}
