@@ -299,7 +299,6 @@ func BenchmarkVirtioNet(b *testing.B) {
 				"--append", "govm.action=nettest " + spec("10.0.2.15", "10.0.2.1", "5000", "5001")},
 			Timeout:   14 * time.Minute,
 			NeedPeers: true,
-			PinL1:     true, // see l1Pin
 			Before:    serve("govm", "5000", "5001"),
 			After:     sums("govm") + qemu,
 		})

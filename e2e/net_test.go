@@ -56,7 +56,7 @@ func TestVirtioNet(t *testing.T) {
 	}
 	after.WriteString("ls /sys/class/net/ | tr '\\n' ' ' | sed 's/^/GOVM-HOST-IFACES /'; echo\n")
 	after.WriteString("grep -h '^Tcp' /proc/net/snmp /proc/net/netstat | sed 's/^/GOVM-HOST-STAT /'\n")
-	res := runCase(t, r, Case{Args: args, Before: before.String(), After: after.String(), Timeout: 4 * time.Minute, PinL1: true}, 0)
+	res := runCase(t, r, Case{Args: args, Before: before.String(), After: after.String(), Timeout: 4 * time.Minute}, 0)
 	out := res.Output
 	for _, n := range nics {
 		up := regexp.MustCompile(`GOVM-NET-UP (\S+) mac=` + n.mac).FindStringSubmatch(out)
