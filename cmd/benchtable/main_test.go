@@ -16,6 +16,7 @@ BenchmarkVirtqueuePop-2              	 5000000	       230 ns/op	       0 B/op	  
 BenchmarkStartup-2                   	      30	  30000000 ns/op	         9.5 first-KVM_RUN-ms	         6.6 overhead-MiB	        33 VMs/s
 BenchmarkBoot-2                      	       1	 1000 ns/op	 20000 govm.boot-1cpu-ms	 19000 govm.boot-1cpu-ms.min	 23000 govm.boot-1cpu-ms.max	 25000 qemu.boot-1cpu-ms	 50000 gokvm.boot-1cpu-ms
 BenchmarkBlk-2                       	       1	 1000 ns/op	 95 govm.blk-seq-read-MBps	 100 host.blk-seq-read-MBps	 80 qemu.blk-seq-read-MBps
+BenchmarkKVMUnitBenches-2            	       1	75572257432 ns/op
 BENCH-NOTE VirtioNet: skipped: every attempt was spoiled by the emulator
 PASS
 `
