@@ -102,6 +102,9 @@ func netTest() {
 		n, sum, secs, err = upload(host, spec.bytes)
 		say("GOVM-NET-TX %s bytes=%d crc32c=%s mbps=%.1f err=%v", ifname, n, sum, float64(n)*8/1e6/secs, err)
 	}
+	// The guest's side of every transfer (retransmissions, timeouts,
+	// drops), for reading a slow run.
+	sayNetCounters()
 }
 
 // interfaceByMAC waits for the driver to register the interface.
