@@ -365,7 +365,7 @@ type metricsFile struct {
 	Exits       map[string]uint64  `json:"exits"`
 	SerialBytes uint64             `json:"serial_bytes"`
 	NICs        []machine.NICStats `json:"nics,omitempty"`
-	GoMaxProcs  int                `json:"gomaxprocs"`
+	GoMaxProcs  int                `json:"gomaxprocs"` // as setProcs left it
 	Reason      string             `json:"reason"`
 	ExitCode    int                `json:"exit_code"`
 }
