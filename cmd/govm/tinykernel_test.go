@@ -75,20 +75,34 @@ func requireKVM(t *testing.T) {
 	}
 }
 
+// writeTinyKernel writes a tinyELF of the code pieces to dir/name and
+// returns its path.
+func writeTinyKernel(t testing.TB, dir, name string, code ...[]byte) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, tinyELF(bytes.Join(code, nil)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// readMetrics reads the file govm's --metrics wrote.
+func readMetrics(t testing.TB, path string) metricsFile {
+	t.Helper()
+	var m metricsFile
+	if b, err := os.ReadFile(path); err != nil || json.Unmarshal(b, &m) != nil {
+		t.Fatalf("metrics: %s %v", b, err)
+	}
+	return m
+}
+
 func TestRunTinyKernel(t *testing.T) {
 	requireKVM(t)
 	bin := buildGovm(t)
 	dir := t.TempDir()
-	kernel := func(name string, code ...[]byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, tinyELF(bytes.Join(code, nil)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	exits := kernel("exit7", printOK, exit7)
-	spins := kernel("spin", printOK, spin)
-	off := kernel("poweroff", printOK, poweroff)
+	exits := writeTinyKernel(t, dir, "exit7", printOK, exit7)
+	spins := writeTinyKernel(t, dir, "spin", printOK, spin)
+	off := writeTinyKernel(t, dir, "poweroff", printOK, poweroff)
 	logFile := filepath.Join(dir, "console.log")
 	metrics := filepath.Join(dir, "metrics.json")
 
@@ -141,10 +155,7 @@ func TestRunTinyKernel(t *testing.T) {
 	if b, err := os.ReadFile(logFile); err != nil || string(b) != "OK\n" {
 		t.Errorf("console log %q, %v", b, err)
 	}
-	var m metricsFile
-	if b, err := os.ReadFile(metrics); err != nil || json.Unmarshal(b, &m) != nil {
-		t.Fatalf("metrics: %s %v", b, err)
-	}
+	m := readMetrics(t, metrics)
 	if m.ExitCode != 7 || m.Exits["IO"] < 4 || m.SerialBytes != 3 || m.Reason != "exit" {
 		t.Errorf("metrics %+v", m)
 	}
@@ -160,10 +171,7 @@ func TestProcs(t *testing.T) {
 	requireKVM(t)
 	bin := buildGovm(t)
 	dir := t.TempDir()
-	kernel := filepath.Join(dir, "exit7")
-	if err := os.WriteFile(kernel, tinyELF(bytes.Join([][]byte{printOK, exit7}, nil)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	kernel := writeTinyKernel(t, dir, "exit7", printOK, exit7)
 	tests := []struct {
 		name   string
 		oneCPU bool
@@ -199,11 +207,7 @@ func TestProcs(t *testing.T) {
 			if err := cmd.Run(); !errors.As(err, &ee) || ee.ExitCode() != 7 {
 				t.Fatalf("govm: %v", err)
 			}
-			var m metricsFile
-			if b, err := os.ReadFile(metrics); err != nil || json.Unmarshal(b, &m) != nil {
-				t.Fatalf("metrics: %s %v", b, err)
-			}
-			if m.GoMaxProcs != tt.want {
+			if m := readMetrics(t, metrics); m.GoMaxProcs != tt.want {
 				t.Errorf("gomaxprocs %d, want %d", m.GoMaxProcs, tt.want)
 			}
 		})
@@ -224,10 +228,7 @@ func BenchmarkStartup(b *testing.B) {
 	}
 	bin := buildGovm(b)
 	dir := b.TempDir()
-	kernel := filepath.Join(dir, "exit7")
-	if err := os.WriteFile(kernel, tinyELF(exit7), 0o644); err != nil {
-		b.Fatal(err)
-	}
+	kernel := writeTinyKernel(b, dir, "exit7", exit7)
 	metrics := filepath.Join(dir, "metrics.json")
 	raw := buildRawRun(b)
 	var firstRun, sinceMain, rawRun, overhead, allocs, mapped []float64
@@ -242,10 +243,7 @@ func BenchmarkStartup(b *testing.B) {
 		if !errors.As(err, &ee) || ee.ExitCode() != 7 {
 			b.Fatalf("govm: %v, want exit 7", err)
 		}
-		var m metricsFile
-		if data, err := os.ReadFile(metrics); err != nil || json.Unmarshal(data, &m) != nil {
-			b.Fatalf("metrics: %s %v", data, err)
-		}
+		m := readMetrics(b, metrics)
 		firstRun = append(firstRun, float64(m.FirstRunMonotonicNS-t0)/1e6)
 		sinceMain = append(sinceMain, m.FirstRunMS)
 		overhead = append(overhead, float64(m.OverheadKB)/1024)
@@ -317,11 +315,7 @@ func TestTerminalRestored(t *testing.T) {
 	requireKVM(t)
 	bin := buildGovm(t)
 	dir := t.TempDir()
-	write := func(name string, code ...[]byte) string {
-		p := filepath.Join(dir, name)
-		os.WriteFile(p, tinyELF(bytes.Join(code, nil)), 0o644)
-		return p
-	}
+	write := func(name string, code ...[]byte) string { return writeTinyKernel(t, dir, name, code...) }
 	tests := []struct {
 		name     string
 		args     []string
