@@ -194,9 +194,10 @@ func TestProcs(t *testing.T) {
 			}
 			if tt.oneCPU {
 				// The child inherits the affinity of the thread that
-				// forks it.
+				// forks it. The subtest's goroutine ends still locked,
+				// so that thread exits instead of going back to the
+				// runtime pinned to CPU 0.
 				runtime.LockOSThread()
-				defer runtime.UnlockOSThread()
 				var set unix.CPUSet
 				set.Set(0)
 				if err := unix.SchedSetaffinity(0, &set); err != nil {
