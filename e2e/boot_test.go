@@ -64,7 +64,7 @@ const retryBudget = 20 * time.Minute
 // runCase runs c and fails the test unless govm exits with wantExit.
 func runCase(t *testing.T, r *Runner, c Case, wantExit int) *Result {
 	t.Helper()
-	if c.Program == "" && (c.Command == "" || c.Command == "run") {
+	if c.isGovmRun() {
 		hasTimeout := false
 		for _, a := range c.Args {
 			hasTimeout = hasTimeout || a == "--timeout"

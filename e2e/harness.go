@@ -173,6 +173,12 @@ type Case struct {
 	After string
 }
 
+// isGovmRun reports whether the case runs `govm run` (Command's default),
+// which the harness gives --metrics and runCase a --timeout.
+func (c Case) isGovmRun() bool {
+	return c.Program == "" && (c.Command == "" || c.Command == "run")
+}
+
 // Result is what a case produced.
 type Result struct {
 	Output   string        // console: govm's and the guest's output
@@ -440,15 +446,15 @@ func (r *Runner) runDirect(ctx context.Context, c Case) (*Result, error) {
 			return nil, fmt.Errorf("before: %v: %s", err, out)
 		}
 	}
-	prog, args := r.Assets.Govm, append([]string{c.Command}, r.expand(c.Args, r.Assets.BzImage, r.Assets.VMLinux, r.Assets.Initrd)...)
-	if c.Program != "" {
-		prog, args = strings.ReplaceAll(c.Program, "{dir}", dir), args[1:]
+	prog, args := strings.ReplaceAll(c.Program, "{dir}", dir), r.expand(c.Args, r.Assets.BzImage, r.Assets.VMLinux, r.Assets.Initrd)
+	if c.Program == "" {
+		prog, args = r.Assets.Govm, append([]string{c.Command}, args...)
 	}
 	for i := range args {
 		args[i] = strings.ReplaceAll(args[i], "{dir}", dir)
 	}
 	metrics := ""
-	if c.Command == "run" && c.Program == "" {
+	if c.isGovmRun() {
 		f, err := os.CreateTemp("", "govm-metrics-*.json")
 		if err != nil {
 			return nil, err
@@ -592,7 +598,7 @@ func (r *Runner) runNested(ctx context.Context, c Case) (*Result, error) {
 	for i := range args {
 		args[i] = strings.ReplaceAll(args[i], "{dir}", l1Dir)
 	}
-	if c.Command == "run" && c.Program == "" {
+	if c.isGovmRun() {
 		args = append(args, "--metrics", "/tmp/metrics.json")
 		// $GOVM_E2E_L2_APPEND adds to the L2 guest's command line, for
 		// experiments with the nested emulator's faults.
