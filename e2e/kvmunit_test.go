@@ -40,13 +40,19 @@ func runUnitInL1(t testing.TB, r *Runner, pkgs []unitPackage, flags string, time
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	build := func(out string, args ...string) []byte {
+	// build runs `go build` (or `go test -c` for a package's tests) and
+	// returns the static binary.
+	build := func(out, pkg string, tests bool) []byte {
 		bin := filepath.Join(dir, out)
-		cmd := exec.Command("go", append(append([]string{}, args[:len(args)-1]...), "-trimpath", "-o", bin, args[len(args)-1])...)
+		args := []string{"build"}
+		if tests {
+			args = []string{"test", "-c"}
+		}
+		cmd := exec.Command("go", append(args, "-trimpath", "-o", bin, pkg)...)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+			t.Fatalf("%s: %v\n%s", cmd, err, out)
 		}
 		data, err := os.ReadFile(bin)
 		if err != nil {
@@ -54,12 +60,12 @@ func runUnitInL1(t testing.TB, r *Runner, pkgs []unitPackage, flags string, time
 		}
 		return data
 	}
-	files := map[string][]byte{"rawrun": build("rawrun", "build", "./cmd/govm/testdata/rawrun")}
+	files := map[string][]byte{"rawrun": build("rawrun", "./cmd/govm/testdata/rawrun", false)}
 	var script strings.Builder
 	script.WriteString("set -u\ntop=$(cd \"$(dirname \"$0\")\" && pwd)\nchmod +x $top/rawrun\n")
 	script.WriteString("export GOVM_TEST_BINARY=$(command -v govm) GOVM_TEST_RAWRUN=$top/rawrun\n")
 	for _, p := range pkgs {
-		files[p.name+".test"] = build(p.name+".test", "test", "-c", p.pkg)
+		files[p.name+".test"] = build(p.name+".test", p.pkg, true)
 		// Each in a directory of its own, as go test runs a package's
 		// tests in the package's directory.
 		fmt.Fprintf(&script, "mkdir -p $top/%[1]s.d && cd $top/%[1]s.d && chmod +x ../%[1]s.test\n", p.name)
