@@ -359,7 +359,7 @@ func BenchmarkVirtioNet(b *testing.B) {
 				got[who+m[2]] = true
 			}
 			if !got["govmRX"] || !got["govmTX"] || res.GovmExit != 0 {
-				b.Fatalf("govm exit %d, checked transfers %v; console tail:\n%s", res.GovmExit, got, tail(res.Output, 40))
+				b.Fatalf("govm exit %d, checked transfers %v; console tail:\n%s", res.GovmExit, got, tail(res.Output, 120))
 			}
 			if len(res.NICs) > 0 {
 				b.Logf("govm NIC counters: %s", res.NICs)

@@ -387,16 +387,16 @@ func (m *Machine) Stats() Stats {
 func (m *Machine) BootTime() time.Duration { return time.Duration(m.bootTime.Load()) }
 
 // Threads is how many of the machine's goroutines may sit in a blocking
-// system call at one time once it runs: each vCPU (in KVM_RUN), each
-// virtqueue's worker (reading its ioeventfd) and each NIC's receive loop
-// (polling its TAP). A Go program needs that many Ps (GOMAXPROCS) and
-// one more for a woken goroutine to run at once: a P held by a thread in
-// a system call goes to another goroutine only when the runtime's
-// monitor takes it back, 20 us to 10 ms later.
+// system call at one time once it runs: each vCPU (in KVM_RUN) and each
+// device's queue workers (waiting for a kick, or a NIC for its kicks and
+// TAP together). A Go program needs that many Ps (GOMAXPROCS) and one
+// more for a woken goroutine to run at once: a P held by a thread in a
+// system call goes to another goroutine only when the runtime's monitor
+// takes it back, 20 us to 10 ms later.
 func (m *Machine) Threads() int {
-	n := len(m.vcpus) + len(m.nets)
+	n := len(m.vcpus)
 	for _, d := range m.virtioDevs {
-		n += d.NumQueues()
+		n += d.Threads()
 	}
 	return n
 }

@@ -94,7 +94,6 @@ func (m *Machine) addNICs() error {
 		if err != nil {
 			return fmt.Errorf("--net %s: %w", t.Name(), err)
 		}
-		m.closers = append(m.closers, dev.Close)
 		m.nets = append(m.nets, dev)
 		if err := m.addPCIDevice(fmt.Sprintf("virtio-net %d (%s)", i, t.Name()), dev); err != nil {
 			return err

@@ -17,9 +17,11 @@ const (
 
 // Device is a virtio device, independent of the transport. The transport
 // negotiates features, sets up queues and calls Activate once the driver
-// is ready; then Process(q) runs on queue q's own worker goroutine each
-// time the driver notifies that queue. An error from Process means the
-// driver broke the rules: the transport marks the device as needing reset.
+// is ready; then it serves the driver's notifications in one of two ways,
+// whichever the device implements: a worker goroutine per queue calling
+// Processor.Process, or one goroutine running Looper.Loop for all the
+// device's queues. An error from either means the driver broke the
+// rules: the transport marks the device as needing reset.
 type Device interface {
 	Type() uint16
 	Features() uint64
@@ -30,8 +32,25 @@ type Device interface {
 	// Activate hands the device its queues, the negotiated features and a
 	// function that interrupts the driver for a queue.
 	Activate(m *mem.Memory, features uint64, queues []*Queue, interrupt func(q int)) error
-	Process(q int) error
-	// Reset returns the device to its initial state; no Process call is
-	// running or will run until the next Activate.
+	// Reset returns the device to its initial state; no Process or Loop
+	// call is running or will run until the next Activate.
 	Reset()
+}
+
+// Processor is a device whose queues are independent: Process(q) runs on
+// queue q's own worker goroutine each time the driver notifies that queue.
+type Processor interface {
+	Device
+	Process(q int) error
+}
+
+// Looper is a device that serves all its queues and a backend of its own
+// on one goroutine, as a NIC serves its receive and transmit queues and
+// its TAP together: one thread woken once for whatever is ready, not one
+// per queue handing work to another. Loop waits on kicks[q] (an eventfd
+// that becomes readable when the driver notifies queue q; -1 for a queue
+// the driver left disabled) and returns nil when stop becomes readable.
+type Looper interface {
+	Device
+	Loop(kicks []int, stop int) error
 }

@@ -47,6 +47,10 @@ const (
 	netTxQueue  = 1
 	// netRxBatch frames are delivered before the driver is interrupted.
 	netRxBatch = 64
+	// netTxBurst frames at most are sent per pass over the transmit queue,
+	// so received frames and a reset are served between passes however
+	// fast the driver queues more.
+	netTxBurst = 256
 
 	// Config space (5.1.4).
 	netCfgMAC      = 0
@@ -84,7 +88,10 @@ type NetStats struct {
 	TxBackendErrs, RxBackendErrs atomic.Uint64
 }
 
-// Net is a virtio-net device with one receive and one transmit queue.
+// Net is a virtio-net device with one receive and one transmit queue,
+// both served with its backend by one goroutine (Loop): a frame to send,
+// a frame to receive and buffers posted for receiving all wake the same
+// thread, which serves whatever is ready.
 type Net struct {
 	backend NetBackend
 	mac     [6]byte
@@ -96,15 +103,10 @@ type Net struct {
 	rx, tx    *Queue
 	interrupt func(q int)
 
-	txHdr [NetHeaderSize]byte // the header of the frame being sent, copied
-	txIOV *mem.IOVec          // that header, then the frame in guest memory
-
-	// The receive loop runs on its own goroutine from Activate to Reset.
-	rxWake  int // eventfd: the driver posted buffers, or stop
-	rxStop  atomic.Bool
-	rxErr   atomic.Pointer[error] // the receive queue broke; reported by the next RX kick
-	rxDone  chan struct{}
-	rxIOV   *mem.IOVec // the driver's buffers a frame is read into
+	// The loop's own state.
+	txHdr   [NetHeaderSize]byte // the header of the frame being sent, copied
+	txIOV   *mem.IOVec          // that header, then the frame in guest memory
+	rxIOV   *mem.IOVec          // the driver's buffers a frame is read into
 	rxBuf   []byte     // a frame read for want of enough buffers
 	rxLen   int        // bytes in rxBuf waiting for guest buffers, 0 if none
 	rxHeads []uint16
@@ -117,16 +119,11 @@ func NewNet(backend NetBackend, mac [6]byte) (*Net, error) {
 	if mac[0]&1 != 0 {
 		return nil, fmt.Errorf("MAC %x is a multicast address", mac)
 	}
-	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		return nil, fmt.Errorf("eventfd: %w", err)
-	}
 	return &Net{
 		backend: backend, mac: mac,
 		txIOV:   mem.NewIOVec(mem.IOVecMax),
 		rxIOV:   mem.NewIOVec(mem.IOVecMax),
 		rxBuf:   make([]byte, NetHeaderSize+netMaxFrame),
-		rxWake:  wake,
 		rxHeads: make([]uint16, 0, netQueueMax),
 		rxLens:  make([]uint32, 0, netQueueMax),
 		rxHeld:  make([]rxChain, 0, netQueueMax),
@@ -194,46 +191,93 @@ func (n *Net) Activate(m *mem.Memory, features uint64, queues []*Queue, interrup
 	n.rxLen = 0
 	n.dropHeld()
 	n.mu.Unlock()
-	n.rxStop.Store(false)
-	n.rxErr.Store(nil)
-	n.rxDone = make(chan struct{})
-	go n.rxLoop(m, n.rx, features, n.rxDone)
 	return nil
 }
 
-// Process serves a notification: on the receive queue it wakes the receive
-// loop (buffers were posted); on the transmit queue it sends every frame
-// the driver queued.
-func (n *Net) Process(q int) error {
-	if q == netRxQueue {
-		if err := n.rxErr.Load(); err != nil {
-			return *err
-		}
-		n.wakeRx()
-		return nil
-	}
+// Loop serves both queues and the backend until stop is signalled: it
+// sends what the driver queued for transmission, moves received frames
+// into the driver's buffers, and reads the backend only while it has
+// somewhere to put a frame, so a driver that posts no buffers stops the
+// reading (the backend queues or drops, as a full NIC would) and blocks
+// nothing else. It returns an error when the driver broke a queue.
+func (n *Net) Loop(kicks []int, stop int) error {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.tx == nil {
-		return nil
+	m, rxq, txq, features := n.mem, n.rx, n.tx, n.features
+	n.mu.Unlock()
+	if rxq == nil || txq == nil || kicks[netRxQueue] < 0 || kicks[netTxQueue] < 0 {
+		return errors.New("virtio-net: not active")
 	}
-	return n.transmit(n.mem, n.tx)
-}
-
-func (n *Net) wakeRx() {
-	var one [8]byte
-	one[0] = 1
-	_, _ = unix.Write(n.rxWake, one[:])
-}
-
-// transmit sends the frames queued on the transmit queue.
-func (n *Net) transmit(m *mem.Memory, q *Queue) error {
-	old := q.UsedIdx()
+	fd := n.backend.Fd()
+	const pStop, pRxKick, pTxKick, pBackend = 0, 1, 2, 3
+	pfd := [4]unix.PollFd{
+		pStop:    {Fd: int32(stop), Events: unix.POLLIN},
+		pRxKick:  {Fd: int32(kicks[netRxQueue]), Events: unix.POLLIN},
+		pTxKick:  {Fd: int32(kicks[netTxQueue]), Events: unix.POLLIN},
+		pBackend: {Fd: int32(fd)},
+	}
+	var drain [8]byte
+	// Serve whatever the driver queued before the loop started.
+	txMore, rxMore, rxWait := true, true, false
 	for {
-		for {
-			head, chain, ok, err := q.Pop(m)
+		timeout := -1
+		if txMore || rxMore && !rxWait {
+			timeout = 0 // look for new events, then carry on
+		}
+		pfd[pBackend].Events = unix.POLLIN
+		if rxWait {
+			pfd[pBackend].Events = 0 // hold the frame; wait for a kick
+			n.Stats.RxStalls.Add(1)
+		}
+		if _, err := unix.Poll(pfd[:], timeout); err != nil && !errors.Is(err, unix.EINTR) {
+			slog.Warn("virtio-net: poll; the NIC stops", "err", err)
+			return nil
+		}
+		if pfd[pStop].Revents != 0 {
+			return nil
+		}
+		if pfd[pBackend].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
+			slog.Warn("virtio-net: the backend failed; the NIC stops", "revents", pfd[pBackend].Revents)
+			return nil
+		}
+		if pfd[pRxKick].Revents&unix.POLLIN != 0 {
+			_, _ = unix.Read(kicks[netRxQueue], drain[:])
+			rxWait, rxMore = false, true
+		}
+		if pfd[pTxKick].Revents&unix.POLLIN != 0 {
+			_, _ = unix.Read(kicks[netTxQueue], drain[:])
+			txMore = true
+		}
+		if pfd[pBackend].Revents&unix.POLLIN != 0 {
+			rxMore = true
+		}
+		if txMore {
+			more, err := n.transmit(m, txq)
 			if err != nil {
 				return err
+			}
+			txMore = more
+		}
+		if rxMore && !rxWait {
+			delivered, wait, err := n.receiveBatch(m, rxq, features, fd)
+			if err != nil {
+				return err
+			}
+			rxWait, rxMore = wait, delivered == netRxBatch
+		}
+	}
+}
+
+// transmit sends up to netTxBurst frames queued on the transmit queue. It
+// reports whether more wait; if none does, the driver is asked to kick on
+// its next frame.
+func (n *Net) transmit(m *mem.Memory, q *Queue) (bool, error) {
+	old := q.UsedIdx()
+	more := false
+	for sent := 0; ; {
+		for ; sent < netTxBurst; sent++ {
+			head, chain, ok, err := q.Pop(m)
+			if err != nil {
+				return false, err
 			}
 			if !ok {
 				break
@@ -250,8 +294,13 @@ func (n *Net) transmit(m *mem.Memory, q *Queue) error {
 				n.Stats.TxBytes.Add(uint64(payload))
 			}
 			if err := q.PushUsed(m, head, 0); err != nil {
-				return err
+				return false, err
 			}
+		}
+		if sent == netTxBurst && q.HasAvailable(m) {
+			// Leave the kick off: the loop comes back.
+			more = true
+			break
 		}
 		q.SetAvailEvent(m)
 		if !q.HasAvailable(m) {
@@ -261,7 +310,7 @@ func (n *Net) transmit(m *mem.Memory, q *Queue) error {
 	if q.UsedIdx() != old && q.NeedsInterrupt(m, old) {
 		n.interrupt(netTxQueue)
 	}
-	return nil
+	return more, nil
 }
 
 // txFrame prepares a transmit chain for one writev: the virtio-net header
@@ -351,46 +400,6 @@ func checkTxHeader(hdr *[NetHeaderSize]byte, payload int, features uint64) error
 		return ErrNetLongFrame
 	}
 	return nil
-}
-
-// rxLoop moves frames from the backend into the receive queue until
-// Reset. It reads the backend only when it holds no undelivered frame, so
-// a driver that posts no buffers stops the reading (the backend queues or
-// drops, as a full NIC would) and never blocks anything else.
-func (n *Net) rxLoop(m *mem.Memory, q *Queue, features uint64, done chan struct{}) {
-	defer close(done)
-	fd := n.backend.Fd()
-	pfd := []unix.PollFd{{Fd: int32(n.rxWake), Events: unix.POLLIN}, {Fd: int32(fd)}}
-	var drain [8]byte
-	for !n.rxStop.Load() {
-		delivered, waitBuffers, err := n.receiveBatch(m, q, features, fd)
-		if err != nil {
-			// The driver broke the receive queue: stop receiving and let
-			// its next kick report it (the transport then asks for a
-			// reset).
-			broken := err // a copy, so err itself stays on the stack
-			n.rxErr.Store(&broken)
-			n.rxLen = 0
-			n.dropHeld()
-			pfd[1].Events = 0
-			waitBuffers = true
-		}
-		if delivered > 0 {
-			continue // more may be ready; receiveBatch interrupted the driver
-		}
-		pfd[1].Events = unix.POLLIN
-		if waitBuffers {
-			pfd[1].Events = 0 // hold the frame; wait for a kick
-			n.Stats.RxStalls.Add(1)
-		}
-		if _, err := unix.Poll(pfd, -1); err != nil && !errors.Is(err, unix.EINTR) {
-			slog.Warn("virtio-net: poll", "err", err)
-			return
-		}
-		if pfd[0].Revents&unix.POLLIN != 0 {
-			_, _ = unix.Read(n.rxWake, drain[:])
-		}
-	}
 }
 
 // receiveBatch delivers up to netRxBatch frames. It reports how many it
@@ -660,12 +669,6 @@ func (n *Net) deliver(m *mem.Memory, q *Queue, features uint64, frame []byte) (r
 }
 
 func (n *Net) Reset() {
-	if n.rxDone != nil {
-		n.rxStop.Store(true)
-		n.wakeRx()
-		<-n.rxDone
-		n.rxDone = nil
-	}
 	n.mu.Lock()
 	n.rx, n.tx, n.mem, n.features, n.rxLen = nil, nil, nil, 0, 0
 	n.dropHeld()
@@ -674,6 +677,3 @@ func (n *Net) Reset() {
 		slog.Debug("virtio-net: clearing offloads", "err", err)
 	}
 }
-
-// Close releases the device's own descriptors (not the backend's).
-func (n *Net) Close() error { return unix.Close(n.rxWake) }

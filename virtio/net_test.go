@@ -62,6 +62,8 @@ type netRig struct {
 	data   uint64
 	irqs   [2]atomic.Int32
 	queues []*Queue
+	kicks  []int
+	loop   chan error // what Loop returned, once it has
 }
 
 const (
@@ -69,7 +71,41 @@ const (
 	netDataBase = 0x100000
 )
 
+// newNetRig makes a rig whose device runs its Loop, as the transport
+// would start it.
 func newNetRig(t testing.TB, features uint64) *netRig {
+	t.Helper()
+	r := newIdleNetRig(t, features)
+	stop, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range r.queues {
+		efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.kicks = append(r.kicks, efd)
+	}
+	r.loop = make(chan error, 1)
+	go func() { r.loop <- r.n.Loop(r.kicks, stop) }()
+	t.Cleanup(func() {
+		signal(stop)
+		select {
+		case <-r.loop:
+		case <-time.After(5 * time.Second):
+			t.Error("Loop did not stop")
+		}
+		for _, fd := range append(r.kicks, stop) {
+			unix.Close(fd)
+		}
+	})
+	return r
+}
+
+// newIdleNetRig makes a rig with an active device and no Loop: the test
+// calls the device's parts itself.
+func newIdleNetRig(t testing.TB, features uint64) *netRig {
 	t.Helper()
 	m, err := mem.New(mem.Region{Base: 0, Data: make([]byte, netRAM)})
 	if err != nil {
@@ -93,8 +129,31 @@ func newNetRig(t testing.TB, features uint64) *netRig {
 	if err := r.n.Activate(m, features, r.queues, func(q int) { r.irqs[q].Add(1) }); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { r.n.Reset(); r.n.Close() })
+	t.Cleanup(r.n.Reset)
 	return r
+}
+
+// signal makes an eventfd readable.
+func signal(efd int) {
+	var one [8]byte
+	one[0] = 1
+	_, _ = unix.Write(efd, one[:])
+}
+
+// kick notifies queue qi, as the driver's write to its notify address
+// does through the ioeventfd.
+func (r *netRig) kick(qi int) { signal(r.kicks[qi]) }
+
+// waitIRQ waits for an interrupt on queue qi.
+func (r *netRig) waitIRQ(qi int) {
+	r.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for r.irqs[qi].Load() == 0 {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("no interrupt on queue %d", qi)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // post chains buffers of the given lengths on queue qi and publishes the
@@ -249,9 +308,7 @@ func TestNetTransmit(t *testing.T) {
 	a := r.post(netTxQueue, false, uint32(len(small)))
 	r.m.WriteAt(small, a[0])
 
-	if err := r.n.Process(netTxQueue); err != nil {
-		t.Fatal(err)
-	}
+	r.kick(netTxQueue)
 	if got := r.hostRecv(); !bytes.Equal(got, want) {
 		t.Fatalf("host got %d bytes, want the %d-byte TSO frame", len(got), len(want))
 	}
@@ -261,15 +318,11 @@ func TestNetTransmit(t *testing.T) {
 	if got := r.hostRecv(); got != nil {
 		t.Fatalf("host got an extra %d-byte frame", len(got))
 	}
-	if r.usedIdx(netTxQueue) != 4 {
-		t.Fatalf("used idx %d, want all 4 chains returned", r.usedIdx(netTxQueue))
-	}
+	r.waitUsed(netTxQueue, 4)
 	if d := r.n.Stats.TxDropped.Load(); d != 2 {
 		t.Fatalf("TxDropped %d, want 2", d)
 	}
-	if r.irqs[netTxQueue].Load() == 0 {
-		t.Fatal("no TX interrupt")
-	}
+	r.waitIRQ(netTxQueue)
 }
 
 func TestNetReceiveMergeable(t *testing.T) {
@@ -283,7 +336,7 @@ func TestNetReceiveMergeable(t *testing.T) {
 	}
 	frame := append(txHeader(0, 0, 0, 0, 0), pattern(2900, 5)...) // 2912 bytes: 3 buffers
 	r.hostSend(frame)
-	r.n.Process(netRxQueue)
+	r.kick(netRxQueue)
 	r.waitUsed(netRxQueue, 3)
 	got := make([]byte, 0, len(frame))
 	for i := range uint16(3) {
@@ -300,9 +353,7 @@ func TestNetReceiveMergeable(t *testing.T) {
 	if !bytes.Equal(got, frame) {
 		t.Fatal("received frame differs from what the host sent")
 	}
-	if r.irqs[netRxQueue].Load() == 0 {
-		t.Fatal("no RX interrupt")
-	}
+	r.waitIRQ(netRxQueue)
 }
 
 // TestNetReceiveDirect: with room for the largest frame posted, frames are
@@ -343,7 +394,7 @@ func TestNetReceiveDirect(t *testing.T) {
 			for i := range chains {
 				heads[uint32(i*len(tt.chain))] = i
 			}
-			r.n.Process(netRxQueue)
+			r.kick(netRxQueue)
 			used := uint16(0)
 			for i, l := range tt.frames {
 				frame := append(txHeader(0, 0, 0, 0, 0), pattern(l, byte(i))...)
@@ -421,7 +472,7 @@ func TestNetReceiveBackpressure(t *testing.T) {
 	for range 5 {
 		bufs = append(bufs, r.post(netRxQueue, true, 2048))
 	}
-	r.n.Process(netRxQueue)
+	r.kick(netRxQueue)
 	r.waitUsed(netRxQueue, 5)
 	for i := range uint16(5) {
 		id, l := r.usedElem(netRxQueue, i)
@@ -443,7 +494,7 @@ func TestNetReceiveWaitsForEnoughBuffers(t *testing.T) {
 	r.post(netRxQueue, true, 1024)
 	r.post(netRxQueue, true, 1024)
 	r.hostSend(append(txHeader(0, 0, 0, 0, 0), pattern(2900, 5)...))
-	r.n.Process(netRxQueue)
+	r.kick(netRxQueue)
 	availEvent := r.rings[netRxQueue].q.Used + usedHeader + usedElem*64
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -460,7 +511,7 @@ func TestNetReceiveWaitsForEnoughBuffers(t *testing.T) {
 		t.Fatal("a frame was split over too few buffers")
 	}
 	r.post(netRxQueue, true, 1024)
-	r.n.Process(netRxQueue)
+	r.kick(netRxQueue)
 	r.waitUsed(netRxQueue, 3)
 }
 
@@ -475,7 +526,7 @@ func TestNetReceiveTooBig(t *testing.T) {
 	r.hostSend(append(txHeader(0, 0, 0, 0, 0), pattern(4000, 1)...))
 	small := append(txHeader(0, 0, 0, 0, 0), pattern(1000, 2)...)
 	r.hostSend(small)
-	r.n.Process(netRxQueue)
+	r.kick(netRxQueue)
 	r.waitUsed(netRxQueue, 1)
 	if d, f := r.n.Stats.RxDropped.Load(), r.n.Stats.RxFrames.Load(); d != 1 || f != 1 {
 		t.Fatalf("RxDropped %d, RxFrames %d: want 1 of each", d, f)
@@ -495,19 +546,21 @@ func TestNetReceiveTooBig(t *testing.T) {
 }
 
 // TestNetHostileReceiveQueue: a receive chain with a device-readable
-// buffer breaks the queue; the next kick reports it (the transport then
+// buffer breaks the queue: Loop returns the error (the transport then
 // marks the device as needing reset) and nothing panics.
 func TestNetHostileReceiveQueue(t *testing.T) {
 	r := newNetRig(t, (&Net{}).Features())
 	r.post(netRxQueue, false, 2048)
 	r.hostSend(append(txHeader(0, 0, 0, 0, 0), pattern(100, 1)...))
-	r.n.Process(netRxQueue)
-	deadline := time.Now().Add(5 * time.Second)
-	for r.n.Process(netRxQueue) == nil {
-		if time.Now().After(deadline) {
-			t.Fatal("a device-readable receive buffer was not reported")
+	r.kick(netRxQueue)
+	select {
+	case err := <-r.loop:
+		if !errors.Is(err, errNetReadableRx) {
+			t.Fatalf("Loop returned %v, want %v", err, errNetReadableRx)
 		}
-		time.Sleep(5 * time.Millisecond)
+		r.loop <- err // for the cleanup
+	case <-time.After(5 * time.Second):
+		t.Fatal("a device-readable receive buffer was not reported")
 	}
 }
 
@@ -516,7 +569,6 @@ func TestNetConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer n.Close()
 	b := make([]byte, 12)
 	n.ReadConfig(0, b)
 	want := []byte{0x52, 0x54, 0xaa, 0xbb, 0xcc, 0xdd, netLinkUp, 0, 1, 0, 0, 0}
@@ -528,15 +580,17 @@ func TestNetConfig(t *testing.T) {
 	}
 }
 
-// BenchmarkNetTransmit sends 1514-byte frames through Process, the TX hot
-// path: the chain is written once and made available again each time, so
-// -benchmem counts what the device allocates (nothing).
+// BenchmarkNetTransmit sends 1514-byte frames through transmit, the TX
+// hot path: the chain is written once and made available again each time,
+// so -benchmem counts what the device allocates (nothing).
 func BenchmarkNetTransmit(b *testing.B) {
-	r := newNetRig(b, (&Net{}).Features())
+	r := newIdleNetRig(b, (&Net{}).Features())
 	frame := append(txHeader(0, 0, 0, 0, 0), pattern(1502, 1)...)
 	addr := r.post(netTxQueue, false, uint32(len(frame)))
 	r.m.WriteAt(frame, addr[0])
-	r.n.Process(netTxQueue)
+	if _, err := r.n.transmit(r.m, &r.rings[netTxQueue].q); err != nil {
+		b.Fatal(err)
+	}
 	go func() {
 		buf := make([]byte, 70000)
 		for {
@@ -552,7 +606,7 @@ func BenchmarkNetTransmit(b *testing.B) {
 		r.m.PutUint16(ring.q.Avail+availHeader+2*uint64(ring.idx%ring.q.Size), 0)
 		ring.idx++
 		r.m.StoreUint32(ring.q.Avail, uint32(ring.idx)<<16)
-		if err := r.n.Process(netTxQueue); err != nil {
+		if _, err := r.n.transmit(r.m, &ring.q); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -568,7 +622,7 @@ func BenchmarkNetReceive(b *testing.B) {
 	for range ring.q.Size {
 		r.post(netRxQueue, true, 4096)
 	}
-	r.n.Process(netRxQueue)
+	r.kick(netRxQueue)
 	frame := append(txHeader(0, 0, 0, 0, 0), pattern(1502, 1)...)
 	used := uint16(0)
 	b.ReportAllocs()

@@ -159,6 +159,7 @@ type PCIDevice struct {
 
 	live    bool // activated
 	stop    atomic.Bool
+	stopFd  int // a Looper's stop eventfd while it runs, else -1
 	workers sync.WaitGroup
 }
 
@@ -172,6 +173,7 @@ func NewPCIDevice(name string, dev Device, m *mem.Memory, plat Platform, barAddr
 		pending:   make([]bool, n+1),
 		routes:    make([]vectorRoute, n+1),
 		configVec: noVector,
+		stopFd:    -1,
 	}
 	for i := range p.queues {
 		p.queues[i] = pciQueue{size: dev.QueueMax(), vector: noVector, efd: -1}
@@ -505,28 +507,69 @@ func (p *PCIDevice) activateLocked() error {
 		}
 		qs = append(qs, &pq.q)
 	}
-	if err := p.dev.Activate(p.mem, p.drvFeatures, qs, p.interrupt); err != nil {
-		return err
+	proc, _ := p.dev.(Processor)
+	looper, _ := p.dev.(Looper)
+	if proc == nil && looper == nil {
+		return fmt.Errorf("virtio-pci: %s serves no queues (neither Processor nor Looper)", p.name)
 	}
-	p.stop.Store(false)
+	// The eventfds first: nothing can fail once the device is active.
+	kicks := make([]int, len(p.queues))
 	for i := range p.queues {
-		pq := &p.queues[i]
-		if !pq.enabled {
+		kicks[i] = -1
+		if !p.queues[i].enabled {
 			continue
 		}
 		efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
 		if err != nil {
+			p.closeKicks()
 			return fmt.Errorf("eventfd: %w", err)
 		}
-		pq.efd = efd
+		p.queues[i].efd, kicks[i] = efd, efd
+	}
+	stopFd := -1
+	if looper != nil {
+		fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+		if err != nil {
+			p.closeKicks()
+			return fmt.Errorf("eventfd: %w", err)
+		}
+		stopFd = fd
+	}
+	if err := p.dev.Activate(p.mem, p.drvFeatures, qs, p.interrupt); err != nil {
+		p.closeKicks()
+		if stopFd >= 0 {
+			unix.Close(stopFd)
+		}
+		return err
+	}
+	p.stop.Store(false)
+	if looper != nil {
+		p.stopFd = stopFd
 		p.workers.Add(1)
-		go p.worker(i, efd)
+		go p.loop(looper, kicks, stopFd)
+	} else {
+		for i, efd := range kicks {
+			if efd >= 0 {
+				p.workers.Add(1)
+				go p.worker(proc, i, efd)
+			}
+		}
 	}
 	p.live = true
 	if p.mapped != 0 {
 		p.bindNotify()
 	}
 	return nil
+}
+
+// closeKicks closes the queues' eventfds.
+func (p *PCIDevice) closeKicks() {
+	for i := range p.queues {
+		if p.queues[i].efd >= 0 {
+			unix.Close(p.queues[i].efd)
+			p.queues[i].efd = -1
+		}
+	}
 }
 
 // bindNotify asks KVM to signal each queue's eventfd on a write to its
@@ -556,9 +599,18 @@ func (p *PCIDevice) unbindNotify() {
 	}
 }
 
-// NumQueues is how many virtqueues the device has, each served by a
-// worker goroutine of its own once the driver activates it.
+// NumQueues is how many virtqueues the device has.
 func (p *PCIDevice) NumQueues() int { return len(p.queues) }
+
+// Threads is how many goroutines serve the device once the driver
+// activates it, each blocking in a system call while it waits: one for a
+// Looper, one per queue otherwise.
+func (p *PCIDevice) Threads() int {
+	if _, ok := p.dev.(Looper); ok {
+		return 1
+	}
+	return len(p.queues)
+}
 
 func (p *PCIDevice) kick(q int) {
 	p.mu.Lock()
@@ -574,7 +626,7 @@ func (p *PCIDevice) kick(q int) {
 	}
 }
 
-func (p *PCIDevice) worker(q, efd int) {
+func (p *PCIDevice) worker(dev Processor, q, efd int) {
 	defer p.workers.Done()
 	var buf [8]byte
 	for {
@@ -584,14 +636,28 @@ func (p *PCIDevice) worker(q, efd int) {
 		if p.stop.Load() {
 			return
 		}
-		if err := p.dev.Process(q); err != nil {
-			p.warn("virtio: device needs reset", "queue", q, "err", err)
-			p.mu.Lock()
-			p.needsResetLocked()
-			p.mu.Unlock()
+		if err := dev.Process(q); err != nil {
+			p.driverBroke(q, err)
 			return
 		}
 	}
+}
+
+// loop runs a Looper until the reset signals stop.
+func (p *PCIDevice) loop(dev Looper, kicks []int, stop int) {
+	defer p.workers.Done()
+	if err := dev.Loop(kicks, stop); err != nil {
+		p.driverBroke(-1, err)
+	}
+}
+
+// driverBroke marks the device as needing reset after the driver broke
+// the rules on queue q (-1: the device does not say which).
+func (p *PCIDevice) driverBroke(q int, err error) {
+	p.warn("virtio: device needs reset", "queue", q, "err", err)
+	p.mu.Lock()
+	p.needsResetLocked()
+	p.mu.Unlock()
 }
 
 // needsResetLocked sets DEVICE_NEEDS_RESET and tells the driver through
@@ -740,15 +806,22 @@ func (p *PCIDevice) resetLocked() {
 				_, _ = unix.Write(efd, one[:])
 			}
 		}
+		if p.stopFd >= 0 {
+			var one [8]byte
+			one[0] = 1
+			_, _ = unix.Write(p.stopFd, one[:])
+		}
 		p.mu.Unlock()
 		p.workers.Wait()
 		p.mu.Lock()
 		p.dev.Reset()
 	}
+	p.closeKicks()
+	if p.stopFd >= 0 {
+		unix.Close(p.stopFd)
+		p.stopFd = -1
+	}
 	for i := range p.queues {
-		if p.queues[i].efd >= 0 {
-			unix.Close(p.queues[i].efd)
-		}
 		p.queues[i] = pciQueue{size: p.dev.QueueMax(), vector: noVector, efd: -1}
 	}
 	p.live = false

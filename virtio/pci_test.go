@@ -2,8 +2,11 @@ package virtio
 
 import (
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/govm/govm/mem"
 	"github.com/govm/govm/pci"
@@ -294,5 +297,89 @@ func TestINTx(t *testing.T) {
 	}
 	if rec.changes != changes {
 		t.Fatal("INTx changed while MSI-X was enabled")
+	}
+}
+
+// loopProbe is a Looper with one queue: Loop counts kicks and returns
+// errLoopProbe on the third.
+type loopProbe struct {
+	kicks, loops, resets atomic.Int32
+	running              atomic.Bool
+}
+
+var errLoopProbe = errors.New("the driver broke the queue")
+
+func (d *loopProbe) Type() uint16                                            { return TypeNet }
+func (d *loopProbe) Features() uint64                                        { return FeatureVersion1 }
+func (d *loopProbe) NumQueues() int                                          { return 1 }
+func (d *loopProbe) QueueMax() uint16                                        { return 16 }
+func (d *loopProbe) ReadConfig(uint64, []byte)                               {}
+func (d *loopProbe) WriteConfig(uint64, []byte)                              {}
+func (d *loopProbe) Activate(*mem.Memory, uint64, []*Queue, func(int)) error { return nil }
+func (d *loopProbe) Reset() {
+	if d.running.Load() {
+		panic("Reset while Loop runs")
+	}
+	d.resets.Add(1)
+}
+
+func (d *loopProbe) Loop(kicks []int, stop int) error {
+	d.running.Store(true)
+	defer d.running.Store(false)
+	d.loops.Add(1)
+	pfd := []unix.PollFd{{Fd: int32(stop), Events: unix.POLLIN}, {Fd: int32(kicks[0]), Events: unix.POLLIN}}
+	var buf [8]byte
+	for {
+		if _, err := unix.Poll(pfd, -1); err != nil && !errors.Is(err, unix.EINTR) {
+			return err
+		}
+		if pfd[0].Revents != 0 {
+			return nil
+		}
+		if pfd[1].Revents != 0 {
+			_, _ = unix.Read(kicks[0], buf[:])
+			if d.kicks.Add(1) == 3 {
+				return errLoopProbe
+			}
+		}
+	}
+}
+
+// TestLooper: the transport runs a Looper's Loop on one goroutine from
+// DRIVER_OK, hands it the queue's kicks, stops it before the device's
+// Reset, and marks the device as needing reset when Loop reports the
+// driver broke a queue.
+func TestLooper(t *testing.T) {
+	d := newDriver(t, 16)
+	dev := &loopProbe{}
+	p := NewPCIDevice("looper", dev, d.m, nullPlatform{}, rigBAR)
+	t.Cleanup(p.Close)
+	r := &pciRig{t: t, d: d, p: p}
+	if p.Threads() != 1 {
+		t.Fatalf("Threads %d, want 1", p.Threads())
+	}
+	r.good()
+	r.kick()
+	if !waitFor(func() bool { return dev.kicks.Load() == 1 }) {
+		t.Fatalf("Loop saw %d kicks, want 1", dev.kicks.Load())
+	}
+	r.reset()
+	if dev.running.Load() || dev.resets.Load() != 1 {
+		t.Fatalf("after reset: Loop running %v, %d resets", dev.running.Load(), dev.resets.Load())
+	}
+	r.good()
+	r.kick()
+	if !waitFor(func() bool { return dev.kicks.Load() == 2 }) {
+		t.Fatalf("Loop saw %d kicks after re-activation, want 2", dev.kicks.Load())
+	}
+	if r.status()&StatusNeedsReset != 0 {
+		t.Fatal("NEEDS_RESET before the driver broke anything")
+	}
+	r.kick()
+	if !waitFor(func() bool { return r.status()&StatusNeedsReset != 0 }) {
+		t.Fatal("Loop's error did not set NEEDS_RESET")
+	}
+	if n := dev.loops.Load(); n != 2 {
+		t.Fatalf("Loop ran %d times, want once per activation (2)", n)
 	}
 }
