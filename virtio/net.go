@@ -107,8 +107,8 @@ type Net struct {
 	txHdr   [NetHeaderSize]byte // the header of the frame being sent, copied
 	txIOV   *mem.IOVec          // that header, then the frame in guest memory
 	rxIOV   *mem.IOVec          // the driver's buffers a frame is read into
-	rxBuf   []byte     // a frame read for want of enough buffers
-	rxLen   int        // bytes in rxBuf waiting for guest buffers, 0 if none
+	rxBuf   []byte              // a frame read for want of enough buffers
+	rxLen   int                 // bytes in rxBuf waiting for guest buffers, 0 if none
 	rxHeads []uint16
 	rxLens  []uint32
 	rxHeld  []rxChain // chains popped for frames to come, in ring order
