@@ -267,6 +267,9 @@ var netFigures = regexp.MustCompile(`GOVM-(QEMU-)?NET-(RX|TX) \S+ bytes=(\d+) cr
 // hostSums matches the host side's hashes of what it sent and received.
 var hostSums = regexp.MustCompile(`GOVM-HOST-(RX|TX)SUM (govm|qemu) ([0-9a-f]{8})`)
 
+// hostCPU is a line of the network servers' CPU accounting.
+var hostCPU = regexp.MustCompile(`GOVM-HOST-CPU [^\r\n]*`)
+
 // BenchmarkVirtioNet moves data over TCP between the guest and the host
 // both ways through virtio-net on a TAP, under govm and under QEMU
 // (virtio-net-pci on its userspace TAP backend, vhost off: a VMM's own
@@ -287,12 +290,15 @@ func BenchmarkVirtioNet(b *testing.B) {
 	}
 	// The host serves random bytes on the RX port and hashes what arrives
 	// on the TX port.
+	// Each server also says where CPU time went during its transfer: the
+	// VMM's threads by name, the server's own, each CPU's split.
 	serve := func(who, rx, tx string) string {
 		p := "{dir}/" + who
+		comm := map[string]string{"govm": "govm", "qemu": "qemu-system-x86"}[who]
 		return "head -c " + n + " /dev/urandom > " + p + ".rx\n" +
 			"govm-agent sum " + p + ".rx > " + p + ".rxsum\n" +
-			"govm-agent send " + rx + " " + p + ".rx & servers=\"$servers $!\"\n" +
-			"govm-agent recv " + tx + " " + p + ".txsum & servers=\"$servers $!\"\n"
+			"govm-agent send " + rx + " " + p + ".rx " + comm + " & servers=\"$servers $!\"\n" +
+			"govm-agent recv " + tx + " " + p + ".txsum " + comm + " & servers=\"$servers $!\"\n"
 	}
 	sums := func(who string) string {
 		p := "{dir}/" + who
@@ -364,6 +370,8 @@ func BenchmarkVirtioNet(b *testing.B) {
 			if len(res.NICs) > 0 {
 				b.Logf("govm NIC counters: %s", res.NICs)
 			}
+			b.Logf("round %d: where CPU time went during each transfer (ports: govm 5000 host to guest, 5001 guest to host; QEMU 5010, 5011):\n%s",
+				round, strings.Join(hostCPU.FindAllString(res.Output, -1), "\n"))
 			if !got["qemuRX"] || !got["qemuTX"] {
 				benchNote(b, "round %d: QEMU's transfers incomplete (%v)", round, got)
 			}

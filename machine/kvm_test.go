@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -196,11 +198,20 @@ func TestTinyGuestIO(t *testing.T) {
 func TestVCPUStopsOnCancel(t *testing.T) {
 	m := newTestMachine(t, guestSpin, 1, &bytes.Buffer{}, nil, nil)
 	ctx, cancel := context.WithCancelCause(context.Background())
-	time.AfterFunc(300*time.Millisecond, func() { cancel(errors.New("test over")) })
+	// While the guest spins, its vCPU's thread carries the vCPU's name.
+	var comm string
+	time.AfterFunc(300*time.Millisecond, func() {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/comm", m.vcpus[0].tid.Load()))
+		comm = strings.TrimSpace(string(b))
+		cancel(errors.New("test over"))
+	})
 	start := time.Now()
 	res := runWithin(t, m, ctx, 10*time.Second)
 	if res.Reason != StopCanceled || res.Detail != "test over" {
 		t.Fatalf("got %v (%s), want canceled", res.Reason, res.Detail)
+	}
+	if comm != "govm-vcpu0" {
+		t.Errorf("vCPU 0's thread is named %q, want govm-vcpu0", comm)
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("stop took %v", d)

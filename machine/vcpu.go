@@ -13,6 +13,7 @@ import (
 
 	"github.com/govm/govm/boot"
 	"github.com/govm/govm/kvm"
+	"github.com/govm/govm/osthread"
 )
 
 type vcpu struct {
@@ -31,8 +32,9 @@ const maxCountedExit = 64
 // runVCPU is the vCPU loop: one goroutine per vCPU, locked to its thread so
 // KVM's per-thread state and the kick signal reach the right place.
 func (m *Machine) runVCPU(v *vcpu) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	if err := osthread.Lock(fmt.Sprintf("govm-vcpu%d", v.id)); err != nil {
+		slog.Debug("vCPU thread", "vcpu", v.id, "err", err)
+	}
 	v.tid.Store(int32(unix.Gettid()))
 	defer func() { v.lastRIP.Store(v.rip()) }()
 	if m.cfg.PinVCPUs {

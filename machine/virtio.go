@@ -58,12 +58,13 @@ func (m *Machine) SignalMSI(addr uint64, data uint32) error { return m.vm.Signal
 // addPCIDevice wraps dev in the virtio-PCI transport in the next free
 // slot (slots 1 and up, in the order devices are added), its BAR after the
 // previous device's.
-func (m *Machine) addPCIDevice(name string, dev virtio.Device) error {
+func (m *Machine) addPCIDevice(name, thread string, dev virtio.Device) error {
 	i := len(m.virtioDevs)
 	bar := uint64(PCIMMIOBase) + uint64(i)*virtio.BARSize
 	slot := i + 1
 	plat := intxPlatform{Machine: m, dev: dev}
 	pd := virtio.NewPCIDevice(name, dev, m.mem, plat, bar)
+	pd.SetThreadName(thread)
 	if !m.pciHost.Attach(slot, pd.Cfg) {
 		return fmt.Errorf("%s: no free PCI slot", name)
 	}
@@ -95,7 +96,7 @@ func (m *Machine) addNICs() error {
 			return fmt.Errorf("--net %s: %w", t.Name(), err)
 		}
 		m.nets = append(m.nets, dev)
-		if err := m.addPCIDevice(fmt.Sprintf("virtio-net %d (%s)", i, t.Name()), dev); err != nil {
+		if err := m.addPCIDevice(fmt.Sprintf("virtio-net %d (%s)", i, t.Name()), fmt.Sprintf("govm-net%d", i), dev); err != nil {
 			return err
 		}
 	}
@@ -117,7 +118,7 @@ func (m *Machine) addDisks() error {
 		if err != nil {
 			return fmt.Errorf("--disk %s: %w", d.Path, err)
 		}
-		if err := m.addPCIDevice(fmt.Sprintf("virtio-blk %d", i), blk); err != nil {
+		if err := m.addPCIDevice(fmt.Sprintf("virtio-blk %d", i), fmt.Sprintf("govm-blk%d", i), blk); err != nil {
 			return fmt.Errorf("--disk %s: %w", d.Path, err)
 		}
 	}

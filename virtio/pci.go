@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/govm/govm/mem"
+	"github.com/govm/govm/osthread"
 	"github.com/govm/govm/pci"
 )
 
@@ -160,6 +161,8 @@ type PCIDevice struct {
 	live    bool // activated
 	stop    atomic.Bool
 	stopFd  int // a Looper's stop eventfd while it runs, else -1
+	// threadName names the worker threads (SetThreadName), "" for none.
+	threadName string
 	workers sync.WaitGroup
 }
 
@@ -546,12 +549,16 @@ func (p *PCIDevice) activateLocked() error {
 	if looper != nil {
 		p.stopFd = stopFd
 		p.workers.Add(1)
-		go p.loop(looper, kicks, stopFd)
+		go p.loop(looper, kicks, stopFd, p.threadName)
 	} else {
 		for i, efd := range kicks {
 			if efd >= 0 {
+				name := p.threadName
+				if name != "" && len(p.queues) > 1 {
+					name = fmt.Sprintf("%s-q%d", name, i)
+				}
 				p.workers.Add(1)
-				go p.worker(proc, i, efd)
+				go p.worker(proc, i, efd, name)
 			}
 		}
 	}
@@ -626,8 +633,9 @@ func (p *PCIDevice) kick(q int) {
 	}
 }
 
-func (p *PCIDevice) worker(dev Processor, q, efd int) {
+func (p *PCIDevice) worker(dev Processor, q, efd int, thread string) {
 	defer p.workers.Done()
+	p.lockThread(thread)
 	var buf [8]byte
 	for {
 		if _, err := unix.Read(efd, buf[:]); err != nil && !errors.Is(err, unix.EINTR) {
@@ -644,11 +652,33 @@ func (p *PCIDevice) worker(dev Processor, q, efd int) {
 }
 
 // loop runs a Looper until the reset signals stop.
-func (p *PCIDevice) loop(dev Looper, kicks []int, stop int) {
+func (p *PCIDevice) loop(dev Looper, kicks []int, stop int, thread string) {
 	defer p.workers.Done()
+	p.lockThread(thread)
 	if err := dev.Loop(kicks, stop); err != nil {
 		p.driverBroke(-1, err)
 	}
+}
+
+// lockThread locks the calling worker to its thread and names it, if the
+// device has a thread name.
+func (p *PCIDevice) lockThread(name string) {
+	if name == "" {
+		return
+	}
+	if err := osthread.Lock(name); err != nil {
+		slog.Debug("virtio-pci: worker thread", "dev", p.name, "err", err)
+	}
+}
+
+// SetThreadName names the threads that serve the device: name itself for
+// a Looper's or a one-queue device's, name-qN for queue N's otherwise (cut
+// to the 15 bytes Linux keeps). Set it before the driver activates the
+// device.
+func (p *PCIDevice) SetThreadName(name string) {
+	p.mu.Lock()
+	p.threadName = name
+	p.mu.Unlock()
 }
 
 // driverBroke marks the device as needing reset after the driver broke

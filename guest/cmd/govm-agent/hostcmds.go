@@ -16,9 +16,13 @@ import (
 // nested). They are the agent's own code rather than a shell's nc, whose
 // behaviour with a listening socket and an idle stdin varies.
 //
-//	govm-agent send PORT FILE      serve FILE to the first connection on PORT
-//	govm-agent recv PORT SUMFILE   read the first connection on PORT to its
-//	                               end and write its SHA-256 to SUMFILE
+//	govm-agent send PORT FILE [VMM]
+//	                               serve FILE to the first connection on PORT
+//	govm-agent recv PORT SUMFILE [VMM]
+//	                               read the first connection on PORT to its
+//	                               end and write its CRC-32C to SUMFILE
+//	                               (with VMM, a process name: say where CPU
+//	                               time went meanwhile, cpuacct.go)
 //	govm-agent bench FILE          measure FILE as diskbench does /dev/vda
 //	govm-agent time NAME CMD...    run CMD (output to NAME.log) and say its
 //	                               wall time and exit status
@@ -40,8 +44,8 @@ func hostCommand(args []string) error {
 		return checkRecords(args[1], args[2])
 	case len(args) == 2 && args[0] == "bench":
 		return sayBench(printLine, "GOVM-HOST-BENCH", args[1])
-	case len(args) == 3 && args[0] == "send":
-		return serveOnce(args[1], func(c net.Conn) error {
+	case (len(args) == 3 || len(args) == 4) && args[0] == "send":
+		return serveOnce(args[1], vmmArg(args), func(c net.Conn) error {
 			f, err := os.Open(args[2])
 			if err != nil {
 				return err
@@ -62,8 +66,8 @@ func hostCommand(args []string) error {
 		}
 		fmt.Println(netSumHex(h))
 		return nil
-	case len(args) == 3 && args[0] == "recv":
-		return serveOnce(args[1], func(c net.Conn) error {
+	case (len(args) == 3 || len(args) == 4) && args[0] == "recv":
+		return serveOnce(args[1], vmmArg(args), func(c net.Conn) error {
 			h := newNetSum()
 			if _, err := io.Copy(h, c); err != nil {
 				return err
@@ -76,11 +80,21 @@ func hostCommand(args []string) error {
 			return os.Rename(tmp, args[2])
 		})
 	}
-	return fmt.Errorf("usage: govm-agent bench FILE | send PORT FILE | sum FILE | recv PORT SUMFILE | time NAME CMD... | checkrecs FILE N | boot NAME MARKER SECONDS CMD...")
+	return fmt.Errorf("usage: govm-agent bench FILE | send PORT FILE [VMM] | sum FILE | recv PORT SUMFILE [VMM] | time NAME CMD... | checkrecs FILE N | boot NAME MARKER SECONDS CMD...")
 }
 
-// serveOnce accepts one connection on port, runs serve on it and closes it.
-func serveOnce(port string, serve func(net.Conn) error) error {
+// vmmArg is send's and recv's optional VMM name: "" if not given.
+func vmmArg(args []string) string {
+	if len(args) == 4 {
+		return args[3]
+	}
+	return ""
+}
+
+// serveOnce accepts one connection on port, runs serve on it and closes
+// it. With a VMM's process name, it then says where CPU time went from the
+// connection to the end of serve (cpuacct.go), labelled with the port.
+func serveOnce(port, vmm string, serve func(net.Conn) error) error {
 	l, err := net.Listen("tcp", ":"+port)
 	if err != nil {
 		return err
@@ -91,7 +105,15 @@ func serveOnce(port string, serve func(net.Conn) error) error {
 		return err
 	}
 	defer c.Close()
-	return serve(c)
+	var acct *cpuAcct
+	if vmm != "" {
+		acct = startCPUAcct(port, vmm)
+	}
+	err = serve(c)
+	if acct != nil {
+		acct.say()
+	}
+	return err
 }
 
 // timeCommand runs cmd with its output in name.log and says how long it

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Where a transfer's CPU time went, for the network benchmark's host end:
+// the VMM's threads (by name: govm names its vCPU and device threads, QEMU
+// names its own), this process's, and the CPUs' split from /proc/stat. On
+// a host with one CPU for everything (the nested harness pins all to L1's
+// CPU 0) the VMM that spends less per byte leaves more to the guest.
+
+// threadCPU is a thread's scheduler accounting from
+// /proc/PID/task/TID/schedstat (Documentation/scheduler/sched-stats.rst):
+// time on a CPU, time waiting on a run queue, timeslices run.
+type threadCPU struct {
+	comm              string
+	run, wait, slices uint64
+}
+
+// threadsCPU reads every thread of process pid.
+func threadsCPU(pid int) map[int]threadCPU {
+	out := map[int]threadCPU{}
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return out
+	}
+	for _, e := range ents {
+		tid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, err1 := os.ReadFile(filepath.Join(dir, e.Name(), "comm"))
+		st, err2 := os.ReadFile(filepath.Join(dir, e.Name(), "schedstat"))
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		var t threadCPU
+		if _, err := fmt.Sscan(string(st), &t.run, &t.wait, &t.slices); err != nil {
+			continue
+		}
+		t.comm = strings.TrimSpace(string(comm))
+		out[tid] = t
+	}
+	return out
+}
+
+// findProcess is the pid of the newest process named comm, 0 if none.
+func findProcess(comm string) int {
+	ents, _ := os.ReadDir("/proc")
+	best := 0
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+		if err == nil && strings.TrimSpace(string(b)) == comm && pid > best {
+			best = pid
+		}
+	}
+	return best
+}
+
+// cpuTimes is /proc/stat's "cpu" lines: per CPU, the ticks (USER_HZ) in
+// user, nice, system, idle, iowait, irq, softirq, steal, guest.
+func cpuTimes() map[string][]uint64 {
+	out := map[string][]uint64{}
+	f, err := os.Open("/proc/stat")
+	if err != nil {
+		return out
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 10 || !strings.HasPrefix(fields[0], "cpu") || fields[0] == "cpu" {
+			continue
+		}
+		var v []uint64
+		for _, s := range fields[1:10] {
+			n, _ := strconv.ParseUint(s, 10, 64)
+			v = append(v, n)
+		}
+		out[fields[0]] = v
+	}
+	return out
+}
+
+// cpuAcct is a snapshot of where CPU time has gone so far.
+type cpuAcct struct {
+	at         time.Time
+	vmm, self  map[int]threadCPU
+	vmmPid     int
+	cpus       map[string][]uint64
+	vmmComm    string
+	selfPid    int
+	label      string
+	vmmMissing bool
+}
+
+// startCPUAcct snapshots the VMM named vmm (if running) and this process.
+func startCPUAcct(label, vmm string) *cpuAcct {
+	a := &cpuAcct{at: time.Now(), label: label, vmmComm: vmm, selfPid: os.Getpid()}
+	a.vmmPid = findProcess(vmm)
+	a.vmm = threadsCPU(a.vmmPid)
+	a.self = threadsCPU(a.selfPid)
+	a.cpus = cpuTimes()
+	return a
+}
+
+// say prints what went where since the snapshot, one line per thread
+// name and per CPU:
+//
+//	GOVM-HOST-CPU LABEL vmm|peer NAME threads=N run_ms=R wait_ms=W slices=S
+//	GOVM-HOST-CPU LABEL cpuN user=.. system=.. softirq=.. guest=.. idle=.. (ms)
+func (a *cpuAcct) say() {
+	ms := time.Since(a.at).Milliseconds()
+	fmt.Printf("GOVM-HOST-CPU %s wall_ms=%d vmm=%s pid=%d\n", a.label, ms, a.vmmComm, a.vmmPid)
+	sayThreads(a.label, "vmm", a.vmm, threadsCPU(a.vmmPid))
+	sayThreads(a.label, "peer", a.self, threadsCPU(a.selfPid))
+	now := cpuTimes()
+	names := make([]string, 0, len(now))
+	for c := range now {
+		names = append(names, c)
+	}
+	sort.Strings(names)
+	tick := 1000 / 100 // ms per USER_HZ tick (100 on Linux/x86)
+	for _, c := range names {
+		was, ok := a.cpus[c]
+		if !ok {
+			continue
+		}
+		d := func(i int) uint64 { return (now[c][i] - was[i]) * uint64(tick) }
+		fmt.Printf("GOVM-HOST-CPU %s %s user=%d system=%d softirq=%d irq=%d guest=%d idle=%d\n",
+			a.label, c, d(0)+d(1), d(2), d(6), d(5), d(8), d(3)+d(4))
+	}
+}
+
+// sayThreads prints the growth of each thread name's accounting between
+// two snapshots (threads born since count in full).
+func sayThreads(label, who string, before, after map[int]threadCPU) {
+	type sum struct {
+		threads           int
+		run, wait, slices uint64
+	}
+	by := map[string]*sum{}
+	for tid, t := range after {
+		s := by[t.comm]
+		if s == nil {
+			s = &sum{}
+			by[t.comm] = s
+		}
+		b := before[tid]
+		if b.run > t.run {
+			b = threadCPU{}
+		}
+		s.threads++
+		s.run += t.run - b.run
+		s.wait += t.wait - b.wait
+		s.slices += t.slices - b.slices
+	}
+	names := make([]string, 0, len(by))
+	for n := range by {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		s := by[n]
+		fmt.Printf("GOVM-HOST-CPU %s %s %s threads=%d run_ms=%.1f wait_ms=%.1f slices=%d\n",
+			label, who, strings.ReplaceAll(n, " ", "_"), s.threads, float64(s.run)/1e6, float64(s.wait)/1e6, s.slices)
+	}
+}
