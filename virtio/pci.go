@@ -158,12 +158,12 @@ type PCIDevice struct {
 	intxWired    bool
 	intxAsserted bool
 
-	live    bool // activated
-	stop    atomic.Bool
-	stopFd  int // a Looper's stop eventfd while it runs, else -1
+	live   bool // activated
+	stop   atomic.Bool
+	stopFd int // a Looper's stop eventfd while it runs, else -1
 	// threadName names the worker threads (SetThreadName), "" for none.
 	threadName string
-	workers sync.WaitGroup
+	workers    sync.WaitGroup
 }
 
 // NewPCIDevice wraps dev in the transport, with its BAR at barAddr.
