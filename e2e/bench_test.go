@@ -92,7 +92,7 @@ func BenchmarkVirtioBlk(b *testing.B) {
 // VMM (a fresh L1 each round, govm and QEMU taking turns in it): nested
 // figures swing up to 2x from run to run, so each is a median with its
 // min and max.
-const ioRounds = 3
+const ioRounds = 5
 
 // reportRounds reports each measure's median, min and max over the
 // rounds, or fails if govm has none.
