@@ -100,6 +100,7 @@ type NICStats struct {
 	RxDropped uint64 `json:"rx_dropped"`
 	RxStalls  uint64 `json:"rx_stalls"`
 	RxCopied  uint64 `json:"rx_copied"`
+	Wakes     uint64 `json:"wakes"` // times the NIC's thread woke to work
 }
 
 // Machine is a VM ready to run.
@@ -376,7 +377,7 @@ func (m *Machine) Stats() Stats {
 		st.NICs = append(st.NICs, NICStats{
 			TxFrames: s.TxFrames.Load(), TxBytes: s.TxBytes.Load(), TxDropped: s.TxDropped.Load(),
 			RxFrames: s.RxFrames.Load(), RxBytes: s.RxBytes.Load(), RxDropped: s.RxDropped.Load(),
-			RxStalls: s.RxStalls.Load(), RxCopied: s.RxCopied.Load(),
+			RxStalls: s.RxStalls.Load(), RxCopied: s.RxCopied.Load(), Wakes: s.Wakes.Load(),
 		})
 	}
 	return st
