@@ -86,7 +86,7 @@ type NetStats struct {
 	RxStalls                     atomic.Uint64 // times RX waited for the driver to post buffers
 	RxCopied                     atomic.Uint64 // frames read into govm and copied: too few buffers posted to read in place
 	TxBackendErrs, RxBackendErrs atomic.Uint64
-	Wakes                        atomic.Uint64 // times the loop woke to work (frames per wake: batching)
+	Wakes                        atomic.Uint64 // times the loop slept and woke to work (frames per wake: batching)
 }
 
 // Net is a virtio-net device with one receive and one transmit queue,
@@ -235,7 +235,9 @@ func (n *Net) Loop(kicks []int, stop int) error {
 		if pfd[pStop].Revents != 0 {
 			return nil
 		}
-		n.Stats.Wakes.Add(1)
+		if timeout < 0 {
+			n.Stats.Wakes.Add(1) // it slept, and something woke it
+		}
 		if pfd[pBackend].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
 			slog.Warn("virtio-net: the backend failed; the NIC stops", "revents", pfd[pBackend].Revents)
 			return nil
@@ -263,13 +265,13 @@ func (n *Net) Loop(kicks []int, stop int) error {
 			if err != nil {
 				return err
 			}
+			if wait {
+				n.Stats.RxStalls.Add(1)
+			}
 			// After a delivery, look once more before sleeping: the
 			// next frame is often on its way (BenchmarkNetReceive,
 			// a driver on another CPU: 11 us a frame against 16 when
 			// the loop slept at once).
-			if wait {
-				n.Stats.RxStalls.Add(1)
-			}
 			rxWait, rxMore = wait, delivered > 0
 		}
 	}
