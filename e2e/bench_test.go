@@ -33,6 +33,7 @@ func BenchmarkVirtioBlk(b *testing.B) {
 	r := testRunner(b)
 	qemu := "export PATH=$PATH:/usr/bin\n" + // L1 keeps QEMU there, off its PATH
 		"for a in $(seq " + strconv.Itoa(bootTries) + "); do\n" +
+		"  govm-agent cpuwatch qemu-system-x86 &\n" +
 		"  timeout -s KILL " + qemuLimit + " qemu-system-x86_64 -accel kvm -cpu " + qemuCPU + " -m 512M -smp 1" +
 		" -nodefaults -no-user-config -display none -serial file:/tmp/qemu-blk.log -no-reboot -L /usr/share/qemu" +
 		" -kernel {bzImage} -initrd {initrd} -append '" + strings.Replace(bootCmdline, "hang", "diskbench", 1) + "'" +
@@ -49,8 +50,14 @@ func BenchmarkVirtioBlk(b *testing.B) {
 					"--disk", "{dir}/raw.img", "--append", "govm.action=diskbench", "--timeout", "4m"},
 				Timeout:   12 * time.Minute,
 				NeedPeers: true,
-				Before:    "dd if=/dev/zero of={dir}/raw.img bs=1M count=64 2>/dev/null",
-				After:     qemu + "govm-agent bench {dir}/raw.img",
+				// cpuwatch says where each VMM's CPU time went, per thread
+				// name, over its whole run.
+				// (to a file: in direct mode Before's shell must not
+				// keep its output open).
+				Before: "dd if=/dev/zero of={dir}/raw.img bs=1M count=64 2>/dev/null\n" +
+					"govm-agent cpuwatch govm >{dir}/cpuwatch.txt 2>&1 &\n",
+				After: "for i in $(seq 20); do [ -s {dir}/cpuwatch.txt ] && break; sleep 0.2; done; cat {dir}/cpuwatch.txt\n" +
+					qemu + "wait\ngovm-agent bench {dir}/raw.img",
 			})
 			if errors.Is(err, errEmulatorFault) {
 				benchNote(b, "round %d: every attempt was spoiled by the emulator: %v", round, err)
@@ -72,6 +79,7 @@ func BenchmarkVirtioBlk(b *testing.B) {
 			if !okG || !okH || res.GovmExit != 0 {
 				b.Fatalf("govm exit %d; figures guest %v host %v; console tail:\n%s", res.GovmExit, okG, okH, tail(res.Output, 40))
 			}
+			b.Logf("round %d: CPU time per thread name over each VMM's run:\n%s", round, strings.Join(cpuWatchLine.FindAllString(res.Output, -1), "\n"))
 			qemuFig, okQ := fig["GOVM-QEMU-BENCH"]
 			if !okQ {
 				benchNote(b, "round %d: no figures from QEMU (its guest failed %d times)", round, bootTries)
@@ -266,6 +274,9 @@ var netFigures = regexp.MustCompile(`GOVM-(QEMU-)?NET-(RX|TX) \S+ bytes=(\d+) cr
 
 // hostSums matches the host side's hashes of what it sent and received.
 var hostSums = regexp.MustCompile(`GOVM-HOST-(RX|TX)SUM (govm|qemu) ([0-9a-f]{8})`)
+
+// cpuWatchLine is a line of govm-agent cpuwatch's report.
+var cpuWatchLine = regexp.MustCompile(`GOVM-HOST-CPUWATCH [^\r\n]*`)
 
 // hostCPU is a line of the network servers' CPU accounting.
 var hostCPU = regexp.MustCompile(`GOVM-HOST-CPU [^\r\n]*`)

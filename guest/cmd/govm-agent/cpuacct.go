@@ -148,25 +148,68 @@ func (a *cpuAcct) say() {
 // sayThreads prints the growth of each thread name's accounting between
 // two snapshots (threads born since count in full).
 func sayThreads(label, who string, before, after map[int]threadCPU) {
+	grown := make(map[int]threadCPU, len(after))
+	for tid, t := range after {
+		b := before[tid]
+		if b.run > t.run { // not the same thread: the tid was reused
+			b = threadCPU{}
+		}
+		grown[tid] = threadCPU{comm: t.comm, run: t.run - b.run, wait: t.wait - b.wait, slices: t.slices - b.slices}
+	}
+	sayThreadTotals("GOVM-HOST-CPU "+label+" "+who, grown)
+}
+
+// cpuWatchPoll is how often cpuWatch samples the VMM's threads: the
+// figures it says are those of the last sample before the VMM exited.
+const cpuWatchPoll = 200 * time.Millisecond
+
+// cpuWatch waits up to a minute for a process named vmm, samples its
+// threads until it exits and then says, per thread name, the CPU time
+// they had used by the last sample:
+//
+//	GOVM-HOST-CPUWATCH VMM NAME threads=N run_ms=R wait_ms=W slices=S
+func cpuWatch(vmm string) error {
+	deadline := time.Now().Add(time.Minute)
+	pid := 0
+	for pid == 0 {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cpuwatch: no process named %s", vmm)
+		}
+		time.Sleep(cpuWatchPoll / 4)
+		pid = findProcess(vmm)
+	}
+	last := map[int]threadCPU{}
+	for {
+		now := threadsCPU(pid)
+		if len(now) == 0 {
+			break
+		}
+		for tid, t := range now {
+			last[tid] = t
+		}
+		time.Sleep(cpuWatchPoll)
+	}
+	sayThreadTotals("GOVM-HOST-CPUWATCH "+vmm, last)
+	return nil
+}
+
+// sayThreadTotals prints each thread name's summed accounting.
+func sayThreadTotals(prefix string, threads map[int]threadCPU) {
 	type sum struct {
 		threads           int
 		run, wait, slices uint64
 	}
 	by := map[string]*sum{}
-	for tid, t := range after {
+	for _, t := range threads {
 		s := by[t.comm]
 		if s == nil {
 			s = &sum{}
 			by[t.comm] = s
 		}
-		b := before[tid]
-		if b.run > t.run {
-			b = threadCPU{}
-		}
 		s.threads++
-		s.run += t.run - b.run
-		s.wait += t.wait - b.wait
-		s.slices += t.slices - b.slices
+		s.run += t.run
+		s.wait += t.wait
+		s.slices += t.slices
 	}
 	names := make([]string, 0, len(by))
 	for n := range by {
@@ -175,7 +218,7 @@ func sayThreads(label, who string, before, after map[int]threadCPU) {
 	sort.Strings(names)
 	for _, n := range names {
 		s := by[n]
-		fmt.Printf("GOVM-HOST-CPU %s %s %s threads=%d run_ms=%.1f wait_ms=%.1f slices=%d\n",
-			label, who, strings.ReplaceAll(n, " ", "_"), s.threads, float64(s.run)/1e6, float64(s.wait)/1e6, s.slices)
+		fmt.Printf("%s %s threads=%d run_ms=%.1f wait_ms=%.1f slices=%d\n",
+			prefix, strings.ReplaceAll(n, " ", "_"), s.threads, float64(s.run)/1e6, float64(s.wait)/1e6, s.slices)
 	}
 }

@@ -24,6 +24,9 @@ import (
 //	                               (with VMM, a process name: say where CPU
 //	                               time went meanwhile, cpuacct.go)
 //	govm-agent bench FILE          measure FILE as diskbench does /dev/vda
+//	govm-agent cpuwatch VMM        wait for a process named VMM, follow its
+//	                               threads' CPU time until it exits and say
+//	                               their totals (cpuacct.go)
 //	govm-agent time NAME CMD...    run CMD (output to NAME.log) and say its
 //	                               wall time and exit status
 //	govm-agent checkrecs FILE N    check records 0..N (records.go) in FILE
@@ -42,6 +45,8 @@ func hostCommand(args []string) error {
 		return bootCommand(args[1], args[2], time.Duration(secs)*time.Second, args[4:])
 	case len(args) == 3 && args[0] == "checkrecs":
 		return checkRecords(args[1], args[2])
+	case len(args) == 2 && args[0] == "cpuwatch":
+		return cpuWatch(args[1])
 	case len(args) == 2 && args[0] == "bench":
 		return sayBench(printLine, "GOVM-HOST-BENCH", args[1])
 	case (len(args) == 3 || len(args) == 4) && args[0] == "send":
@@ -80,7 +85,7 @@ func hostCommand(args []string) error {
 			return os.Rename(tmp, args[2])
 		})
 	}
-	return fmt.Errorf("usage: govm-agent bench FILE | send PORT FILE [VMM] | sum FILE | recv PORT SUMFILE [VMM] | time NAME CMD... | checkrecs FILE N | boot NAME MARKER SECONDS CMD...")
+	return fmt.Errorf("usage: govm-agent bench FILE | send PORT FILE [VMM] | cpuwatch VMM | sum FILE | recv PORT SUMFILE [VMM] | time NAME CMD... | checkrecs FILE N | boot NAME MARKER SECONDS CMD...")
 }
 
 // vmmArg is send's and recv's optional VMM name: "" if not given.
