@@ -110,6 +110,7 @@ type Serial struct {
 	// after THRI is enabled); txTimer is armed while it is "busy".
 	txTimer *time.Timer
 	txDue   time.Time
+	txArmed bool // txTimer will fire: another write only moves txDue
 
 	rx     []byte
 	rxCond *sync.Cond
@@ -163,12 +164,14 @@ func (s *Serial) Close() {
 // one's deadline moves on.
 func (s *Serial) startTx() {
 	s.txDue = time.Now().Add(txDrainDelay)
+	if s.txArmed {
+		return // txDrained finds the new deadline and waits it out
+	}
+	s.txArmed = true
 	if s.txTimer == nil {
 		s.txTimer = time.AfterFunc(txDrainDelay, s.txDrained)
 		return
 	}
-	// If it fired and txDrained waits for the lock, it finds the new
-	// deadline and waits it out; at worst it runs once more.
 	s.txTimer.Reset(txDrainDelay)
 }
 
@@ -185,6 +188,7 @@ func (s *Serial) txDrained() {
 		s.txTimer.Reset(left)
 		return
 	}
+	s.txArmed = false
 	if s.ier&ierTHRI != 0 {
 		s.thrPending = true
 		s.updateIRQ()
@@ -315,9 +319,15 @@ func (s *Serial) writeReg(off uint64, b uint8) {
 			_, _ = s.out.Write(s.txBuf[:])
 		}
 		// Writing THR clears a THRE interrupt (16550 datasheet, IIR
-		// table); the next comes when the burst has drained.
+		// table); the next comes when the burst has drained. Without
+		// THRI nothing waits for the drain (Linux's console writes poll
+		// LSR with IER clear), so no timer runs: where each byte's exit
+		// takes longer than txDrainDelay (nested under an emulator) a
+		// timer would otherwise fire once per byte of the boot log.
 		s.thrPending = false
-		s.startTx()
+		if s.ier&ierTHRI != 0 {
+			s.startTx()
+		}
 	case uartIER:
 		if s.lcr&lcrDLAB != 0 {
 			s.dlm = b
