@@ -51,9 +51,8 @@ func BenchmarkVirtioBlk(b *testing.B) {
 				Timeout:   12 * time.Minute,
 				NeedPeers: true,
 				// cpuwatch says where each VMM's CPU time went, per thread
-				// name, over its whole run.
-				// (to a file: in direct mode Before's shell must not
-				// keep its output open).
+				// name, over its whole run; govm's goes to a file, since in
+				// direct mode Before's shell must not keep its output open.
 				Before: "dd if=/dev/zero of={dir}/raw.img bs=1M count=64 2>/dev/null\n" +
 					"govm-agent cpuwatch govm >{dir}/cpuwatch.txt 2>&1 &\n",
 				After: "for i in $(seq 20); do [ -s {dir}/cpuwatch.txt ] && break; sleep 0.2; done; cat {dir}/cpuwatch.txt\n" +

@@ -100,7 +100,7 @@ type NICStats struct {
 	RxDropped uint64 `json:"rx_dropped"`
 	RxStalls  uint64 `json:"rx_stalls"`
 	RxCopied  uint64 `json:"rx_copied"`
-	Wakes     uint64 `json:"wakes"` // times the NIC's thread woke to work
+	Wakes     uint64 `json:"wakes"` // times the NIC's thread slept and woke to work
 }
 
 // Machine is a VM ready to run.

@@ -97,14 +97,13 @@ func cpuTimes() map[string][]uint64 {
 
 // cpuAcct is a snapshot of where CPU time has gone so far.
 type cpuAcct struct {
-	at         time.Time
-	vmm, self  map[int]threadCPU
-	vmmPid     int
-	cpus       map[string][]uint64
-	vmmComm    string
-	selfPid    int
-	label      string
-	vmmMissing bool
+	at        time.Time
+	vmm, self map[int]threadCPU
+	vmmPid    int
+	cpus      map[string][]uint64
+	vmmComm   string
+	selfPid   int
+	label     string
 }
 
 // startCPUAcct snapshots the VMM named vmm (if running) and this process.
