@@ -43,7 +43,7 @@ func BenchmarkVirtioBlk(b *testing.B) {
 		"done\n"
 	names := []string{"blk-seq-write-MBps", "blk-seq-read-MBps", "blk-rand-4k-read-IOPS"}
 	for range b.N {
-		figs := map[string][]float64{} // "who.measure" -> one figure a round
+		var rounds []map[string]float64
 		for round := 1; round <= ioRounds; round++ {
 			res, err := r.Run(context.Background(), Case{
 				Args: []string{"--kernel", "{bzImage}", "--initrd", "{initrd}", "--mem", "512M",
@@ -83,15 +83,17 @@ func BenchmarkVirtioBlk(b *testing.B) {
 			if !okQ {
 				benchNote(b, "round %d: no figures from QEMU (its guest failed %d times)", round, bootTries)
 			}
+			figs := map[string]float64{}
 			for i, n := range names {
-				figs["govm."+n] = append(figs["govm."+n], guest[i])
-				figs["host."+n] = append(figs["host."+n], host[i])
+				figs["govm."+n] = guest[i]
+				figs["host."+n] = host[i]
 				if okQ {
-					figs["qemu."+n] = append(figs["qemu."+n], qemuFig[i])
+					figs["qemu."+n] = qemuFig[i]
 				}
 			}
+			rounds = append(rounds, figs)
 		}
-		reportRounds(b, figs)
+		reportRounds(b, rounds)
 	}
 }
 
@@ -102,18 +104,43 @@ func BenchmarkVirtioBlk(b *testing.B) {
 const ioRounds = 5
 
 // reportRounds reports each measure's median, min and max over the
-// rounds, or fails if govm has none.
-func reportRounds(b *testing.B, figs map[string][]float64) {
+// rounds (each a map from "who.measure" to that round's figure), and
+// govm's ratio to each peer round by round as paired-PEER.measure: both
+// ran in the same L1, so the pair cancels most of the emulated host's
+// swing between rounds. It skips if govm has no figures.
+func reportRounds(b *testing.B, rounds []map[string]float64) {
 	b.Helper()
+	figs, pairs := splitRounds(rounds)
 	govm := false
 	for _, unit := range slices.Sorted(maps.Keys(figs)) {
 		reportSpread(b, unit, figs[unit])
 		govm = govm || strings.HasPrefix(unit, "govm.")
 	}
+	for _, unit := range slices.Sorted(maps.Keys(pairs)) {
+		reportSpread(b, unit, pairs[unit])
+	}
 	if !govm {
 		benchNote(b, "skipped: no round gave govm's figures")
 		b.SkipNow()
 	}
+}
+
+// splitRounds gathers the rounds' figures by "who.measure", and govm's
+// ratio to each peer in every round where both have the measure, by
+// "paired-PEER.measure".
+func splitRounds(rounds []map[string]float64) (figs, pairs map[string][]float64) {
+	figs, pairs = map[string][]float64{}, map[string][]float64{}
+	for _, round := range rounds {
+		for _, unit := range slices.Sorted(maps.Keys(round)) {
+			v := round[unit]
+			figs[unit] = append(figs[unit], v)
+			who, measure, _ := strings.Cut(unit, ".")
+			if g, ok := round["govm."+measure]; ok && who != "govm" && v != 0 {
+				pairs["paired-"+unit] = append(pairs["paired-"+unit], g/v)
+			}
+		}
+	}
+	return figs, pairs
 }
 
 // bootMarker is the serial console line the guest agent prints first:
@@ -337,7 +364,7 @@ func BenchmarkVirtioNet(b *testing.B) {
 		"grep -a 'GOVM-NET-' /tmp/qemu-net.log | sed 's/GOVM-NET-/GOVM-QEMU-NET-/'\n" +
 		sums("qemu")
 	for range b.N {
-		figs := map[string][]float64{}
+		var rounds []map[string]float64
 		for round := 1; round <= ioRounds; round++ {
 			res, err := r.Run(context.Background(), Case{
 				Args: []string{"--kernel", "{bzImage}", "--initrd", "{initrd}", "--mem", "512M", "--timeout", "200s",
@@ -355,6 +382,8 @@ func BenchmarkVirtioNet(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			figs := map[string]float64{}
+			rounds = append(rounds, figs)
 			host := map[string]string{}
 			for _, m := range hostSums.FindAllStringSubmatch(res.Output, -1) {
 				host[m[2]+m[1]] = m[3]
@@ -371,7 +400,7 @@ func BenchmarkVirtioNet(b *testing.B) {
 					continue
 				}
 				mbps, _ := strconv.ParseFloat(m[5], 64)
-				figs[who+"."+dirs[m[2]]] = append(figs[who+"."+dirs[m[2]]], mbps)
+				figs[who+"."+dirs[m[2]]] = mbps
 				got[who+m[2]] = true
 			}
 			if !got["govmRX"] || !got["govmTX"] || res.GovmExit != 0 {
@@ -386,7 +415,7 @@ func BenchmarkVirtioNet(b *testing.B) {
 				benchNote(b, "round %d: QEMU's transfers incomplete (%v)", round, got)
 			}
 		}
-		reportRounds(b, figs)
+		reportRounds(b, rounds)
 	}
 }
 

@@ -1,6 +1,9 @@
 package e2e
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 func TestMaskedIRQDeadlock(t *testing.T) {
 	const head = "govm: timeout after 1m30s (exit 35); the guest when stopped:\n"
@@ -23,5 +26,27 @@ func TestMaskedIRQDeadlock(t *testing.T) {
 		if got := maskedIRQDeadlock(tt.out); got != tt.want {
 			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+func TestSplitRounds(t *testing.T) {
+	rounds := []map[string]float64{
+		{"govm.net-Mbps": 50, "qemu.net-Mbps": 100, "host.blk-MBps": 10},
+		{"govm.net-Mbps": 90, "qemu.net-Mbps": 60},
+		{"govm.net-Mbps": 70},                     // QEMU failed this round: no pair
+		{"govm.net-Mbps": 80, "qemu.net-Mbps": 0}, // no figure to divide by
+	}
+	figs, pairs := splitRounds(rounds)
+	if got := figs["govm.net-Mbps"]; !slices.Equal(got, []float64{50, 90, 70, 80}) {
+		t.Errorf("govm figures %v", got)
+	}
+	if got := pairs["paired-qemu.net-Mbps"]; !slices.Equal(got, []float64{0.5, 1.5}) {
+		t.Errorf("paired ratios %v, want [0.5 1.5]", got)
+	}
+	if _, ok := pairs["paired-host.blk-MBps"]; ok {
+		t.Error("a peer's measure without govm's got a pair")
+	}
+	if len(pairs) != 1 {
+		t.Errorf("pairs %v", pairs)
 	}
 }

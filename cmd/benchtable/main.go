@@ -11,7 +11,13 @@
 //     is a sample of MEASURE for PEER; PEER.MEASURE.min and .max, where a
 //     benchmark took its samples itself, give their range;
 //   - a benchmark whose last name element is a peer
-//     (BenchmarkExitRoundTrip/pio/raw) gives a sample of its ns/op.
+//     (BenchmarkExitRoundTrip/pio/raw) gives a sample of its ns/op;
+//   - a metric named paired-PEER.MEASURE is the median of govm's ratios
+//     to PEER taken round by round, each round running both on the same
+//     host (with .min and .max): it is govm's ratio to PEER for MEASURE,
+//     in place of the ratio of the two medians, since nested figures
+//     swing with the emulated host from round to round far more than
+//     the two VMMs differ within one.
 //
 // Usage: go test -bench . ./... | benchtable -json build/bench.json
 package main
@@ -91,8 +97,11 @@ type Stat struct {
 type Row struct {
 	Measure string             `json:"measure"`
 	Cells   map[string]Stat    `json:"cells"`
-	Ratios  map[string]float64 `json:"ratios,omitempty"` // govm's median over the peer's
-	Goals   []GoalResult       `json:"goals,omitempty"`
+	Ratios  map[string]float64 `json:"ratios,omitempty"` // govm's median over the peer's, or the paired median
+	// Paired are govm's per-round ratios to each peer that reported them
+	// (paired-PEER.MEASURE); Ratios then holds their median.
+	Paired map[string]Stat `json:"paired,omitempty"`
+	Goals  []GoalResult    `json:"goals,omitempty"`
 }
 
 // GoalResult says whether govm meets one goal.
@@ -122,13 +131,17 @@ type samples struct {
 	order  []string                        // measures in first-seen order
 	vals   map[string]map[string][]float64 // measure -> peer -> samples
 	bounds map[string]map[string][2]float64
+	paired map[string]map[string][]float64 // measure -> peer -> per-round ratio medians
+	pbound map[string]map[string][2]float64
 	hot    map[string]map[string][]float64 // bench -> unit -> samples
 	hotOrd []string
 	notes  []string
 }
 
 func newSamples() *samples {
-	return &samples{vals: map[string]map[string][]float64{}, bounds: map[string]map[string][2]float64{}, hot: map[string]map[string][]float64{}}
+	return &samples{vals: map[string]map[string][]float64{}, bounds: map[string]map[string][2]float64{},
+		paired: map[string]map[string][]float64{}, pbound: map[string]map[string][2]float64{},
+		hot: map[string]map[string][]float64{}}
 }
 
 func (s *samples) add(measure, peer string, v float64) {
@@ -140,10 +153,16 @@ func (s *samples) add(measure, peer string, v float64) {
 }
 
 func (s *samples) bound(measure, peer string, i int, v float64) {
-	if s.bounds[measure] == nil {
-		s.bounds[measure] = map[string][2]float64{}
+	widen(s.bounds, measure, peer, i, v)
+}
+
+// widen stretches the range kept for measure and peer to take in v as its
+// minimum (i 0) or maximum (i 1).
+func widen(bounds map[string]map[string][2]float64, measure, peer string, i int, v float64) {
+	if bounds[measure] == nil {
+		bounds[measure] = map[string][2]float64{}
 	}
-	b, ok := s.bounds[measure][peer]
+	b, ok := bounds[measure][peer]
 	if !ok {
 		b = [2]float64{v, v}
 	}
@@ -152,8 +171,23 @@ func (s *samples) bound(measure, peer string, i int, v float64) {
 	} else {
 		b[1] = max(b[1], v)
 	}
-	s.bounds[measure][peer] = b
+	bounds[measure][peer] = b
 }
+
+// pair records a paired ratio (i -1), or its minimum (0) or maximum (1).
+func (s *samples) pair(measure, peer string, i int, v float64) {
+	if i >= 0 {
+		widen(s.pbound, measure, peer, i, v)
+		return
+	}
+	if s.paired[measure] == nil {
+		s.paired[measure] = map[string][]float64{}
+	}
+	s.paired[measure][peer] = append(s.paired[measure][peer], v)
+}
+
+// pairedPrefix marks a metric as govm's per-round ratio to a peer.
+const pairedPrefix = "paired-"
 
 // parse reads benchmark result lines ("BenchmarkX-8  N  v unit  v unit ...").
 func parse(r io.Reader) (*samples, error) {
@@ -203,6 +237,17 @@ func parse(r io.Reader) (*samples, error) {
 				return nil, fmt.Errorf("%s: %q is not a number", f[0], f[i])
 			}
 			unit := f[i+1]
+			if peer, measure, ok := strings.Cut(strings.TrimPrefix(unit, pairedPrefix), "."); ok && isPeer(peer) && strings.HasPrefix(unit, pairedPrefix) {
+				switch {
+				case strings.HasSuffix(measure, ".min"):
+					s.pair(strings.TrimSuffix(measure, ".min"), peer, 0, v)
+				case strings.HasSuffix(measure, ".max"):
+					s.pair(strings.TrimSuffix(measure, ".max"), peer, 1, v)
+				default:
+					s.pair(measure, peer, -1, v)
+				}
+				continue
+			}
 			if peer, measure, ok := strings.Cut(unit, "."); ok && isPeer(peer) {
 				switch {
 				case strings.HasSuffix(measure, ".min"):
@@ -253,7 +298,7 @@ func stat(v []float64) Stat {
 func build(s *samples) Table {
 	t := Table{Notes: s.notes}
 	for _, m := range s.order {
-		r := Row{Measure: m, Cells: map[string]Stat{}, Ratios: map[string]float64{}}
+		r := Row{Measure: m, Cells: map[string]Stat{}, Ratios: map[string]float64{}, Paired: map[string]Stat{}}
 		for peer, v := range s.vals[m] {
 			st := stat(v)
 			if b, ok := s.bounds[m][peer]; ok {
@@ -266,6 +311,14 @@ func build(s *samples) Table {
 			for _, p := range peers[1:] {
 				if c, ok := r.Cells[p]; ok && c.Median != 0 {
 					r.Ratios[p] = g.Median / c.Median
+				}
+				if v := s.paired[m][p]; len(v) > 0 {
+					st := stat(v)
+					if b, ok := s.pbound[m][p]; ok {
+						st.Min, st.Max = min(st.Min, b[0]), max(st.Max, b[1])
+					}
+					r.Paired[p] = st
+					r.Ratios[p] = st.Median
 				}
 			}
 			for _, gs := range goals {
@@ -356,7 +409,9 @@ func write(w io.Writer, t Table) {
 			l = append(l, cell(st, ok))
 		}
 		for _, p := range shown[1:] {
-			if v, ok := r.Ratios[p]; ok {
+			if st, ok := r.Paired[p]; ok {
+				l = append(l, fmt.Sprintf("%.2f [%.2f..%.2f] paired", st.Median, st.Min, st.Max))
+			} else if v, ok := r.Ratios[p]; ok {
 				l = append(l, fmt.Sprintf("%.2f", v))
 			} else {
 				l = append(l, "-")

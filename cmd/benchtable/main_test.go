@@ -16,6 +16,7 @@ BenchmarkVirtqueuePop-2              	 5000000	       230 ns/op	       0 B/op	  
 BenchmarkStartup-2                   	      30	  30000000 ns/op	         9.5 first-KVM_RUN-ms	         6.6 overhead-MiB	        33 VMs/s
 BenchmarkBoot-2                      	       1	 1000 ns/op	 20000 govm.boot-1cpu-ms	 19000 govm.boot-1cpu-ms.min	 23000 govm.boot-1cpu-ms.max	 25000 qemu.boot-1cpu-ms	 50000 gokvm.boot-1cpu-ms
 BenchmarkBlk-2                       	       1	 1000 ns/op	 95 govm.blk-seq-read-MBps	 100 host.blk-seq-read-MBps	 80 qemu.blk-seq-read-MBps
+BenchmarkNet-2                       	       1	 1000 ns/op	 50 govm.net-guest-to-host-Mbps	 100 qemu.net-guest-to-host-Mbps	 1.1 paired-qemu.net-guest-to-host-Mbps	 0.4 paired-qemu.net-guest-to-host-Mbps.min	 1.6 paired-qemu.net-guest-to-host-Mbps.max
 BenchmarkKVMUnitBenches-2            	       1	75572257432 ns/op
 BENCH-NOTE VirtioNet: skipped: every attempt was spoiled by the emulator
 PASS
@@ -55,6 +56,8 @@ func TestBuild(t *testing.T) {
 		{"boot-1cpu-ms", "≤0.50× gokvm", true},          // 0.4
 		{"blk-seq-read-MBps", "≥0.90× host", true},      // 0.95
 		{"blk-seq-read-MBps", "≥1.00× qemu", true},
+		// The paired ratio (1.1) decides, not the medians' (0.5).
+		{"net-guest-to-host-Mbps", "≥1.00× qemu", true},
 		{"first-KVM_RUN-ms", "≤5", false},
 		{"overhead-MiB", "≤5", false},
 	} {
@@ -74,12 +77,18 @@ func TestBuild(t *testing.T) {
 	if len(tab.HotPaths) != 1 || tab.HotPaths[0].Name != "VirtqueuePop" || tab.HotPaths[0].NsPerOp != 220 || tab.HotPaths[0].Runs != 2 {
 		t.Errorf("hot paths %+v", tab.HotPaths)
 	}
+	if got, want := rows["net-guest-to-host-Mbps"].Paired["qemu"], (Stat{1.1, 0.4, 1.6, 1}); got != want {
+		t.Errorf("paired ratio %+v, want %+v", got, want)
+	}
+	if _, ok := rows["boot-1cpu-ms"].Paired["qemu"]; ok {
+		t.Error("boot has a paired ratio it was never given")
+	}
 	var out bytes.Buffer
 	write(&out, tab)
 	if len(tab.Notes) != 1 || tab.Notes[0] != "VirtioNet: skipped: every attempt was spoiled by the emulator" {
 		t.Errorf("notes %q", tab.Notes)
 	}
-	for _, want := range []string{"boot-1cpu-ms", "20000 [19000..23000]", "govm/gokvm", "0.40", "MISSED", "note: VirtioNet: skipped"} {
+	for _, want := range []string{"boot-1cpu-ms", "20000 [19000..23000]", "govm/gokvm", "0.40", "1.10 [0.40..1.60] paired", "MISSED", "note: VirtioNet: skipped"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}
