@@ -304,6 +304,10 @@ var hostSums = regexp.MustCompile(`GOVM-HOST-(RX|TX)SUM (govm|qemu) ([0-9a-f]{8}
 // cpuWatchLine is a line of govm-agent cpuwatch's report.
 var cpuWatchLine = regexp.MustCompile(`GOVM-HOST-CPUWATCH [^\r\n]*`)
 
+// guestCost is a line of the guest agent's own accounting of a transfer
+// (its CPU time and interrupts), under govm or (relabelled) QEMU.
+var guestCost = regexp.MustCompile(`GOVM-(?:QEMU-)?NET-(?:GUEST-|COUNTERS eth)[^\r\n]*`)
+
 // hostCPU is a line of the network servers' CPU accounting.
 var hostCPU = regexp.MustCompile(`GOVM-HOST-CPU [^\r\n]*`)
 
@@ -352,6 +356,7 @@ func BenchmarkVirtioNet(b *testing.B) {
 		serve("qemu", "5010", "5011") +
 		"timeout -s KILL " + qemuLimit + " qemu-system-x86_64 -accel kvm -cpu " + qemuCPU + " -m 512M -smp 1" +
 		" -nodefaults -no-user-config -display none -serial file:/tmp/qemu-net.log -no-reboot -L /usr/share/qemu" +
+		" -name qemu,debug-threads=on" + // its threads named for what they serve, as govm's are
 		" -kernel {bzImage} -initrd {initrd} -append '" + strings.Replace(bootCmdline, "hang", "nettest", 1) + " " + spec("10.0.4.15", "10.0.4.1", "5010", "5011") + "'" +
 		" -netdev tap,id=n0,ifname=qtap0,script=no,downscript=no,vhost=off -device virtio-net-pci,netdev=n0,romfile=,mac=" + mac + " &\n" +
 		"q=$!\n" +
@@ -411,6 +416,8 @@ func BenchmarkVirtioNet(b *testing.B) {
 			}
 			b.Logf("round %d: where CPU time went during each transfer (ports: govm 5000 host to guest, 5001 guest to host; QEMU 5010, 5011):\n%s",
 				round, strings.Join(hostCPU.FindAllString(res.Output, -1), "\n"))
+			b.Logf("round %d: what each transfer cost the guest (RX host to guest, TX guest to host):\n%s",
+				round, strings.Join(guestCost.FindAllString(res.Output, -1), "\n"))
 			if !got["qemuRX"] || !got["qemuTX"] {
 				benchNote(b, "round %d: QEMU's transfers incomplete (%v)", round, got)
 			}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -96,11 +97,15 @@ func netTest() {
 			continue
 		}
 		host := netip.AddrPortFrom(spec.host, uint16(spec.rxPort)).String()
+		acct := startGuestAcct()
 		n, sum, secs, err := download(host)
 		say("GOVM-NET-RX %s bytes=%d crc32c=%s mbps=%.1f err=%v", ifname, n, sum, float64(n)*8/1e6/secs, err)
+		acct.say("RX")
 		host = netip.AddrPortFrom(spec.host, uint16(spec.txPort)).String()
+		acct = startGuestAcct()
 		n, sum, secs, err = upload(host, spec.bytes)
 		say("GOVM-NET-TX %s bytes=%d crc32c=%s mbps=%.1f err=%v", ifname, n, sum, float64(n)*8/1e6/secs, err)
+		acct.say("TX")
 	}
 	// The guest's side of every transfer (retransmissions, timeouts,
 	// drops), for reading a slow run.
@@ -294,4 +299,82 @@ func upload(hostport string, n int64) (int64, string, float64, error) {
 	_, _ = io.Copy(io.Discard, c)
 	c.Close()
 	return sent, netSumHex(h), time.Since(start).Seconds(), err
+}
+
+// guestAcct is a snapshot of the guest's own CPU time and interrupt
+// counts, to say what one transfer cost the guest: the same agent runs
+// under every VMM, so the lines compare what each VMM makes its guest do
+// (interrupts taken, time in softirq) for the same bytes.
+type guestAcct struct {
+	cpus map[string][]uint64
+	irqs map[string]uint64
+}
+
+func startGuestAcct() guestAcct {
+	return guestAcct{cpus: cpuTimes(), irqs: interruptCounts()}
+}
+
+// say prints, for the transfer dir since the snapshot:
+//
+//	GOVM-NET-GUEST-CPU dir user=.. system=.. softirq=.. irq=.. idle=.. (ms, all CPUs)
+//	GOVM-NET-GUEST-IRQS dir NAME=N ... (interrupts that grew)
+func (a guestAcct) say(dir string) {
+	now := cpuTimes()
+	var d [9]uint64
+	for c, v := range now {
+		if was, ok := a.cpus[c]; ok {
+			for i := range d {
+				d[i] += (v[i] - was[i]) * 10 // USER_HZ ticks of 10 ms
+			}
+		}
+	}
+	say("GOVM-NET-GUEST-CPU %s user=%d system=%d softirq=%d irq=%d idle=%d", dir, d[0]+d[1], d[2], d[6], d[5], d[3]+d[4])
+	irqs := interruptCounts()
+	var grown []string
+	for name, n := range irqs {
+		if n > a.irqs[name] {
+			grown = append(grown, fmt.Sprintf("%s=%d", name, n-a.irqs[name]))
+		}
+	}
+	sort.Strings(grown)
+	say("GOVM-NET-GUEST-IRQS %s %s", dir, strings.Join(grown, " "))
+}
+
+// interruptCounts reads /proc/interrupts: each line's total over the
+// CPUs, by the line's device name (the last field: virtio0-input.0) or,
+// for the architecture's own lines (LOC, RES, CAL), by their label.
+func interruptCounts() map[string]uint64 {
+	b, _ := os.ReadFile("/proc/interrupts")
+	return parseInterrupts(string(b))
+}
+
+func parseInterrupts(text string) map[string]uint64 {
+	out := map[string]uint64{}
+	lines := strings.Split(text, "\n")
+	if len(lines) == 0 {
+		return out
+	}
+	ncpu := len(strings.Fields(lines[0]))
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		label := strings.TrimSuffix(f[0], ":")
+		var total uint64
+		i := 1
+		for ; i < len(f) && i <= ncpu; i++ {
+			v, err := strconv.ParseUint(f[i], 10, 64)
+			if err != nil {
+				break
+			}
+			total += v
+		}
+		name := label
+		if _, err := strconv.Atoi(label); err == nil && len(f) > i {
+			name = f[len(f)-1]
+		}
+		out[name] += total
+	}
+	return out
 }
