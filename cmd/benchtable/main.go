@@ -186,6 +186,23 @@ func (s *samples) pair(measure, peer string, i int, v float64) {
 	s.paired[measure][peer] = append(s.paired[measure][peer], v)
 }
 
+// splitMetric parses PEER.MEASURE[.min|.max]: the peer, the measure, and
+// whether the figure is a sample (-1) or its samples' minimum (0) or
+// maximum (1).
+func splitMetric(unit string) (peer, measure string, bound int, ok bool) {
+	peer, measure, ok = strings.Cut(unit, ".")
+	if !ok || !isPeer(peer) {
+		return "", "", 0, false
+	}
+	if m, cut := strings.CutSuffix(measure, ".min"); cut {
+		return peer, m, 0, true
+	}
+	if m, cut := strings.CutSuffix(measure, ".max"); cut {
+		return peer, m, 1, true
+	}
+	return peer, measure, -1, true
+}
+
 // pairedPrefix marks a metric as govm's per-round ratio to a peer.
 const pairedPrefix = "paired-"
 
@@ -237,25 +254,16 @@ func parse(r io.Reader) (*samples, error) {
 				return nil, fmt.Errorf("%s: %q is not a number", f[0], f[i])
 			}
 			unit := f[i+1]
-			if peer, measure, ok := strings.Cut(strings.TrimPrefix(unit, pairedPrefix), "."); ok && isPeer(peer) && strings.HasPrefix(unit, pairedPrefix) {
-				switch {
-				case strings.HasSuffix(measure, ".min"):
-					s.pair(strings.TrimSuffix(measure, ".min"), peer, 0, v)
-				case strings.HasSuffix(measure, ".max"):
-					s.pair(strings.TrimSuffix(measure, ".max"), peer, 1, v)
-				default:
-					s.pair(measure, peer, -1, v)
+			if rest, paired := strings.CutPrefix(unit, pairedPrefix); paired {
+				if peer, measure, bound, ok := splitMetric(rest); ok {
+					s.pair(measure, peer, bound, v)
+					continue
 				}
-				continue
-			}
-			if peer, measure, ok := strings.Cut(unit, "."); ok && isPeer(peer) {
-				switch {
-				case strings.HasSuffix(measure, ".min"):
-					s.bound(strings.TrimSuffix(measure, ".min"), peer, 0, v)
-				case strings.HasSuffix(measure, ".max"):
-					s.bound(strings.TrimSuffix(measure, ".max"), peer, 1, v)
-				default:
+			} else if peer, measure, bound, ok := splitMetric(unit); ok {
+				if bound < 0 {
 					s.add(measure, peer, v)
+				} else {
+					s.bound(measure, peer, bound, v)
 				}
 				continue
 			}
