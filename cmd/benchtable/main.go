@@ -72,6 +72,10 @@ var goals = []struct {
 	{"net-", []goal{{"qemu", 1.0, false}}},
 }
 
+// countPrefix marks a measure that counts events (boots that failed):
+// a ratio of two counts says nothing, so it gets none.
+const countPrefix = "failed-"
+
 // absGoal is a bound on govm's own figure (its median at most max) for
 // the measures with this prefix and suffix.
 type absGoal struct {
@@ -315,7 +319,7 @@ func build(s *samples) Table {
 			r.Cells[peer] = st
 		}
 		g, ok := r.Cells["govm"]
-		if ok {
+		if ok && !strings.HasPrefix(m, countPrefix) {
 			for _, p := range peers[1:] {
 				if c, ok := r.Cells[p]; ok && c.Median != 0 {
 					r.Ratios[p] = g.Median / c.Median

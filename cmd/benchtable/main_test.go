@@ -15,6 +15,7 @@ BenchmarkVirtqueuePop-2              	 5000000	       210 ns/op	       0 B/op	  
 BenchmarkVirtqueuePop-2              	 5000000	       230 ns/op	       0 B/op	       0 allocs/op
 BenchmarkStartup-2                   	      30	  30000000 ns/op	         9.5 first-KVM_RUN-ms	         6.6 overhead-MiB	        33 VMs/s
 BenchmarkBoot-2                      	       1	 1000 ns/op	 20000 govm.boot-1cpu-ms	 19000 govm.boot-1cpu-ms.min	 23000 govm.boot-1cpu-ms.max	 25000 qemu.boot-1cpu-ms	 50000 gokvm.boot-1cpu-ms
+BenchmarkFail-2                      	       1	 1000 ns/op	 0 govm.failed-boots-2cpu	 1 qemu.failed-boots-2cpu
 BenchmarkBlk-2                       	       1	 1000 ns/op	 95 govm.blk-seq-read-MBps	 100 host.blk-seq-read-MBps	 80 qemu.blk-seq-read-MBps
 BenchmarkNet-2                       	       1	 1000 ns/op	 50 govm.net-guest-to-host-Mbps	 100 qemu.net-guest-to-host-Mbps	 1.1 paired-qemu.net-guest-to-host-Mbps	 0.4 paired-qemu.net-guest-to-host-Mbps.min	 1.6 paired-qemu.net-guest-to-host-Mbps.max
 BenchmarkKVMUnitBenches-2            	       1	75572257432 ns/op
@@ -79,6 +80,9 @@ func TestBuild(t *testing.T) {
 	}
 	if got, want := rows["net-guest-to-host-Mbps"].Paired["qemu"], (Stat{1.1, 0.4, 1.6, 1}); got != want {
 		t.Errorf("paired ratio %+v, want %+v", got, want)
+	}
+	if r := rows["failed-boots-2cpu"]; len(r.Ratios) != 0 || r.Cells["qemu"].Median != 1 {
+		t.Errorf("failed boots: ratios %v (want none), cells %v", r.Ratios, r.Cells)
 	}
 	if _, ok := rows["boot-1cpu-ms"].Paired["qemu"]; ok {
 		t.Error("boot has a paired ratio it was never given")
