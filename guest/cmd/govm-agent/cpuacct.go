@@ -132,16 +132,37 @@ func (a *cpuAcct) say() {
 		names = append(names, c)
 	}
 	sort.Strings(names)
-	tick := 1000 / 100 // ms per USER_HZ tick (100 on Linux/x86)
 	for _, c := range names {
 		was, ok := a.cpus[c]
 		if !ok {
 			continue
 		}
-		d := func(i int) uint64 { return (now[c][i] - was[i]) * uint64(tick) }
-		fmt.Printf("GOVM-HOST-CPU %s %s user=%d system=%d softirq=%d irq=%d guest=%d idle=%d\n",
-			a.label, c, d(0)+d(1), d(2), d(6), d(5), d(8), d(3)+d(4))
+		var d cpuSplit
+		d.add(was, now[c])
+		fmt.Printf("GOVM-HOST-CPU %s %s %s\n", a.label, c, d)
 	}
+}
+
+// tickMs is the length of a /proc/stat tick (USER_HZ, 100 on Linux/x86).
+const tickMs = 1000 / 100
+
+// cpuSplit is CPU time in milliseconds by kind, between two cpuTimes
+// snapshots of one or more CPUs.
+type cpuSplit struct{ user, system, softirq, irq, guest, idle uint64 }
+
+// add counts the growth from was to now of one CPU's cpuTimes line.
+func (s *cpuSplit) add(was, now []uint64) {
+	d := func(i int) uint64 { return (now[i] - was[i]) * tickMs }
+	s.user += d(0) + d(1)
+	s.system += d(2)
+	s.idle += d(3) + d(4)
+	s.irq += d(5)
+	s.softirq += d(6)
+	s.guest += d(8)
+}
+
+func (s cpuSplit) String() string {
+	return fmt.Sprintf("user=%d system=%d softirq=%d irq=%d guest=%d idle=%d", s.user, s.system, s.softirq, s.irq, s.guest, s.idle)
 }
 
 // sayThreads prints the growth of each thread name's accounting between

@@ -316,19 +316,16 @@ func startGuestAcct() guestAcct {
 
 // say prints, for the transfer dir since the snapshot:
 //
-//	GOVM-NET-GUEST-CPU dir user=.. system=.. softirq=.. irq=.. idle=.. (ms, all CPUs)
+//	GOVM-NET-GUEST-CPU dir user=.. system=.. softirq=.. irq=.. guest=.. idle=.. (ms, all CPUs)
 //	GOVM-NET-GUEST-IRQS dir NAME=N ... (interrupts that grew)
 func (a guestAcct) say(dir string) {
-	now := cpuTimes()
-	var d [9]uint64
-	for c, v := range now {
+	var d cpuSplit
+	for c, v := range cpuTimes() {
 		if was, ok := a.cpus[c]; ok {
-			for i := range d {
-				d[i] += (v[i] - was[i]) * 10 // USER_HZ ticks of 10 ms
-			}
+			d.add(was, v)
 		}
 	}
-	say("GOVM-NET-GUEST-CPU %s user=%d system=%d softirq=%d irq=%d idle=%d", dir, d[0]+d[1], d[2], d[6], d[5], d[3]+d[4])
+	say("GOVM-NET-GUEST-CPU %s %s", dir, d)
 	irqs := interruptCounts()
 	var grown []string
 	for name, n := range irqs {
@@ -350,10 +347,7 @@ func interruptCounts() map[string]uint64 {
 
 func parseInterrupts(text string) map[string]uint64 {
 	out := map[string]uint64{}
-	lines := strings.Split(text, "\n")
-	if len(lines) == 0 {
-		return out
-	}
+	lines := strings.Split(text, "\n") // never empty: the header is lines[0]
 	ncpu := len(strings.Fields(lines[0]))
 	for _, l := range lines[1:] {
 		f := strings.Fields(l)
