@@ -150,10 +150,17 @@ func newSamples() *samples {
 
 func (s *samples) add(measure, peer string, v float64) {
 	if s.vals[measure] == nil {
-		s.vals[measure] = map[string][]float64{}
 		s.order = append(s.order, measure)
 	}
-	s.vals[measure][peer] = append(s.vals[measure][peer], v)
+	appendTo(s.vals, measure, peer, v)
+}
+
+// appendTo adds v to the samples kept for measure and peer.
+func appendTo(vals map[string]map[string][]float64, measure, peer string, v float64) {
+	if vals[measure] == nil {
+		vals[measure] = map[string][]float64{}
+	}
+	vals[measure][peer] = append(vals[measure][peer], v)
 }
 
 func (s *samples) bound(measure, peer string, i int, v float64) {
@@ -184,10 +191,7 @@ func (s *samples) pair(measure, peer string, i int, v float64) {
 		widen(s.pbound, measure, peer, i, v)
 		return
 	}
-	if s.paired[measure] == nil {
-		s.paired[measure] = map[string][]float64{}
-	}
-	s.paired[measure][peer] = append(s.paired[measure][peer], v)
+	appendTo(s.paired, measure, peer, v)
 }
 
 // splitMetric parses PEER.MEASURE[.min|.max]: the peer, the measure, and
@@ -306,17 +310,23 @@ func stat(v []float64) Stat {
 	return Stat{Median: m, Min: s[0], Max: s[len(s)-1], N: len(s)}
 }
 
+// statWithin is stat(v) with its range widened to the min and max the
+// benchmark reported for peer, if it did.
+func statWithin(v []float64, bounds map[string][2]float64, peer string) Stat {
+	st := stat(v)
+	if b, ok := bounds[peer]; ok {
+		st.Min, st.Max = min(st.Min, b[0]), max(st.Max, b[1])
+	}
+	return st
+}
+
 // build computes the table from the samples.
 func build(s *samples) Table {
 	t := Table{Notes: s.notes}
 	for _, m := range s.order {
 		r := Row{Measure: m, Cells: map[string]Stat{}, Ratios: map[string]float64{}, Paired: map[string]Stat{}}
 		for peer, v := range s.vals[m] {
-			st := stat(v)
-			if b, ok := s.bounds[m][peer]; ok {
-				st.Min, st.Max = min(st.Min, b[0]), max(st.Max, b[1])
-			}
-			r.Cells[peer] = st
+			r.Cells[peer] = statWithin(v, s.bounds[m], peer)
 		}
 		g, ok := r.Cells["govm"]
 		if ok && !strings.HasPrefix(m, countPrefix) {
@@ -325,10 +335,7 @@ func build(s *samples) Table {
 					r.Ratios[p] = g.Median / c.Median
 				}
 				if v := s.paired[m][p]; len(v) > 0 {
-					st := stat(v)
-					if b, ok := s.pbound[m][p]; ok {
-						st.Min, st.Max = min(st.Min, b[0]), max(st.Max, b[1])
-					}
+					st := statWithin(v, s.pbound[m], p)
 					r.Paired[p] = st
 					r.Ratios[p] = st.Median
 				}
