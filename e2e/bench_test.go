@@ -251,7 +251,6 @@ func BenchmarkBoot(b *testing.B) {
 			return
 		}
 		for h, c := range configs {
-			ms := map[string][]float64{}
 			overhead := map[string][]float64{}
 			rounds := map[string]map[string]float64{} // round -> "vmm.boot-..." -> ms
 			unit := "boot-" + c.name + "-ms"
@@ -262,28 +261,28 @@ func BenchmarkBoot(b *testing.B) {
 				}
 				v, _ := strconv.ParseFloat(m[3], 64)
 				kb, _ := strconv.ParseFloat(m[4], 64)
-				ms[m[1]] = append(ms[m[1]], v)
 				overhead[m[1]] = append(overhead[m[1]], kb)
 				if rounds[m[2]] == nil {
 					rounds[m[2]] = map[string]float64{}
 				}
 				rounds[m[2]][m[1]+"."+unit] = v
 			}
-			if len(ms["govm"]) == 0 {
+			// ms holds each VMM's boot times; pairs govm's over each
+			// peer's in the same round: the VMMs boot one after another
+			// in one L1, so the pair cancels the L1's drift between rounds.
+			ms, pairs := splitRounds(slices.Collect(maps.Values(rounds)))
+			if len(ms["govm."+unit]) == 0 {
 				b.Fatalf("%s: no govm boot reached the marker:\n%s", c.name, tail(outs[h], 40))
 			}
 			for _, vmm := range c.vmms {
-				b.ReportMetric(float64(bootRounds-len(ms[vmm])), vmm+".failed-boots-"+c.name)
-				if len(ms[vmm]) == 0 {
+				booted := ms[vmm+"."+unit]
+				b.ReportMetric(float64(bootRounds-len(booted)), vmm+".failed-boots-"+c.name)
+				if len(booted) == 0 {
 					continue
 				}
-				reportSpread(b, vmm+"."+unit, ms[vmm])
+				reportSpread(b, vmm+"."+unit, booted)
 				reportSpread(b, vmm+".overhead-"+c.name+"-kB", overhead[vmm])
 			}
-			// govm's boot time over each peer's in the same round: the
-			// VMMs boot one after another in one L1, so the pair cancels
-			// the L1's drift between rounds.
-			_, pairs := splitRounds(slices.Collect(maps.Values(rounds)))
 			for _, u := range slices.Sorted(maps.Keys(pairs)) {
 				reportSpread(b, u, pairs[u])
 			}
