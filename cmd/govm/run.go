@@ -295,17 +295,26 @@ type verdict struct {
 // decide turns the machine's stop and the cause of a cancellation into
 // govm's verdict. It is a pure function, tested with made-up results.
 func decide(res machine.Result, cause error) verdict {
+	// A console match is something the guest already said: it decides the
+	// run even when the guest went on to stop by itself before the vCPUs saw
+	// the cancellation (a panicking kernel resets at once with panic=-1).
+	// govm's own failure still comes first.
 	var foe *failOnError
-	if res.Reason == machine.StopCanceled {
+	if res.Reason != machine.StopError {
 		switch {
-		case errors.Is(cause, errUserQuit):
-			return verdict{ExitOK, "quit", ""}
 		case errors.Is(cause, errExpected):
 			return verdict{ExitOK, "expect", ""}
 		case errors.As(cause, &foe):
 			return verdict{ExitFailOn, "fail-on", fmt.Sprintf("console matched --fail-on: %q (exit %d)", foe.line, ExitFailOn)}
 		case errors.Is(cause, errPanicLine):
 			return verdict{ExitPanic, "panic", fmt.Sprintf("guest kernel panic (exit %d)", ExitPanic)}
+		}
+	}
+	// A timeout or the user's quit only names the stop it caused.
+	if res.Reason == machine.StopCanceled {
+		switch {
+		case errors.Is(cause, errUserQuit):
+			return verdict{ExitOK, "quit", ""}
 		case errors.Is(cause, errTimeout):
 			return verdict{ExitTimeout, "timeout", ""} // the caller prints the console tail
 		}
