@@ -321,8 +321,9 @@ var cpuWatchLine = regexp.MustCompile(`GOVM-HOST-CPUWATCH [^\r\n]*`)
 // (its CPU time and interrupts), under govm or (relabelled) QEMU.
 var guestCost = regexp.MustCompile(`GOVM-(?:QEMU-)?NET-(?:GUEST-|COUNTERS eth)[^\r\n]*`)
 
-// hostCPU is a line of the network servers' CPU accounting.
-var hostCPU = regexp.MustCompile(`GOVM-HOST-CPU [^\r\n]*`)
+// hostCPU is a line of the network servers' CPU accounting, or of the
+// growth of KVM's counters for the VMM's VM over the transfer.
+var hostCPU = regexp.MustCompile(`GOVM-HOST-(?:CPU|KVM) [^\r\n]*`)
 
 // BenchmarkVirtioNet moves data over TCP between the guest and the host
 // both ways through virtio-net on a TAP, under govm and under QEMU

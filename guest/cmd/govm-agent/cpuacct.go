@@ -101,6 +101,7 @@ type cpuAcct struct {
 	vmm, self map[int]threadCPU
 	vmmPid    int
 	cpus      map[string][]uint64
+	kvm       map[string]uint64
 	vmmComm   string
 	selfPid   int
 	label     string
@@ -113,6 +114,7 @@ func startCPUAcct(label, vmm string) *cpuAcct {
 	a.vmm = threadsCPU(a.vmmPid)
 	a.self = threadsCPU(a.selfPid)
 	a.cpus = cpuTimes()
+	a.kvm = kvmStats(a.vmmPid)
 	return a
 }
 
@@ -141,6 +143,57 @@ func (a *cpuAcct) say() {
 		d.add(was, now[c])
 		fmt.Printf("GOVM-HOST-CPU %s %s %s\n", a.label, c, d)
 	}
+	if grown := kvmGrowth(a.kvm, kvmStats(a.vmmPid)); grown != "" {
+		fmt.Printf("GOVM-HOST-KVM %s%s\n", a.label, grown)
+	}
+}
+
+// kvmDebugfs holds KVM's statistics per VM, one directory per VM named
+// PID-FD, one file per counter summed over the VM's vCPUs
+// (Documentation/virt/kvm/api.rst, "KVM statistics"; the same counters as
+// KVM_GET_STATS_FD, readable from outside the VMM).
+const kvmDebugfs = "/sys/kernel/debug/kvm"
+
+// kvmStats reads the counters of every VM process pid has open; none when
+// debugfs is not mounted.
+func kvmStats(pid int) map[string]uint64 {
+	out := map[string]uint64{}
+	if pid == 0 {
+		return out
+	}
+	dirs, _ := filepath.Glob(filepath.Join(kvmDebugfs, strconv.Itoa(pid)+"-*"))
+	for _, d := range dirs {
+		ents, _ := os.ReadDir(d)
+		for _, e := range ents {
+			if !e.Type().IsRegular() {
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(d, e.Name()))
+			if err != nil {
+				continue
+			}
+			if v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil {
+				out[e.Name()] += v
+			}
+		}
+	}
+	return out
+}
+
+// kvmGrowth is " name=delta" for each counter that grew, sorted by name.
+func kvmGrowth(before, after map[string]uint64) string {
+	names := make([]string, 0, len(after))
+	for n, v := range after {
+		if v > before[n] {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&b, " %s=%d", n, after[n]-before[n])
+	}
+	return b.String()
 }
 
 // tickMs is the length of a /proc/stat tick (USER_HZ, 100 on Linux/x86).
