@@ -416,7 +416,11 @@ func write(w io.Writer, t Table) {
 			cols = append(cols, p)
 		}
 	}
-	for _, p := range shown[1:] {
+	var peersShown []string // the columns govm is divided by
+	if len(shown) > 1 {
+		peersShown = shown[1:]
+	}
+	for _, p := range peersShown {
 		cols = append(cols, "govm/"+p)
 	}
 	cols = append(cols, "goals")
@@ -427,7 +431,7 @@ func write(w io.Writer, t Table) {
 			st, ok := r.Cells[p]
 			l = append(l, cell(st, ok))
 		}
-		for _, p := range shown[1:] {
+		for _, p := range peersShown {
 			if st, ok := r.Paired[p]; ok {
 				l = append(l, fmt.Sprintf("%.2f [%.2f..%.2f] paired", st.Median, st.Min, st.Max))
 			} else if v, ok := r.Ratios[p]; ok {
@@ -505,6 +509,10 @@ func main() {
 		os.Exit(1)
 	}
 	t := build(s)
+	if len(t.Rows) == 0 {
+		fmt.Fprintln(os.Stderr, "benchtable: no benchmark figures in the input (a run that failed or has not finished?)")
+		os.Exit(1)
+	}
 	write(os.Stdout, t)
 	if *jsonOut != "" {
 		b, _ := json.MarshalIndent(t, "", "  ")

@@ -104,3 +104,22 @@ func TestParseRejectsGarbledFigures(t *testing.T) {
 		t.Error("accepted a non-number")
 	}
 }
+
+// TestWriteSparse: a run cut short (no figures, or govm's alone) prints
+// what it has rather than failing.
+func TestWriteSparse(t *testing.T) {
+	for _, in := range []string{
+		"BenchmarkVirtioNet\n    harness.go:302: nested attempt 1 spoiled\n",
+		"BenchmarkVirtioNet-2  1  100 govm.net-guest-to-host-Mbps\n",
+	} {
+		s, err := parse(strings.NewReader(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		write(&out, build(s))
+		if !strings.Contains(out.String(), "measure") {
+			t.Errorf("no header for %q:\n%s", in, out.String())
+		}
+	}
+}
