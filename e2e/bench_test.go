@@ -322,8 +322,9 @@ var cpuWatchLine = regexp.MustCompile(`GOVM-HOST-CPUWATCH [^\r\n]*`)
 var guestCost = regexp.MustCompile(`GOVM-(?:QEMU-)?NET-(?:GUEST-|COUNTERS eth)[^\r\n]*`)
 
 // hostCPU is a line of the network servers' CPU accounting, or of the
-// growth of KVM's counters for the VMM's VM over the transfer.
-var hostCPU = regexp.MustCompile(`GOVM-HOST-(?:CPU|KVM) [^\r\n]*`)
+// growth of KVM's counters for the VMM's VM and of the host's TCP
+// counters over the transfer.
+var hostCPU = regexp.MustCompile(`GOVM-HOST-(?:CPU|KVM|TCP) [^\r\n]*`)
 
 // BenchmarkVirtioNet moves data over TCP between the guest and the host
 // both ways through virtio-net on a TAP, under govm and under QEMU

@@ -102,6 +102,7 @@ type cpuAcct struct {
 	vmmPid    int
 	cpus      map[string][]uint64
 	kvm       map[string]uint64
+	proto     map[string]uint64
 	vmmComm   string
 	selfPid   int
 	label     string
@@ -115,6 +116,7 @@ func startCPUAcct(label, vmm string) *cpuAcct {
 	a.self = threadsCPU(a.selfPid)
 	a.cpus = cpuTimes()
 	a.kvm = kvmStats(a.vmmPid)
+	a.proto = protoCounters()
 	return a
 }
 
@@ -123,6 +125,8 @@ func startCPUAcct(label, vmm string) *cpuAcct {
 //
 //	GOVM-HOST-CPU LABEL vmm|peer NAME threads=N run_ms=R wait_ms=W slices=S
 //	GOVM-HOST-CPU LABEL cpuN user=.. system=.. softirq=.. guest=.. idle=.. (ms)
+//	GOVM-HOST-KVM LABEL exits=N io_exits=N ... (the VM's KVM counters that grew)
+//	GOVM-HOST-TCP LABEL Tcp.OutSegs=N ... (the host's TCP counters that grew)
 func (a *cpuAcct) say() {
 	ms := time.Since(a.at).Milliseconds()
 	fmt.Printf("GOVM-HOST-CPU %s wall_ms=%d vmm=%s pid=%d\n", a.label, ms, a.vmmComm, a.vmmPid)
@@ -146,6 +150,7 @@ func (a *cpuAcct) say() {
 	if grown := kvmGrowth(a.kvm, kvmStats(a.vmmPid)); grown != "" {
 		fmt.Printf("GOVM-HOST-KVM %s%s\n", a.label, grown)
 	}
+	fmt.Printf("GOVM-HOST-TCP %s%s\n", a.label, tcpGrowth(a.proto, protoCounters()))
 }
 
 // kvmDebugfs holds KVM's statistics per VM, one directory per VM named

@@ -1,6 +1,9 @@
 package main
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestKVMGrowth(t *testing.T) {
 	tests := []struct {
@@ -20,5 +23,42 @@ func TestKVMGrowth(t *testing.T) {
 				t.Fatalf("kvmGrowth = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestProtoCounters(t *testing.T) {
+	const snmp = `Ip: Forwarding DefaultTTL InReceives
+Ip: 1 64 1000
+Tcp: RtoAlgorithm MaxConn InSegs OutSegs RetransSegs
+Tcp: 1 -1 500 800 3
+Udp: InDatagrams
+Udp: 9
+`
+	const netstat = `TcpExt: SyncookiesSent TCPTimeouts TCPLossProbes
+TcpExt: 0 1 4
+IpExt: InNoRoutes
+IpExt: 0
+`
+	before := map[string]uint64{}
+	parseProtoCounters(snmp, before)
+	parseProtoCounters(netstat, before)
+	if before["Tcp.RetransSegs"] != 3 || before["TcpExt.TCPLossProbes"] != 4 || before["Ip.InReceives"] != 1000 {
+		t.Fatalf("parsed %v", before)
+	}
+	if _, ok := before["Tcp.MaxConn"]; ok {
+		t.Error("kept the negative Tcp.MaxConn")
+	}
+	after := map[string]uint64{}
+	parseProtoCounters(strings.ReplaceAll(snmp, "1 -1 500 800 3", "1 -1 700 1800 5"), after)
+	parseProtoCounters(netstat, after)
+	after["Ip.InReceives"] = 2000 // not TCP: not said
+	if got, want := tcpGrowth(before, after), " Tcp.InSegs=200 Tcp.OutSegs=1000 Tcp.RetransSegs=2"; got != want {
+		t.Errorf("tcpGrowth = %q, want %q", got, want)
+	}
+	// A file cut short or out of step is skipped, not misread.
+	odd := map[string]uint64{}
+	parseProtoCounters("Tcp: InSegs OutSegs\nUdp: 1 2\n", odd)
+	if len(odd) != 0 {
+		t.Errorf("misread %v", odd)
 	}
 }

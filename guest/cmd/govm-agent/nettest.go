@@ -306,18 +306,20 @@ func upload(hostport string, n int64) (int64, string, float64, error) {
 // under every VMM, so the lines compare what each VMM makes its guest do
 // (interrupts taken, time in softirq) for the same bytes.
 type guestAcct struct {
-	cpus map[string][]uint64
-	irqs map[string]uint64
+	cpus  map[string][]uint64
+	irqs  map[string]uint64
+	proto map[string]uint64
 }
 
 func startGuestAcct() guestAcct {
-	return guestAcct{cpus: cpuTimes(), irqs: interruptCounts()}
+	return guestAcct{cpus: cpuTimes(), irqs: interruptCounts(), proto: protoCounters()}
 }
 
 // say prints, for the transfer dir since the snapshot:
 //
 //	GOVM-NET-GUEST-CPU dir user=.. system=.. softirq=.. irq=.. guest=.. idle=.. (ms, all CPUs)
 //	GOVM-NET-GUEST-IRQS dir NAME=N ... (interrupts that grew)
+//	GOVM-NET-GUEST-TCP dir Tcp.OutSegs=N ... (TCP counters that grew)
 func (a guestAcct) say(dir string) {
 	var d cpuSplit
 	for c, v := range cpuTimes() {
@@ -335,6 +337,7 @@ func (a guestAcct) say(dir string) {
 	}
 	sort.Strings(grown)
 	say("GOVM-NET-GUEST-IRQS %s %s", dir, strings.Join(grown, " "))
+	say("GOVM-NET-GUEST-TCP %s%s", dir, tcpGrowth(a.proto, protoCounters()))
 }
 
 // interruptCounts reads /proc/interrupts: each line's total over the

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// The kernel's protocol counters (/proc/net/snmp and /proc/net/netstat:
+// each group is a line of names and a line of values, both led by
+// "Group:"), for what TCP did during a transfer: segments, retransmits,
+// timeouts, loss recovery, drops. Both ends of the network benchmark say
+// them, so a slow transfer shows whether TCP backed off.
+
+// protoCounterFiles are read by protoCounters.
+var protoCounterFiles = []string{"/proc/net/snmp", "/proc/net/netstat"}
+
+// protoCounters reads the counters as "Group.Name" (Tcp.RetransSegs,
+// TcpExt.TCPTimeouts).
+func protoCounters() map[string]uint64 {
+	out := map[string]uint64{}
+	for _, f := range protoCounterFiles {
+		b, err := os.ReadFile(f)
+		if err == nil {
+			parseProtoCounters(string(b), out)
+		}
+	}
+	return out
+}
+
+// parseProtoCounters adds the counters of one file to out. Negative values
+// (Tcp.MaxConn is -1) and lines that do not pair up are skipped.
+func parseProtoCounters(text string, out map[string]uint64) {
+	lines := strings.Split(text, "\n")
+	for i := 0; i+1 < len(lines); i += 2 {
+		names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if len(names) < 2 || len(names) != len(values) || names[0] != values[0] || !strings.HasSuffix(names[0], ":") {
+			continue
+		}
+		group := strings.TrimSuffix(names[0], ":")
+		for j := 1; j < len(names); j++ {
+			if v, err := strconv.ParseUint(values[j], 10, 64); err == nil {
+				out[group+"."+names[j]] = v
+			}
+		}
+	}
+}
+
+// tcpGrowth is " Name=delta" for each TCP counter (Tcp and TcpExt groups)
+// that grew from before to after, sorted by name.
+func tcpGrowth(before, after map[string]uint64) string {
+	var grown []string
+	for n, v := range after {
+		if v > before[n] && (strings.HasPrefix(n, "Tcp.") || strings.HasPrefix(n, "TcpExt.")) {
+			grown = append(grown, fmt.Sprintf(" %s=%d", n, v-before[n]))
+		}
+	}
+	sort.Strings(grown)
+	return strings.Join(grown, "")
+}
