@@ -6,10 +6,17 @@
 package osthread
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
+
+	"golang.org/x/sys/unix"
 )
+
+// ErrMainThread is Lock's error on the process's main thread, which it
+// locks but does not rename.
+var ErrMainThread = errors.New("the main thread keeps the process's name")
 
 // MaxName is the longest name Linux keeps for a thread: TASK_COMM_LEN (16)
 // less the terminating NUL (prctl(2), PR_SET_NAME).
@@ -24,8 +31,17 @@ const commPath = "/proc/thread-self/comm"
 // goroutine must not unlock it: when the goroutine ends, its thread ends
 // with it instead of going back to Go's pool under a name that no longer
 // fits. Naming can fail (no procfs); the thread is locked either way.
+//
+// The process's main thread is locked but keeps its name: its name is the
+// process's (ps, pkill, /proc/PID/comm), and a VMM that renamed itself
+// "govm-net0" could no longer be found by name. A program that serves the
+// guest keeps its main goroutine on the main thread (runtime.LockOSThread
+// in an init function) so that no guest-serving goroutine lands there.
 func Lock(name string) error {
 	runtime.LockOSThread()
+	if unix.Gettid() == unix.Getpid() {
+		return ErrMainThread
+	}
 	if len(name) > MaxName {
 		name = name[:MaxName]
 	}

@@ -1,14 +1,50 @@
 package osthread
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
 )
+
+// The main goroutine stays on the main thread (as govm's does), so
+// TestMain can call Lock there.
+func init() { runtime.LockOSThread() }
+
+// mainThread is what Lock did on the main thread, run by TestMain.
+var mainThread struct {
+	err                error
+	onMain             bool
+	nameBefore, nameAt string
+}
+
+func TestMain(m *testing.M) {
+	mainThread.onMain = unix.Gettid() == unix.Getpid()
+	mainThread.nameBefore, _ = Name()
+	mainThread.err = Lock("govm-net0")
+	mainThread.nameAt, _ = Name()
+	os.Exit(m.Run())
+}
+
+// TestLockMainThread: on the main thread Lock says so and leaves the
+// process's name alone.
+func TestLockMainThread(t *testing.T) {
+	mt := mainThread
+	if !mt.onMain {
+		t.Fatal("TestMain did not run on the main thread")
+	}
+	if !errors.Is(mt.err, ErrMainThread) {
+		t.Errorf("Lock on the main thread: %v, want ErrMainThread", mt.err)
+	}
+	if mt.nameAt != mt.nameBefore || mt.nameAt == "govm-net0" {
+		t.Errorf("the process was renamed %q (was %q)", mt.nameAt, mt.nameBefore)
+	}
+}
 
 func TestLock(t *testing.T) {
 	tests := []struct{ name, want string }{

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 
 	"github.com/spf13/cobra"
 )
@@ -18,6 +19,12 @@ var version = "dev"
 
 // usageError marks errors in what the user typed.
 type usageError struct{ error }
+
+// init keeps the main goroutine on the process's main thread for good, so
+// the goroutines that serve the guest (vCPUs, device loops), each locked
+// to a thread it names, never land on the main thread, whose name is the
+// process's (see osthread.Lock).
+func init() { runtime.LockOSThread() }
 
 func main() {
 	os.Exit(execute(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
