@@ -164,6 +164,11 @@ func TestBoot(t *testing.T) {
 			if strings.Contains(tt.name, "4G") && !strings.Contains(res.Output, "BIOS-e820: [mem 0x0000000100000000-0x00000001") {
 				t.Errorf("no RAM above 4 GiB in the guest's e820 map")
 			}
+			// The guest programs its timer in TSC-deadline mode, which
+			// KVM emulates and govm offers (machine/cpuid.go).
+			if !strings.Contains(res.Output, "TSC deadline timer available") {
+				t.Errorf("the guest kernel found no TSC-deadline timer")
+			}
 			t.Logf("%s: govm start to guest init agent: %.1f s (L1 retries: %d)", r.Mode, res.BootTime.Seconds(), res.Retries)
 		})
 	}

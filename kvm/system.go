@@ -29,26 +29,32 @@ const (
 	CapIOEventFD      Cap = 36
 	CapSetIdentityMap Cap = 37
 	CapMaxVCPUs       Cap = 66
-	CapSignalMSI      Cap = 77
-	CapX2APICAPI      Cap = 129
-	CapImmediateExit  Cap = 136
+	// CapTSCDeadlineTimer: KVM emulates the local APIC's TSC-deadline
+	// timer mode. KVM_GET_SUPPORTED_CPUID does not report it; userspace
+	// sets CPUID.01H:ECX[24] itself when this is present (KVM API,
+	// KVM_GET_SUPPORTED_CPUID).
+	CapTSCDeadlineTimer Cap = 72
+	CapSignalMSI        Cap = 77
+	CapX2APICAPI        Cap = 129
+	CapImmediateExit    Cap = 136
 )
 
 var capNames = map[Cap]string{
-	CapIRQChip:        "KVM_CAP_IRQCHIP",
-	CapUserMemory:     "KVM_CAP_USER_MEMORY",
-	CapSetTSSAddr:     "KVM_CAP_SET_TSS_ADDR",
-	CapExtCPUID:       "KVM_CAP_EXT_CPUID",
-	CapNrVCPUs:        "KVM_CAP_NR_VCPUS",
-	CapIRQRouting:     "KVM_CAP_IRQ_ROUTING",
-	CapIRQFD:          "KVM_CAP_IRQFD",
-	CapPIT2:           "KVM_CAP_PIT2",
-	CapIOEventFD:      "KVM_CAP_IOEVENTFD",
-	CapSetIdentityMap: "KVM_CAP_SET_IDENTITY_MAP_ADDR",
-	CapMaxVCPUs:       "KVM_CAP_MAX_VCPUS",
-	CapSignalMSI:      "KVM_CAP_SIGNAL_MSI",
-	CapX2APICAPI:      "KVM_CAP_X2APIC_API",
-	CapImmediateExit:  "KVM_CAP_IMMEDIATE_EXIT",
+	CapIRQChip:          "KVM_CAP_IRQCHIP",
+	CapUserMemory:       "KVM_CAP_USER_MEMORY",
+	CapSetTSSAddr:       "KVM_CAP_SET_TSS_ADDR",
+	CapExtCPUID:         "KVM_CAP_EXT_CPUID",
+	CapNrVCPUs:          "KVM_CAP_NR_VCPUS",
+	CapIRQRouting:       "KVM_CAP_IRQ_ROUTING",
+	CapIRQFD:            "KVM_CAP_IRQFD",
+	CapPIT2:             "KVM_CAP_PIT2",
+	CapIOEventFD:        "KVM_CAP_IOEVENTFD",
+	CapSetIdentityMap:   "KVM_CAP_SET_IDENTITY_MAP_ADDR",
+	CapMaxVCPUs:         "KVM_CAP_MAX_VCPUS",
+	CapTSCDeadlineTimer: "KVM_CAP_TSC_DEADLINE_TIMER",
+	CapSignalMSI:        "KVM_CAP_SIGNAL_MSI",
+	CapX2APICAPI:        "KVM_CAP_X2APIC_API",
+	CapImmediateExit:    "KVM_CAP_IMMEDIATE_EXIT",
 }
 
 func (c Cap) String() string {

@@ -16,6 +16,7 @@ const (
 	leaf1EBXCountMask   = 0xff << leaf1EBXCountShift
 	leaf1EBXAPICIDMask  = 0xff << leaf1EBXAPICIDShift
 	leaf1ECXHypervisor  = 1 << 31
+	leaf1ECXTSCDeadline = 1 << 24 // the APIC timer's TSC-deadline mode
 	leaf1EDXHTT         = 1 << 28
 
 	// KVM paravirtual features kept (Documentation/virt/kvm/x86/cpuid.rst):
@@ -72,10 +73,22 @@ func hideXSave(entries []kvm.CPUIDEntry) []kvm.CPUIDEntry {
 	return out
 }
 
+// cpuidOptions are what the CPUID table offers beyond KVM's supported
+// leaves, or hides from them.
+type cpuidOptions struct {
+	noXSave bool // hide XSAVE and the state it manages (see hideXSave)
+	// tscDeadline offers the APIC timer's TSC-deadline mode, which KVM
+	// emulates when it has KVM_CAP_TSC_DEADLINE_TIMER but leaves out of
+	// KVM_GET_SUPPORTED_CPUID. Without it Linux programs its timer by the
+	// APIC's count-down register and calibrates that against another
+	// clock at boot; QEMU, Firecracker and Cloud Hypervisor offer it.
+	tscDeadline bool
+}
+
 // vcpuCPUID returns the CPUID table for vCPU id of n: the host's supported
 // leaves with this vCPU's APIC ID, the logical processor count and the
 // hypervisor bit.
-func vcpuCPUID(supported []kvm.CPUIDEntry, id, n int, noXSave bool) []kvm.CPUIDEntry {
+func vcpuCPUID(supported []kvm.CPUIDEntry, id, n int, opt cpuidOptions) []kvm.CPUIDEntry {
 	out := make([]kvm.CPUIDEntry, len(supported))
 	copy(out, supported)
 	for i := range out {
@@ -85,6 +98,9 @@ func vcpuCPUID(supported []kvm.CPUIDEntry, id, n int, noXSave bool) []kvm.CPUIDE
 			e.EBX = e.EBX&^(leaf1EBXAPICIDMask|leaf1EBXCountMask) |
 				uint32(id)<<leaf1EBXAPICIDShift | uint32(n)<<leaf1EBXCountShift
 			e.ECX |= leaf1ECXHypervisor
+			if opt.tscDeadline {
+				e.ECX |= leaf1ECXTSCDeadline
+			}
 			if n > 1 {
 				e.EDX |= leaf1EDXHTT
 			}
@@ -108,7 +124,7 @@ func vcpuCPUID(supported []kvm.CPUIDEntry, id, n int, noXSave bool) []kvm.CPUIDE
 		}
 	}
 	fixXSaveSize(out)
-	if noXSave {
+	if opt.noXSave {
 		out = hideXSave(out)
 	}
 	return out

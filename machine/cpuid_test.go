@@ -25,7 +25,7 @@ func TestVCPUCPUID(t *testing.T) {
 		}
 		return nil
 	}
-	got := vcpuCPUID(supported, 3, 4, false)
+	got := vcpuCPUID(supported, 3, 4, cpuidOptions{})
 	l1 := find(got, cpuidFeatures, 0)
 	if l1.EBX>>24 != 3 || l1.EBX>>16&0xff != 4 || l1.ECX&leaf1ECXHypervisor == 0 || l1.EDX&leaf1EDXHTT == 0 {
 		t.Errorf("leaf 1 = %+v", l1)
@@ -49,7 +49,14 @@ func TestVCPUCPUID(t *testing.T) {
 		t.Fatal("input modified")
 	}
 
-	noX := vcpuCPUID(supported, 0, 1, true)
+	if l1.ECX&leaf1ECXTSCDeadline != 0 {
+		t.Error("TSC deadline offered unasked")
+	}
+	if l1 := find(vcpuCPUID(supported, 0, 1, cpuidOptions{tscDeadline: true}), cpuidFeatures, 0); l1.ECX&leaf1ECXTSCDeadline == 0 {
+		t.Error("TSC deadline not offered")
+	}
+
+	noX := vcpuCPUID(supported, 0, 1, cpuidOptions{noXSave: true})
 	if l1 := find(noX, cpuidFeatures, 0); l1.ECX&(leaf1ECXXSAVE|leaf1ECXAVX) != 0 {
 		t.Errorf("XSAVE/AVX still offered: %#x", l1.ECX)
 	}

@@ -236,6 +236,7 @@ func New(cfg Config) (_ *Machine, err error) {
 	if err = m.addNICs(); err != nil {
 		return nil, err
 	}
+	cpuidOpt := cpuidOptions{noXSave: cfg.NoXSave, tscDeadline: m.sys.CheckExtension(kvm.CapTSCDeadlineTimer) > 0}
 	for i := 0; i < cfg.CPUs; i++ {
 		kv, err := m.vm.CreateVCPU(i)
 		if err != nil {
@@ -243,7 +244,7 @@ func New(cfg Config) (_ *Machine, err error) {
 		}
 		v := &vcpu{id: i, kvm: kv}
 		m.vcpus = append(m.vcpus, v)
-		if err := kv.SetCPUID(vcpuCPUID(cpuid, i, cfg.CPUs, cfg.NoXSave)); err != nil {
+		if err := kv.SetCPUID(vcpuCPUID(cpuid, i, cfg.CPUs, cpuidOpt)); err != nil {
 			return nil, fmt.Errorf("vCPU %d: %w", i, err)
 		}
 		if err := setMSRs(kv); err != nil {
