@@ -185,17 +185,26 @@ func kvmStats(pid int) map[string]uint64 {
 	return out
 }
 
-// kvmGrowth is " name=delta" for each counter that grew, sorted by name.
+// kvmGauges are KVM statistics that are levels, not counts: how much of
+// the guest's memory the VM maps with 4 KiB, 2 MiB and 1 GiB pages.
+var kvmGauges = map[string]bool{"pages_4k": true, "pages_2m": true, "pages_1g": true}
+
+// kvmGrowth is " name=delta" for each counter that grew, sorted by name,
+// and " name=level" for each gauge at its level after.
 func kvmGrowth(before, after map[string]uint64) string {
 	names := make([]string, 0, len(after))
 	for n, v := range after {
-		if v > before[n] {
+		if v > before[n] || kvmGauges[n] {
 			names = append(names, n)
 		}
 	}
 	sort.Strings(names)
 	var b strings.Builder
 	for _, n := range names {
+		if kvmGauges[n] {
+			fmt.Fprintf(&b, " %s=%d", n, after[n])
+			continue
+		}
 		fmt.Fprintf(&b, " %s=%d", n, after[n]-before[n])
 	}
 	return b.String()

@@ -16,6 +16,8 @@ func TestKVMGrowth(t *testing.T) {
 			map[string]uint64{"io_exits": 15, "exits": 160, "halt_exits": 5}, " exits=60 io_exits=5"},
 		{"born since", map[string]uint64{}, map[string]uint64{"irq_injections": 3}, " irq_injections=3"},
 		{"shrunk (a VM replaced) is not growth", map[string]uint64{"exits": 100}, map[string]uint64{"exits": 40}, ""},
+		{"gauges at their level", map[string]uint64{"pages_4k": 500, "pages_2m": 3, "exits": 1},
+			map[string]uint64{"pages_4k": 400, "pages_2m": 3, "exits": 2}, " exits=1 pages_2m=3 pages_4k=400"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
