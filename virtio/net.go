@@ -217,6 +217,12 @@ func (n *Net) Loop(kicks []int, stop int) error {
 		pBackend: {Fd: int32(fd)},
 	}
 	var drain [8]byte
+	w, err := newReadyWaiter(stop, kicks[netRxQueue], kicks[netTxQueue], fd)
+	if err != nil {
+		slog.Warn("virtio-net: the NIC stops", "err", err)
+		return nil
+	}
+	defer w.close()
 	// Serve whatever the driver queued before the loop started.
 	txMore, rxMore, rxWait := true, true, false
 	for {
@@ -228,7 +234,17 @@ func (n *Net) Loop(kicks []int, stop int) error {
 		if rxWait {
 			pfd[pBackend].Events = 0 // hold the frame; wait for a kick
 		}
-		if _, err := unix.Poll(pfd[:], timeout); err != nil && !errors.Is(err, unix.EINTR) {
+		if timeout < 0 {
+			if err := w.watch(fd, !rxWait); err != nil {
+				slog.Warn("virtio-net: the NIC stops", "err", err)
+				return nil
+			}
+			if err := w.wait(); err != nil {
+				slog.Warn("virtio-net: wait; the NIC stops", "err", err)
+				return nil
+			}
+		}
+		if _, err := unix.Poll(pfd[:], 0); err != nil && !errors.Is(err, unix.EINTR) {
 			slog.Warn("virtio-net: poll; the NIC stops", "err", err)
 			return nil
 		}
