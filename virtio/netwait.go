@@ -31,6 +31,7 @@ type readyWaiter struct {
 	rc      syscall.RawConn
 	events  [4]unix.EpollEvent
 	ready   func(uintptr) bool // made once: wait allocates nothing
+	err     error              // epoll_wait's failure, for wait to return
 	watched map[int]bool
 }
 
@@ -59,7 +60,11 @@ func newReadyWaiter(fds ...int) (*readyWaiter, error) {
 	}
 	w.ready = func(uintptr) bool {
 		n, err := unix.EpollWait(w.epfd, w.events[:], 0)
-		return n > 0 || err != nil && !errors.Is(err, unix.EINTR)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			w.err = fmt.Errorf("epoll_wait: %w", err)
+			return true
+		}
+		return n > 0
 	}
 	return w, nil
 }
@@ -85,9 +90,15 @@ func (w *readyWaiter) watch(fd int, on bool) error {
 	return nil
 }
 
-// wait parks the goroutine until a watched fd is readable (or has failed:
-// the caller's poll(2) with no timeout then says which and how).
-func (w *readyWaiter) wait() error { return w.rc.Read(w.ready) }
+// wait parks the goroutine until a watched fd is readable or has failed
+// (the caller's poll(2) with no timeout then says which and how). An error
+// is the epoll set's own: the caller cannot wait any more.
+func (w *readyWaiter) wait() error {
+	if err := w.rc.Read(w.ready); err != nil {
+		return err
+	}
+	return w.err
+}
 
 // close releases the epoll set; the watched fds stay open.
 func (w *readyWaiter) close() error { return w.f.Close() }
