@@ -226,15 +226,14 @@ func (n *Net) Loop(kicks []int, stop int) error {
 	// Serve whatever the driver queued before the loop started.
 	txMore, rxMore, rxWait := true, true, false
 	for {
-		timeout := -1
-		if txMore || rxMore && !rxWait {
-			timeout = 0 // look for new events, then carry on
-		}
+		// With work in hand, look for new events and carry on; with none,
+		// sleep until one comes.
+		sleep := !txMore && (!rxMore || rxWait)
 		pfd[pBackend].Events = unix.POLLIN
 		if rxWait {
 			pfd[pBackend].Events = 0 // hold the frame; wait for a kick
 		}
-		if timeout < 0 {
+		if sleep {
 			if err := w.watch(fd, !rxWait); err != nil {
 				slog.Warn("virtio-net: the NIC stops", "err", err)
 				return nil
@@ -251,7 +250,7 @@ func (n *Net) Loop(kicks []int, stop int) error {
 		if pfd[pStop].Revents != 0 {
 			return nil
 		}
-		if timeout < 0 {
+		if sleep {
 			n.Stats.Wakes.Add(1) // it slept, and something woke it
 		}
 		if pfd[pBackend].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
