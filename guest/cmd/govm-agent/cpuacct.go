@@ -192,22 +192,7 @@ var kvmGauges = map[string]bool{"pages_4k": true, "pages_2m": true, "pages_1g": 
 // kvmGrowth is " name=delta" for each counter that grew, sorted by name,
 // and " name=level" for each gauge at its level after.
 func kvmGrowth(before, after map[string]uint64) string {
-	names := make([]string, 0, len(after))
-	for n, v := range after {
-		if v > before[n] || kvmGauges[n] {
-			names = append(names, n)
-		}
-	}
-	sort.Strings(names)
-	var b strings.Builder
-	for _, n := range names {
-		if kvmGauges[n] {
-			fmt.Fprintf(&b, " %s=%d", n, after[n])
-			continue
-		}
-		fmt.Fprintf(&b, " %s=%d", n, after[n]-before[n])
-	}
-	return b.String()
+	return counterGrowth(before, after, nil, kvmGauges)
 }
 
 // tickMs is the length of a /proc/stat tick (USER_HZ, 100 on Linux/x86).

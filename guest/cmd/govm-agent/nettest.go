@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -342,15 +341,7 @@ func (a guestAcct) say(dir string) {
 		}
 	}
 	say("GOVM-NET-GUEST-CPU %s %s", dir, d)
-	irqs := interruptCounts()
-	var grown []string
-	for name, n := range irqs {
-		if n > a.irqs[name] {
-			grown = append(grown, fmt.Sprintf("%s=%d", name, n-a.irqs[name]))
-		}
-	}
-	sort.Strings(grown)
-	say("GOVM-NET-GUEST-IRQS %s %s", dir, strings.Join(grown, " "))
+	say("GOVM-NET-GUEST-IRQS %s%s", dir, counterGrowth(a.irqs, interruptCounts(), nil, nil))
 	say("GOVM-NET-GUEST-TCP %s%s", dir, tcpGrowth(a.proto, protoCounters()))
 }
 

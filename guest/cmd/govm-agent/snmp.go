@@ -51,12 +51,30 @@ func parseProtoCounters(text string, out map[string]uint64) {
 // tcpGrowth is " Name=delta" for each TCP counter (Tcp and TcpExt groups)
 // that grew from before to after, sorted by name.
 func tcpGrowth(before, after map[string]uint64) string {
-	var grown []string
+	return counterGrowth(before, after, func(n string) bool {
+		return strings.HasPrefix(n, "Tcp.") || strings.HasPrefix(n, "TcpExt.")
+	}, nil)
+}
+
+// counterGrowth is " name=delta" for each counter in after that keep
+// accepts and that grew from before, sorted by name; a nil keep takes
+// every counter, and level (may be nil) names those said at their level after
+// instead (gauges), grown or not.
+func counterGrowth(before, after map[string]uint64, keep func(string) bool, level map[string]bool) string {
+	var names []string
 	for n, v := range after {
-		if v > before[n] && (strings.HasPrefix(n, "Tcp.") || strings.HasPrefix(n, "TcpExt.")) {
-			grown = append(grown, fmt.Sprintf(" %s=%d", n, v-before[n]))
+		if (keep == nil || keep(n)) && (v > before[n] || level[n]) {
+			names = append(names, n)
 		}
 	}
-	sort.Strings(grown)
-	return strings.Join(grown, "")
+	sort.Strings(names)
+	var b strings.Builder
+	for _, n := range names {
+		v := after[n]
+		if !level[n] {
+			v -= before[n]
+		}
+		fmt.Fprintf(&b, " %s=%d", n, v)
+	}
+	return b.String()
 }
