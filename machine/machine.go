@@ -77,6 +77,7 @@ type Result struct {
 // Stats are counters a VM keeps while it runs.
 type Stats struct {
 	Exits       map[string]uint64 // vCPU exits by kind
+	VCPUYields  uint64            // vCPU loops' passes through Go's scheduler (osthread.Yielder)
 	SerialBytes uint64            // bytes the guest wrote to COM1
 	BootTime    time.Duration     // Config.Started to the first boot-timer write; 0 if none
 	FirstRun    time.Duration     // Config.Started to vCPU 0's first KVM_RUN; 0 if none
@@ -100,7 +101,8 @@ type NICStats struct {
 	RxDropped uint64 `json:"rx_dropped"`
 	RxStalls  uint64 `json:"rx_stalls"`
 	RxCopied  uint64 `json:"rx_copied"`
-	Wakes     uint64 `json:"wakes"` // times the NIC's thread slept and woke to work
+	Wakes     uint64 `json:"wakes"`  // times the NIC's thread slept and woke to work
+	Yields    uint64 `json:"yields"` // times the NIC's thread, busy for long, went through Go's scheduler
 }
 
 // Machine is a VM ready to run.
@@ -364,6 +366,7 @@ func (m *Machine) Stats() Stats {
 		st.GuestResident, _ = m.mem.Resident()
 	}
 	for _, v := range m.vcpus {
+		st.VCPUYields += v.yields.Load()
 		for r := range v.exits {
 			if n := v.exits[r].Load(); n > 0 {
 				st.Exits[kvm.ExitReason(r).String()] += n
@@ -378,7 +381,7 @@ func (m *Machine) Stats() Stats {
 		st.NICs = append(st.NICs, NICStats{
 			TxFrames: s.TxFrames.Load(), TxBytes: s.TxBytes.Load(), TxDropped: s.TxDropped.Load(),
 			RxFrames: s.RxFrames.Load(), RxBytes: s.RxBytes.Load(), RxDropped: s.RxDropped.Load(),
-			RxStalls: s.RxStalls.Load(), RxCopied: s.RxCopied.Load(), Wakes: s.Wakes.Load(),
+			RxStalls: s.RxStalls.Load(), RxCopied: s.RxCopied.Load(), Wakes: s.Wakes.Load(), Yields: s.Yields.Load(),
 		})
 	}
 	return st

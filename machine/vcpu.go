@@ -24,6 +24,8 @@ type vcpu struct {
 	lastRIP atomic.Uint64
 	// exits counts exits by reason (indexes below maxCountedExit).
 	exits [maxCountedExit]atomic.Uint64
+	// yields counts the loop's passes through Go's scheduler.
+	yields atomic.Uint64
 }
 
 // maxCountedExit bounds the exit reasons counted per vCPU.
@@ -53,7 +55,11 @@ func (m *Machine) runVCPU(v *vcpu) {
 			m.firstRun.Store(int64(time.Since(m.cfg.Started)))
 		}
 	}
+	var y osthread.Yielder // KVM_RUN is a system call that never parks
 	for !m.stopping.Load() {
+		if y.Maybe(time.Now()) {
+			v.yields.Add(1)
+		}
 		e, err := v.kvm.Run()
 		if errors.Is(err, kvm.ErrInterrupted) {
 			// A kick or Go's preemption signal (SIGURG): check for a stop

@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/govm/govm/mem"
+	"github.com/govm/govm/osthread"
 	"github.com/govm/govm/tap"
 )
 
@@ -87,6 +89,7 @@ type NetStats struct {
 	RxCopied                     atomic.Uint64 // frames read into govm and copied: too few buffers posted to read in place
 	TxBackendErrs, RxBackendErrs atomic.Uint64
 	Wakes                        atomic.Uint64 // times the loop slept and woke to work (frames per wake: batching)
+	Yields                       atomic.Uint64 // times the loop, busy for long, went through Go's scheduler (osthread.Yielder)
 }
 
 // Net is a virtio-net device with one receive and one transmit queue,
@@ -209,13 +212,6 @@ func (n *Net) Loop(kicks []int, stop int) error {
 		return errors.New("virtio-net: not active")
 	}
 	fd := n.backend.Fd()
-	const pStop, pRxKick, pTxKick, pBackend = 0, 1, 2, 3
-	pfd := [4]unix.PollFd{
-		pStop:    {Fd: int32(stop), Events: unix.POLLIN},
-		pRxKick:  {Fd: int32(kicks[netRxQueue]), Events: unix.POLLIN},
-		pTxKick:  {Fd: int32(kicks[netTxQueue]), Events: unix.POLLIN},
-		pBackend: {Fd: int32(fd)},
-	}
 	var drain [8]byte
 	w, err := newReadyWaiter(stop, kicks[netRxQueue], kicks[netTxQueue], fd)
 	if err != nil {
@@ -223,50 +219,48 @@ func (n *Net) Loop(kicks []int, stop int) error {
 		return nil
 	}
 	defer w.close()
+	var y osthread.Yielder // the loop may run for long without parking
 	// Serve whatever the driver queued before the loop started.
 	txMore, rxMore, rxWait := true, true, false
 	for {
 		// With work in hand, look for new events and carry on; with none,
-		// sleep until one comes.
+		// sleep until one comes. While a frame waits for buffers the
+		// backend is not watched: only a kick can help.
 		sleep := !txMore && (!rxMore || rxWait)
-		pfd[pBackend].Events = unix.POLLIN
-		if rxWait {
-			pfd[pBackend].Events = 0 // hold the frame; wait for a kick
-		}
-		if sleep {
-			if err := w.watch(fd, !rxWait); err != nil {
-				slog.Warn("virtio-net: the NIC stops", "err", err)
-				return nil
-			}
-			if err := w.wait(); err != nil {
-				slog.Warn("virtio-net: wait; the NIC stops", "err", err)
-				return nil
-			}
-		}
-		if _, err := unix.Poll(pfd[:], 0); err != nil && !errors.Is(err, unix.EINTR) {
-			slog.Warn("virtio-net: poll; the NIC stops", "err", err)
+		if err := w.watch(fd, !rxWait); err != nil {
+			slog.Warn("virtio-net: the NIC stops", "err", err)
 			return nil
 		}
-		if pfd[pStop].Revents != 0 {
+		ready, err := w.poll(sleep)
+		if err != nil {
+			slog.Warn("virtio-net: wait; the NIC stops", "err", err)
 			return nil
 		}
 		if sleep {
 			n.Stats.Wakes.Add(1) // it slept, and something woke it
 		}
-		if pfd[pBackend].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
-			slog.Warn("virtio-net: the backend failed; the NIC stops", "revents", pfd[pBackend].Revents)
-			return nil
+		if w.parked() {
+			y.Scheduled(time.Now())
+		} else if y.Maybe(time.Now()) {
+			n.Stats.Yields.Add(1)
 		}
-		if pfd[pRxKick].Revents&unix.POLLIN != 0 {
-			_, _ = unix.Read(kicks[netRxQueue], drain[:])
-			rxWait, rxMore = false, true
-		}
-		if pfd[pTxKick].Revents&unix.POLLIN != 0 {
-			_, _ = unix.Read(kicks[netTxQueue], drain[:])
-			txMore = true
-		}
-		if pfd[pBackend].Revents&unix.POLLIN != 0 {
-			rxMore = true
+		for _, ev := range ready {
+			switch int(ev.Fd) {
+			case stop:
+				return nil
+			case kicks[netRxQueue]:
+				_, _ = unix.Read(kicks[netRxQueue], drain[:])
+				rxWait, rxMore = false, true
+			case kicks[netTxQueue]:
+				_, _ = unix.Read(kicks[netTxQueue], drain[:])
+				txMore = true
+			case fd:
+				if ev.Events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+					slog.Warn("virtio-net: the backend failed; the NIC stops", "events", ev.Events)
+					return nil
+				}
+				rxMore = true
+			}
 		}
 		if txMore {
 			more, err := n.transmit(m, txq)

@@ -9,8 +9,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// readyWaiter waits for any of a few file descriptors by parking the
-// goroutine in Go's network poller, not in a blocking poll(2).
+// readyWaiter finds which of a few file descriptors are ready, and waits
+// for one by parking the goroutine in Go's network poller, not in a
+// blocking poll(2).
 //
 // A device loop is one goroutine that never reschedules: it only makes
 // system calls. Go's monitor (sysmon) sees such a goroutine's P run the
@@ -24,19 +25,29 @@ import (
 // against 9.8-10.9 us with poll(2), the loop locked to its thread in both.
 //
 // The fds sit in an epoll set of their own (level-triggered), whose fd the
-// runtime's poller watches.
+// runtime's poller watches. One epoll_wait both finds what woke the loop
+// and, with nothing ready, tells the poller to park it.
 type readyWaiter struct {
 	epfd    int
 	f       *os.File // owns epfd
 	rc      syscall.RawConn
-	events  [4]unix.EpollEvent
-	ready   func(uintptr) bool // made once: wait allocates nothing
-	err     error              // epoll_wait's failure, for wait to return
+	events  [maxReadyFds]unix.EpollEvent
+	n       int                // events[:n] are the last poll's
+	looks   int                // epoll_waits in the last poll
+	ready   func(uintptr) bool // made once: poll allocates nothing
+	err     error              // epoll_wait's failure, for poll to return
 	watched map[int]bool
 }
 
+// maxReadyFds is how many ready fds one poll reports; a loop watches no
+// more (a stop, two kicks, a backend).
+const maxReadyFds = 4
+
 // newReadyWaiter makes a waiter watching fds for input.
 func newReadyWaiter(fds ...int) (*readyWaiter, error) {
+	if len(fds) > maxReadyFds {
+		return nil, fmt.Errorf("readyWaiter: %d fds, at most %d", len(fds), maxReadyFds)
+	}
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
@@ -59,17 +70,27 @@ func newReadyWaiter(fds ...int) (*readyWaiter, error) {
 		return nil, err
 	}
 	w.ready = func(uintptr) bool {
-		n, err := unix.EpollWait(w.epfd, w.events[:], 0)
-		if err != nil && !errors.Is(err, unix.EINTR) {
-			w.err = fmt.Errorf("epoll_wait: %w", err)
-			return true
-		}
-		return n > 0
+		w.look()
+		return w.n > 0 || w.err != nil
 	}
 	return w, nil
 }
 
-// watch adds fd to the set (on) or keeps it there unwatched (off).
+// look is one epoll_wait that does not wait.
+func (w *readyWaiter) look() {
+	w.n = 0
+	w.looks++
+	n, err := unix.EpollWait(w.epfd, w.events[:], 0)
+	switch {
+	case err == nil:
+		w.n = n
+	case !errors.Is(err, unix.EINTR):
+		w.err = fmt.Errorf("epoll_wait: %w", err)
+	}
+}
+
+// watch adds fd to the set (on) or keeps it there unwatched (off): an
+// unwatched fd is reported only for an error or a hang-up.
 func (w *readyWaiter) watch(fd int, on bool) error {
 	was, known := w.watched[fd]
 	if known && was == on {
@@ -90,15 +111,28 @@ func (w *readyWaiter) watch(fd int, on bool) error {
 	return nil
 }
 
-// wait parks the goroutine until a watched fd is readable or has failed
-// (the caller's poll(2) with no timeout then says which and how). An error
-// is the epoll set's own: the caller cannot wait any more.
-func (w *readyWaiter) wait() error {
-	if err := w.rc.Read(w.ready); err != nil {
-		return err
+// poll reports the watched fds that are ready (readable, failed or hung
+// up; at most one event each). With wait it parks the goroutine until one
+// is; without, it returns at once, with none if none is. The slice is the
+// waiter's and good until the next poll. An error is the epoll set's own:
+// the caller cannot wait any more.
+func (w *readyWaiter) poll(wait bool) ([]unix.EpollEvent, error) {
+	w.looks = 0
+	if !wait {
+		w.look()
+	} else if err := w.rc.Read(w.ready); err != nil {
+		return nil, err
 	}
-	return w.err
+	if w.err != nil {
+		return nil, w.err
+	}
+	return w.events[:w.n], nil
 }
+
+// parked reports whether the last poll parked the goroutine, which took
+// it through Go's scheduler: the poller looks once before parking and
+// again on each wake.
+func (w *readyWaiter) parked() bool { return w.looks > 1 }
 
 // close releases the epoll set; the watched fds stay open.
 func (w *readyWaiter) close() error { return w.f.Close() }

@@ -1,14 +1,17 @@
 package virtio
 
 import (
+	"slices"
+	"sort"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// TestReadyWaiter: wait returns once a watched fd is readable, and not
-// for one taken out of the set.
+// TestReadyWaiter: a waiting poll returns once a watched fd is readable,
+// and not for one taken out of the set; it reports the fds that are
+// ready, as a poll that does not wait does.
 func TestReadyWaiter(t *testing.T) {
 	efd := func() int {
 		fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
@@ -32,28 +35,56 @@ func TestReadyWaiter(t *testing.T) {
 	if err := w.watch(b, false); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- w.wait() }()
+	fds := func(evs []unix.EpollEvent) []int {
+		var out []int
+		for _, ev := range evs {
+			out = append(out, int(ev.Fd))
+		}
+		sort.Ints(out)
+		return out
+	}
+	if evs, err := w.poll(false); err != nil || len(evs) != 0 {
+		t.Fatalf("poll with nothing ready: %v, %v", fds(evs), err)
+	}
+	type result struct {
+		fds []int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		evs, err := w.poll(true)
+		done <- result{fds(evs), err}
+	}()
 	signal(b) // not watched: must not wake it
 	select {
-	case err := <-done:
-		t.Fatalf("wait returned (%v) for an fd out of the set", err)
+	case r := <-done:
+		t.Fatalf("poll returned (%v, %v) for an fd out of the set", r.fds, r.err)
 	case <-time.After(100 * time.Millisecond):
 	}
 	signal(a)
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
+	case r := <-done:
+		if r.err != nil || !slices.Equal(r.fds, []int{a}) {
+			t.Fatalf("poll woke with %v, %v; want [%d]", r.fds, r.err, a)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("wait did not return for a readable watched fd")
+		t.Fatal("poll did not return for a readable watched fd")
 	}
-	// Readable already: wait returns at once; watching b again too.
+	// Readable already: poll returns at once with both once b is watched.
 	if err := w.watch(b, true); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.wait(); err != nil {
-		t.Fatal(err)
+	for _, wait := range []bool{true, false} {
+		evs, err := w.poll(wait)
+		if want := fds([]unix.EpollEvent{{Fd: int32(a)}, {Fd: int32(b)}}); err != nil || !slices.Equal(fds(evs), want) {
+			t.Fatalf("poll(%v): %v, %v; want %v", wait, fds(evs), err, want)
+		}
+	}
+}
+
+// TestReadyWaiterLimit: more fds than a poll reports are refused.
+func TestReadyWaiterLimit(t *testing.T) {
+	if _, err := newReadyWaiter(0, 1, 2, 3, 4); err == nil {
+		t.Fatal("five fds accepted")
 	}
 }

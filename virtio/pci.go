@@ -637,7 +637,10 @@ func (p *PCIDevice) worker(dev Processor, q, efd int, thread string) {
 	defer p.workers.Done()
 	p.lockThread(thread)
 	var buf [8]byte
+	var y osthread.Yielder // it only ever blocks in read(2)
 	for {
+		// After the last request's interrupt, not before the next one.
+		y.Maybe(time.Now())
 		if _, err := unix.Read(efd, buf[:]); err != nil && !errors.Is(err, unix.EINTR) {
 			return
 		}

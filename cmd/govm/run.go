@@ -372,6 +372,7 @@ type metricsFile struct {
 	GoAllocsKB  uint64             `json:"go_heap_allocs_kb"`
 	GoMappedKB  uint64             `json:"go_runtime_mapped_kb"`
 	Exits       map[string]uint64  `json:"exits"`
+	VCPUYields  uint64             `json:"vcpu_yields"` // passes through Go's scheduler (osthread.Yielder)
 	SerialBytes uint64             `json:"serial_bytes"`
 	NICs        []machine.NICStats `json:"nics,omitempty"`
 	GoMaxProcs  int                `json:"gomaxprocs"` // as setProcs left it
@@ -417,6 +418,7 @@ func writeMetrics(w io.Writer, st machine.Stats, v verdict) error {
 		GoAllocsKB:          goMetricKB("/gc/heap/allocs:bytes"),
 		GoMappedKB:          goMetricKB("/memory/classes/total:bytes"),
 		Exits:               st.Exits,
+		VCPUYields:          st.VCPUYields,
 		SerialBytes:         st.SerialBytes,
 		NICs:                st.NICs,
 		GoMaxProcs:          runtime.GOMAXPROCS(0),
