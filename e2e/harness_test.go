@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -48,5 +49,37 @@ func TestSplitRounds(t *testing.T) {
 	}
 	if len(pairs) != 1 {
 		t.Errorf("pairs %v", pairs)
+	}
+}
+
+// TestVMMCPU: the VMM's thread groups summed, its guest time taken off,
+// a port reported again counted from its last report.
+func TestVMMCPU(t *testing.T) {
+	out := strings.Join([]string{
+		"GOVM-HOST-CPU 5001 wall_ms=2400 vmm=govm pid=109",
+		"GOVM-HOST-CPU 5001 vmm govm threads=8 run_ms=226.7 wait_ms=1242.9 slices=1856",
+		"GOVM-HOST-CPU 5001 vmm govm-net0 threads=1 run_ms=324.2 wait_ms=16.7 slices=402",
+		"GOVM-HOST-CPU 5001 vmm govm-vcpu0 threads=1 run_ms=1318.1 wait_ms=1042.0 slices=382",
+		"GOVM-HOST-CPU 5001 peer govm-agent threads=4 run_ms=486.5 wait_ms=537.9 slices=1465",
+		"GOVM-HOST-CPU 5001 cpu0 user=1620 system=740 softirq=0 irq=0 guest=1210 idle=0",
+		"GOVM-HOST-CPU 5001 cpu1 user=0 system=0 softirq=0 irq=0 guest=10 idle=2350",
+		"GOVM-HOST-CPU 5010 wall_ms=883 vmm=qemu-system-x86 pid=143", // spoiled, run again
+		"GOVM-HOST-CPU 5010 vmm CPU_0/KVM threads=1 run_ms=900 wait_ms=1 slices=1",
+		"GOVM-HOST-CPU 5010 cpu0 user=1 system=1 softirq=0 irq=0 guest=500 idle=0",
+		"GOVM-HOST-CPU 5010 wall_ms=820 vmm=qemu-system-x86 pid=150",
+		"GOVM-HOST-CPU 5010 vmm CPU_0/KVM threads=1 run_ms=565.5 wait_ms=1 slices=1",
+		"GOVM-HOST-CPU 5010 vmm qemu-system-x86 threads=2 run_ms=135 wait_ms=1 slices=1",
+		"GOVM-HOST-CPU 5010 cpu0 user=1 system=1 softirq=0 irq=0 guest=530 idle=0",
+		"GOVM-HOST-KVM 5010 exits=3409",
+	}, "\r\n")
+	got := vmmCPU(out)
+	want := map[string]float64{"5001": 226.7 + 324.2 + 1318.1 - 1210 - 10, "5010": 565.5 + 135 - 530}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for port, w := range want {
+		if g := got[port]; g < w-0.01 || g > w+0.01 {
+			t.Errorf("port %s: %.2f, want %.2f", port, g, w)
+		}
 	}
 }

@@ -96,7 +96,7 @@ func (m *Machine) addNICs() error {
 			return fmt.Errorf("--net %s: %w", t.Name(), err)
 		}
 		m.nets = append(m.nets, dev)
-		if err := m.addPCIDevice(fmt.Sprintf("virtio-net %d (%s)", i, t.Name()), fmt.Sprintf("govm-net%d", i), dev); err != nil {
+		if err := m.addPCIDevice(fmt.Sprintf("virtio-net %d (%s)", i, t.Name()), "", dev); err != nil {
 			return err
 		}
 	}

@@ -1,8 +1,10 @@
 // Package osthread owns what govm does to its own OS threads: it locks a
-// goroutine that serves the guest (a vCPU, a device's queues) to its
-// thread and names the thread, so top -H, perf, /proc and a benchmark's
-// per-thread CPU accounting can tell a vCPU from a NIC (as QEMU's
-// "CPU 0/KVM" and Firecracker's "fc_vcpu 0" threads can be told apart).
+// goroutine that serves the guest from a system call (a vCPU, a disk's
+// queue) to its thread and names the thread, so top -H, perf, /proc and a
+// benchmark's per-thread CPU accounting can tell a vCPU from a disk queue
+// (as QEMU's "CPU 0/KVM" and Firecracker's "fc_vcpu 0" threads can be told
+// apart), and it keeps such goroutines from looking stuck to Go's runtime
+// (Yielder).
 package osthread
 
 import (
@@ -34,7 +36,7 @@ const commPath = "/proc/thread-self/comm"
 //
 // The process's main thread is locked but keeps its name: its name is the
 // process's (ps, pkill, /proc/PID/comm), and a VMM that renamed itself
-// "govm-net0" could no longer be found by name. A program that serves the
+// "govm-vcpu0" could no longer be found by name. A program that serves the
 // guest keeps its main goroutine on the main thread (runtime.LockOSThread
 // in an init function) so that no guest-serving goroutine lands there.
 func Lock(name string) error {

@@ -50,6 +50,15 @@ type Processor interface {
 // per queue handing work to another. Loop waits on kicks[q] (an eventfd
 // that becomes readable when the driver notifies queue q; -1 for a queue
 // the driver left disabled) and returns nil when stop becomes readable.
+//
+// Loop runs on a goroutine that is not locked to a thread and should wait
+// in Go's network poller (readyWaiter): then the thread that finds an fd
+// ready runs the loop itself. A locked goroutine woken by the poller is
+// handed from that thread to its own, two more thread switches per wake
+// (nested network benchmark: the Go runtime's threads switched 1800-2700
+// times during a 16 MiB guest-to-host transfer with the loop locked,
+// 1200-1800 with it free, the NIC's own switches included; the VMM's CPU
+// time less the guest's fell from 850 to 750 ms at the median).
 type Looper interface {
 	Device
 	Loop(kicks []int, stop int) error

@@ -549,7 +549,7 @@ func (p *PCIDevice) activateLocked() error {
 	if looper != nil {
 		p.stopFd = stopFd
 		p.workers.Add(1)
-		go p.loop(looper, kicks, stopFd, p.threadName)
+		go p.loop(looper, kicks, stopFd)
 	} else {
 		for i, efd := range kicks {
 			if efd >= 0 {
@@ -610,8 +610,9 @@ func (p *PCIDevice) unbindNotify() {
 func (p *PCIDevice) NumQueues() int { return len(p.queues) }
 
 // Threads is how many goroutines serve the device once the driver
-// activates it, each blocking in a system call while it waits: one for a
-// Looper, one per queue otherwise.
+// activates it, each holding a P in its system calls: one per queue, or
+// one for a Looper (which waits in Go's poller, but its writes and reads
+// of a backend can be long).
 func (p *PCIDevice) Threads() int {
 	if _, ok := p.dev.(Looper); ok {
 		return 1
@@ -654,10 +655,10 @@ func (p *PCIDevice) worker(dev Processor, q, efd int, thread string) {
 	}
 }
 
-// loop runs a Looper until the reset signals stop.
-func (p *PCIDevice) loop(dev Looper, kicks []int, stop int, thread string) {
+// loop runs a Looper until the reset signals stop, on no thread of its
+// own (see Looper).
+func (p *PCIDevice) loop(dev Looper, kicks []int, stop int) {
 	defer p.workers.Done()
-	p.lockThread(thread)
 	if err := dev.Loop(kicks, stop); err != nil {
 		p.driverBroke(-1, err)
 	}
@@ -674,10 +675,10 @@ func (p *PCIDevice) lockThread(name string) {
 	}
 }
 
-// SetThreadName names the threads that serve the device: name itself for
-// a Looper's or a one-queue device's, name-qN for queue N's otherwise (cut
-// to the 15 bytes Linux keeps). Set it before the driver activates the
-// device.
+// SetThreadName names the threads that serve the device's queues: name
+// itself for a one-queue device's, name-qN for queue N's otherwise (cut to
+// the 15 bytes Linux keeps). A Looper has no thread of its own to name.
+// Set it before the driver activates the device.
 func (p *PCIDevice) SetThreadName(name string) {
 	p.mu.Lock()
 	p.threadName = name

@@ -9,7 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/govm/govm/mem"
-	"github.com/govm/govm/osthread"
 	"github.com/govm/govm/pci"
 )
 
@@ -306,7 +305,6 @@ func TestINTx(t *testing.T) {
 type loopProbe struct {
 	kicks, loops, resets atomic.Int32
 	running              atomic.Bool
-	thread               atomic.Value // the name of the thread Loop ran on
 }
 
 var errLoopProbe = errors.New("the driver broke the queue")
@@ -329,8 +327,6 @@ func (d *loopProbe) Loop(kicks []int, stop int) error {
 	d.running.Store(true)
 	defer d.running.Store(false)
 	d.loops.Add(1)
-	name, _ := osthread.Name()
-	d.thread.Store(name)
 	pfd := []unix.PollFd{{Fd: int32(stop), Events: unix.POLLIN}, {Fd: int32(kicks[0]), Events: unix.POLLIN}}
 	var buf [8]byte
 	for {
@@ -358,7 +354,6 @@ func TestLooper(t *testing.T) {
 	dev := &loopProbe{}
 	p := NewPCIDevice("looper", dev, d.m, nullPlatform{}, rigBAR)
 	t.Cleanup(p.Close)
-	p.SetThreadName("govm-looper0")
 	r := &pciRig{t: t, d: d, p: p}
 	if p.Threads() != 1 {
 		t.Fatalf("Threads %d, want 1", p.Threads())
@@ -367,9 +362,6 @@ func TestLooper(t *testing.T) {
 	r.kick()
 	if !waitFor(func() bool { return dev.kicks.Load() == 1 }) {
 		t.Fatalf("Loop saw %d kicks, want 1", dev.kicks.Load())
-	}
-	if name := dev.thread.Load(); name != "govm-looper0" {
-		t.Fatalf("Loop ran on a thread named %q, want govm-looper0", name)
 	}
 	r.reset()
 	if dev.running.Load() || dev.resets.Load() != 1 {
