@@ -426,7 +426,6 @@ func BenchmarkVirtioNet(b *testing.B) {
 					"--append", "govm.action=nettest " + spec("10.0.2.15", "10.0.2.1", "5000", "5001")},
 				Timeout:   14 * time.Minute,
 				NeedPeers: true,
-				Env:       []string{"GOVM_EXP_NETMODE=" + os.Getenv("GOVM_EXP_NETMODE")},
 				Before:    serve("govm", "5000", "5001"),
 				After:     sums("govm") + qemu,
 			})
