@@ -35,6 +35,9 @@ type Config struct {
 	NoHugePages bool
 	// PinVCPUs pins vCPU i's thread to host CPU i mod NumCPU.
 	PinVCPUs bool
+	// InteractiveVCPUs puts each vCPU's thread under SCHED_NORMAL, for a
+	// process whose other threads run SCHED_BATCH (osthread.BatchProcess).
+	InteractiveVCPUs bool
 
 	// Test guests: RAM replaces the layout derived from MemSize, Start
 	// replaces loading a kernel (no ACPI tables either), NoIRQChip leaves

@@ -38,6 +38,11 @@ func (m *Machine) runVCPU(v *vcpu) {
 		slog.Debug("vCPU thread", "vcpu", v.id, "err", err)
 	}
 	v.tid.Store(int32(unix.Gettid()))
+	if m.cfg.InteractiveVCPUs {
+		if err := osthread.Interactive(); err != nil {
+			slog.Warn("vCPU thread policy", "vcpu", v.id, "err", err)
+		}
+	}
 	defer func() { v.lastRIP.Store(v.rip()) }()
 	if m.cfg.PinVCPUs {
 		var set unix.CPUSet

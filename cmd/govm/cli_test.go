@@ -169,6 +169,7 @@ func TestBadInput(t *testing.T) {
 		{"net same tap twice", []string{"run", "--kernel", junk, "--net", "tap=t0", "--net", "tap=t0"}, "already", nil},
 		{"negative timeout", []string{"run", "--kernel", junk, "--timeout", "-5s"}, "--timeout", nil},
 		{"bad xsave", []string{"run", "--kernel", junk, "--xsave", "maybe"}, "--xsave", nil},
+		{"bad io-sched", []string{"run", "--kernel", junk, "--io-sched", "fifo"}, "--io-sched", nil},
 		{"missing disk", []string{"run", "--kernel", junk, "--disk", filepath.Join(dir, "nope.img")}, "no such file", nil},
 		{"disk is a directory", []string{"run", "--kernel", junk, "--disk", dir}, "directory", nil},
 		{"same disk twice", []string{"run", "--kernel", junk, "--disk", junk, "--disk", junk}, "already", nil},

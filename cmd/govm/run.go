@@ -22,6 +22,7 @@ import (
 	"github.com/govm/govm/hostinfo"
 	"github.com/govm/govm/kvm"
 	"github.com/govm/govm/machine"
+	"github.com/govm/govm/osthread"
 )
 
 // DefaultCmdline comes before --append: the console on COM1, a panic
@@ -46,6 +47,7 @@ type runOptions struct {
 	disks      []string
 	nets       []string
 	xsave      string
+	ioSched    string
 }
 
 func newRunCmd(stdin *os.File, stdout, stderr io.Writer, code *int) *cobra.Command {
@@ -85,6 +87,8 @@ The kernel command line is "` + DefaultCmdline + `" followed by --append.
 	f.StringArrayVar(&o.nets, "net", nil, "add a virtio-net NIC on a TAP: tap=NAME (attach, or create if missing) or tap (create),\n"+
 		"options ,mac=52:54:..., ,host-ip=ADDR/LEN (set on the host side and bring it up) (repeatable)")
 	f.StringVar(&o.xsave, "xsave", "auto", "offer XSAVE/AVX to the guest: on, off, or auto (off when KVM itself runs under an emulator)")
+	f.StringVar(&o.ioSched, "io-sched", "batch", "scheduling policy of govm's threads but the vCPUs': batch (SCHED_BATCH: a woken I/O thread\n"+
+		"waits for the running thread's turn to end instead of preempting it) or normal")
 	f.StringVar(&o.metrics, "metrics", "", "write boot time, exits by kind and console bytes as JSON to this file")
 	_ = c.MarkFlagRequired("kernel")
 	c.MarkFlagsMutuallyExclusive("initrd", "uroot")
@@ -141,6 +145,14 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 		noXSave = emulated
 	default:
 		return ExitError, usageError{fmt.Errorf("--xsave %q: want on, off or auto", o.xsave)}
+	}
+	var batchIO bool
+	switch o.ioSched {
+	case "batch":
+		batchIO = true
+	case "normal":
+	default:
+		return ExitError, usageError{fmt.Errorf("--io-sched %q: want batch or normal", o.ioSched)}
 	}
 	nics, err := parseNets(o.nets)
 	if err != nil {
@@ -202,9 +214,16 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 		defer metricsOut.Close()
 	}
 
+	if batchIO {
+		// Before the machine makes threads: they inherit it.
+		if err := osthread.BatchProcess(); err != nil {
+			fmt.Fprintf(stderr, "govm: warning: --io-sched batch: %v; threads keep their policy\n", err)
+			batchIO = false
+		}
+	}
 	m, err := machine.New(machine.Config{
 		KVMPath: o.kvmPath, MemSize: memSize, CPUs: o.cpus, Boot: bc, Console: sink, Started: started,
-		Disks: disks, NICs: nics, NoXSave: noXSave, NoHugePages: emulated,
+		Disks: disks, NICs: nics, NoXSave: noXSave, NoHugePages: emulated, InteractiveVCPUs: batchIO,
 	})
 	if err != nil {
 		return ExitError, explain(err, o.kvmPath)

@@ -1,0 +1,80 @@
+package osthread
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// BatchProcess puts every thread of the process under SCHED_BATCH
+// (sched(7)); threads made later inherit it from the thread that makes
+// them. A woken SCHED_BATCH thread does not preempt the thread running on
+// its CPU: it waits for that thread's slice to end or for it to block. A
+// VMM's I/O threads (NIC loops, disk workers, the Go runtime's) so batch
+// their work where they share a CPU with the vCPUs and the host's own
+// network stack, instead of preempting them on every frame. Nested network
+// benchmark on one L1 CPU, 5 rounds: guest to host 1.47x QEMU paired,
+// host to guest 1.43x, against 0.99x and 0.83x without (20 rounds); time
+// slices per transfer fell by half or more for the NIC, the vCPU and the
+// host's sender. On an idle CPU a woken thread runs at once either way.
+// The vCPUs go back to SCHED_OTHER (Interactive), so an interrupt for a
+// halted vCPU still preempts an I/O thread.
+func BatchProcess() error {
+	tids, err := readTasks()
+	if err != nil {
+		return err
+	}
+	for _, tid := range tids {
+		if err := setPolicy(tid, unix.SCHED_BATCH); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readTasks lists the process's threads.
+func readTasks() ([]int, error) {
+	ents, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return nil, fmt.Errorf("listing threads: %w", err)
+	}
+	var tids []int
+	for _, e := range ents {
+		if tid, err := strconv.Atoi(e.Name()); err == nil {
+			tids = append(tids, tid)
+		}
+	}
+	return tids, nil
+}
+
+// Interactive puts the calling thread under SCHED_NORMAL (SCHED_OTHER), Linux's default
+// policy. The goroutine must be locked to its thread (Lock).
+func Interactive() error { return setPolicy(0, unix.SCHED_NORMAL) }
+
+// Policy is the calling thread's scheduling policy (unix.SCHED_*).
+func Policy() (uint32, error) {
+	a, err := unix.SchedGetAttr(0, 0)
+	if err != nil {
+		return 0, fmt.Errorf("sched_getattr: %w", err)
+	}
+	return a.Policy, nil
+}
+
+// setPolicy sets thread tid's (0: the caller's) policy, keeping its nice
+// value. A thread that ended meanwhile is no error.
+func setPolicy(tid int, policy uint32) error {
+	a, err := unix.SchedGetAttr(tid, 0)
+	if err == unix.ESRCH {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("sched_getattr thread %d: %w", tid, err)
+	}
+	a.Policy, a.Flags = policy, 0
+	if err := unix.SchedSetAttr(tid, a, 0); err != nil && err != unix.ESRCH {
+		return fmt.Errorf("sched_setattr thread %d: %w", tid, err)
+	}
+	return nil
+}
