@@ -15,8 +15,9 @@ import (
 // VMM's I/O threads (NIC loops, disk workers, the Go runtime's) so batch
 // their work where they share a CPU with the vCPUs and the host's own
 // network stack, instead of preempting them on every frame. Nested network
-// benchmark on one L1 CPU, 5 rounds: guest to host 1.47x QEMU paired,
-// host to guest 1.43x, against 0.99x and 0.83x without (20 rounds); time
+// benchmark on one L1 CPU, paired medians of 5-round runs: guest to host
+// 1.47x, 1.28x and 1.51x QEMU, host to guest 1.46x, 0.98x and 0.99x,
+// against 0.99x and 0.83x without (20 rounds, host's times); time
 // slices per transfer fell by half or more for the NIC, the vCPU and the
 // host's sender. On an idle CPU a woken thread runs at once either way.
 // The vCPUs go back to SCHED_OTHER (Interactive), so an interrupt for a
@@ -49,8 +50,9 @@ func readTasks() ([]int, error) {
 	return tids, nil
 }
 
-// Interactive puts the calling thread under SCHED_NORMAL (SCHED_OTHER), Linux's default
-// policy. The goroutine must be locked to its thread (Lock).
+// Interactive puts the calling thread under SCHED_NORMAL (SCHED_OTHER),
+// Linux's default policy. The goroutine must be locked to its thread
+// (Lock).
 func Interactive() error { return setPolicy(0, unix.SCHED_NORMAL) }
 
 // Policy is the calling thread's scheduling policy (unix.SCHED_*).

@@ -2,7 +2,6 @@ package osthread
 
 import (
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -49,18 +48,18 @@ func TestYielderMaybe(t *testing.T) {
 // caller's has been switched in (voluntary and involuntary context
 // switches, /proc/self/task/TID/status).
 func switches(t *testing.T) map[string]uint64 {
-	self := strconv.Itoa(unix.Gettid())
-	dirs, err := filepath.Glob("/proc/self/task/*")
+	tids, err := readTasks()
 	if err != nil {
 		t.Fatal(err)
 	}
+	self := unix.Gettid()
 	out := map[string]uint64{}
-	for _, d := range dirs {
-		tid := filepath.Base(d)
-		if tid == self {
+	for _, id := range tids {
+		if id == self {
 			continue
 		}
-		b, err := os.ReadFile(d + "/status")
+		tid := strconv.Itoa(id)
+		b, err := os.ReadFile("/proc/self/task/" + tid + "/status")
 		if err != nil {
 			continue // ended meanwhile
 		}
