@@ -82,11 +82,8 @@ const HugePageSize = 2 << 20
 // pages, as QEMU maps its RAM: the host can then back a guest 2 MiB range
 // with one huge page and KVM can map it with one large nested page table
 // entry, instead of taking a nested page fault per 4 KiB page. Without
-// it, the mapping is plain and the host's THP policy decides. govm turns
-// it off when KVM itself runs under an emulator: measured in a TCG L1
-// (2 vCPUs, 5 boots each), aligned huge pages reached the guest agent
-// about 1.5 s sooner (10.0-11.7 s against 12.1-12.5 s) but two of five
-// boots hung after it, a failure never seen with plain mappings.
+// it, the mapping is plain and the host's THP policy decides (govm maps
+// plainly only for an SMP guest under an emulated CPU; see cmd/govm).
 func Allocate(ranges []Range, hugePages bool) (*Memory, error) {
 	var rs []Region
 	var maps [][]byte
