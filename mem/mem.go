@@ -83,7 +83,7 @@ const HugePageSize = 2 << 20
 // with one huge page and KVM can map it with one large nested page table
 // entry, instead of taking a nested page fault per 4 KiB page. Without
 // it, the mapping is plain and the host's THP policy decides (govm maps
-// plainly only for an SMP guest under an emulated CPU; see cmd/govm).
+// plainly under an emulated CPU; see cmd/govm).
 func Allocate(ranges []Range, hugePages bool) (*Memory, error) {
 	var rs []Region
 	var maps [][]byte
