@@ -104,10 +104,11 @@ func BenchmarkVirtioBlk(b *testing.B) {
 const ioRounds = 5
 
 // reportRounds logs each round's figures (a GOVM-ROUND line each) and
-// reports each measure's median, min and max over the rounds (each a map from "who.measure" to that round's figure), and
-// govm's ratio to each peer round by round as paired-PEER.measure: both
-// ran in the same L1, so the pair cancels most of the emulated host's
-// swing between rounds. It skips if govm has no figures.
+// reports each measure's median, min and max over the rounds (each a map
+// from "who.measure" to that round's figure), and govm's ratio to each
+// peer round by round as paired-PEER.measure: both ran in the same L1, so
+// the pair cancels most of the emulated host's swing between rounds. It
+// skips if govm has no figures.
 func reportRounds(b *testing.B, rounds []map[string]float64) {
 	b.Helper()
 	for i, round := range rounds {
