@@ -35,9 +35,12 @@ type Config struct {
 	NoHugePages bool
 	// PinVCPUs pins vCPU i's thread to host CPU i mod NumCPU.
 	PinVCPUs bool
-	// InteractiveVCPUs puts each vCPU's thread under SCHED_NORMAL, for a
-	// process whose other threads run SCHED_BATCH (osthread.BatchProcess).
-	InteractiveVCPUs bool
+	// InteractiveThreads puts each vCPU's thread and each disk queue's
+	// worker under SCHED_NORMAL, for a process whose other threads run
+	// SCHED_BATCH (osthread.BatchProcess): both serve a guest that waits on
+	// them. A NIC's loop stays batch: there waiting for its turn gathers
+	// frames.
+	InteractiveThreads bool
 
 	// Test guests: RAM replaces the layout derived from MemSize, Start
 	// replaces loading a kernel (no ACPI tables either), NoIRQChip leaves

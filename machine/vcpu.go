@@ -38,7 +38,7 @@ func (m *Machine) runVCPU(v *vcpu) {
 		slog.Debug("vCPU thread", "vcpu", v.id, "err", err)
 	}
 	v.tid.Store(int32(unix.Gettid()))
-	if m.cfg.InteractiveVCPUs {
+	if m.cfg.InteractiveThreads {
 		if err := osthread.Interactive(); err != nil {
 			slog.Warn("vCPU thread policy", "vcpu", v.id, "err", err)
 		}

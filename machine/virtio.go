@@ -64,7 +64,7 @@ func (m *Machine) addPCIDevice(name, thread string, dev virtio.Device) error {
 	slot := i + 1
 	plat := intxPlatform{Machine: m, dev: dev}
 	pd := virtio.NewPCIDevice(name, dev, m.mem, plat, bar)
-	pd.SetThreadName(thread)
+	pd.SetThreadName(thread, m.cfg.InteractiveThreads)
 	if !m.pciHost.Attach(slot, pd.Cfg) {
 		return fmt.Errorf("%s: no free PCI slot", name)
 	}

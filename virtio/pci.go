@@ -163,7 +163,10 @@ type PCIDevice struct {
 	stopFd int // a Looper's stop eventfd while it runs, else -1
 	// threadName names the worker threads (SetThreadName), "" for none.
 	threadName string
-	workers    sync.WaitGroup
+	// interactive puts the named worker threads under SCHED_NORMAL
+	// (SetThreadName).
+	interactive bool
+	workers     sync.WaitGroup
 }
 
 // NewPCIDevice wraps dev in the transport, with its BAR at barAddr.
@@ -558,7 +561,7 @@ func (p *PCIDevice) activateLocked() error {
 					name = fmt.Sprintf("%s-q%d", name, i)
 				}
 				p.workers.Add(1)
-				go p.worker(proc, i, efd, name)
+				go p.worker(proc, i, efd, name, p.interactive)
 			}
 		}
 	}
@@ -634,9 +637,9 @@ func (p *PCIDevice) kick(q int) {
 	}
 }
 
-func (p *PCIDevice) worker(dev Processor, q, efd int, thread string) {
+func (p *PCIDevice) worker(dev Processor, q, efd int, thread string, interactive bool) {
 	defer p.workers.Done()
-	p.lockThread(thread)
+	p.lockThread(thread, interactive)
 	var buf [8]byte
 	var y osthread.Yielder // it only ever blocks in read(2)
 	for {
@@ -665,23 +668,31 @@ func (p *PCIDevice) loop(dev Looper, kicks []int, stop int) {
 }
 
 // lockThread locks the calling worker to its thread and names it, if the
-// device has a thread name.
-func (p *PCIDevice) lockThread(name string) {
+// device has a thread name, and puts it under SCHED_NORMAL if asked.
+func (p *PCIDevice) lockThread(name string, interactive bool) {
 	if name == "" {
 		return
 	}
 	if err := osthread.Lock(name); err != nil {
 		slog.Debug("virtio-pci: worker thread", "dev", p.name, "err", err)
 	}
+	if interactive { // the thread is locked even if naming failed
+		if err := osthread.Interactive(); err != nil {
+			slog.Warn("virtio-pci: worker thread policy", "dev", p.name, "err", err)
+		}
+	}
 }
 
 // SetThreadName names the threads that serve the device's queues: name
 // itself for a one-queue device's, name-qN for queue N's otherwise (cut to
-// the 15 bytes Linux keeps). A Looper has no thread of its own to name.
-// Set it before the driver activates the device.
-func (p *PCIDevice) SetThreadName(name string) {
+// the 15 bytes Linux keeps). With interactive, each also goes under
+// SCHED_NORMAL (osthread.Interactive), for a process whose other threads
+// run SCHED_BATCH: a worker that serves one request at a time while the
+// guest waits gains nothing from waiting for its turn. A Looper has no
+// thread of its own to name. Set it before the driver activates the device.
+func (p *PCIDevice) SetThreadName(name string, interactive bool) {
 	p.mu.Lock()
-	p.threadName = name
+	p.threadName, p.interactive = name, interactive
 	p.mu.Unlock()
 }
 

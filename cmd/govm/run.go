@@ -231,7 +231,7 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 	noHuge := emulated
 	m, err := machine.New(machine.Config{
 		KVMPath: o.kvmPath, MemSize: memSize, CPUs: o.cpus, Boot: bc, Console: sink, Started: started,
-		Disks: disks, NICs: nics, NoXSave: noXSave, NoHugePages: noHuge, InteractiveVCPUs: batchIO,
+		Disks: disks, NICs: nics, NoXSave: noXSave, NoHugePages: noHuge, InteractiveThreads: batchIO,
 	})
 	if err != nil {
 		return ExitError, explain(err, o.kvmPath)
