@@ -2,6 +2,8 @@ package virtio
 
 import (
 	"errors"
+	"os"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -9,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/govm/govm/mem"
+	"github.com/govm/govm/osthread"
 	"github.com/govm/govm/pci"
 )
 
@@ -381,5 +384,71 @@ func TestLooper(t *testing.T) {
 	}
 	if n := dev.loops.Load(); n != 2 {
 		t.Fatalf("Loop ran %d times, want once per activation (2)", n)
+	}
+}
+
+// policyProbe is a one-queue device whose Process records the scheduling
+// policy of the thread it runs on.
+type policyProbe struct{ policy chan uint32 }
+
+func (d *policyProbe) Type() uint16                                            { return TypeBlock }
+func (d *policyProbe) Features() uint64                                        { return FeatureVersion1 }
+func (d *policyProbe) NumQueues() int                                          { return 1 }
+func (d *policyProbe) QueueMax() uint16                                        { return 16 }
+func (d *policyProbe) ReadConfig(uint64, []byte)                               {}
+func (d *policyProbe) WriteConfig(uint64, []byte)                              {}
+func (d *policyProbe) Activate(*mem.Memory, uint64, []*Queue, func(int)) error { return nil }
+func (d *policyProbe) Reset()                                                  {}
+func (d *policyProbe) Process(int) error {
+	p, err := osthread.Policy()
+	if err != nil {
+		p = ^uint32(0)
+	}
+	select {
+	case d.policy <- p:
+	default:
+	}
+	return nil
+}
+
+// TestWorkerInteractive: in a process whose threads run SCHED_BATCH, a
+// queue worker set interactive serves its queue under SCHED_NORMAL, and
+// one not set so keeps the process's policy.
+func TestWorkerInteractive(t *testing.T) {
+	if err := osthread.BatchProcess(); err != nil {
+		t.Skipf("this host refuses SCHED_BATCH: %v", err)
+	}
+	t.Cleanup(func() {
+		ents, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		for _, e := range ents {
+			if tid, err := strconv.Atoi(e.Name()); err == nil {
+				_ = unix.SchedSetAttr(tid, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}, 0)
+			}
+		}
+	})
+	for _, tc := range []struct {
+		interactive bool
+		want        uint32
+	}{{false, unix.SCHED_BATCH}, {true, unix.SCHED_NORMAL}} {
+		d := newDriver(t, 16)
+		dev := &policyProbe{policy: make(chan uint32, 1)}
+		p := NewPCIDevice("policy", dev, d.m, nullPlatform{}, rigBAR)
+		p.SetThreadName("govm-policy", tc.interactive)
+		r := &pciRig{t: t, d: d, p: p}
+		r.good()
+		r.kick()
+		select {
+		case got := <-dev.policy:
+			if got != tc.want {
+				t.Errorf("interactive %v: the worker ran under policy %d, want %d", tc.interactive, got, tc.want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("interactive %v: the worker never served the kick", tc.interactive)
+		}
+		p.Close()
 	}
 }
