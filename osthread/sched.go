@@ -12,23 +12,32 @@ import (
 // (sched(7)); threads made later inherit it from the thread that makes
 // them. A woken SCHED_BATCH thread does not preempt the thread running on
 // its CPU: it waits for that thread's slice to end or for it to block. A
-// VMM's I/O threads (NIC loops, disk workers, the Go runtime's) so batch
-// their work where they share a CPU with the vCPUs and the host's own
-// network stack, instead of preempting them on every frame. Nested network
+// VMM's I/O threads (NIC loops, the Go runtime's) so batch their work
+// where they share a CPU with the vCPUs and the host's own network stack,
+// instead of preempting them on every frame. Nested network
 // benchmark on one L1 CPU, paired medians of 5-round runs: guest to host
 // 1.47x, 1.28x and 1.51x QEMU, host to guest 1.46x, 0.98x and 0.99x,
 // against 0.99x and 0.83x without (20 rounds, host's times); time
 // slices per transfer fell by half or more for the NIC, the vCPU and the
 // host's sender. On an idle CPU a woken thread runs at once either way.
-// The vCPUs go back to SCHED_OTHER (Interactive), so an interrupt for a
-// halted vCPU still preempts an I/O thread.
-func BatchProcess() error {
+// Threads that serve a guest waiting on them go back to SCHED_OTHER
+// (Interactive): the vCPUs, so an interrupt for a halted vCPU still
+// preempts an I/O thread, and disk workers, which serve one request at a
+// time.
+func BatchProcess() error { return setProcess(unix.SCHED_BATCH) }
+
+// NormalProcess puts every thread of the process back under SCHED_OTHER,
+// undoing BatchProcess.
+func NormalProcess() error { return setProcess(unix.SCHED_NORMAL) }
+
+// setProcess sets every thread's policy, keeping each one's nice value.
+func setProcess(policy uint32) error {
 	tids, err := readTasks()
 	if err != nil {
 		return err
 	}
 	for _, tid := range tids {
-		if err := setPolicy(tid, unix.SCHED_BATCH); err != nil {
+		if err := setPolicy(tid, policy); err != nil {
 			return err
 		}
 	}

@@ -13,7 +13,11 @@ func TestBatchProcess(t *testing.T) {
 	if err := BatchProcess(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { restoreAll(t) })
+	t.Cleanup(func() {
+		if err := NormalProcess(); err != nil {
+			t.Error(err)
+		}
+	})
 	if p, err := Policy(); err != nil || p != unix.SCHED_BATCH {
 		t.Fatalf("after BatchProcess the test's thread has policy %d (%v), want SCHED_BATCH", p, err)
 	}
@@ -38,20 +42,5 @@ func TestBatchProcess(t *testing.T) {
 	}
 	if r.before != unix.SCHED_BATCH || r.after != unix.SCHED_NORMAL {
 		t.Fatalf("a locked goroutine's thread: policy %d, then %d after Interactive; want SCHED_BATCH, then SCHED_OTHER", r.before, r.after)
-	}
-}
-
-// restoreAll puts every thread back under SCHED_OTHER for the tests that
-// follow.
-func restoreAll(t *testing.T) {
-	ents, err := readTasks()
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	for _, tid := range ents {
-		if err := setPolicy(tid, unix.SCHED_NORMAL); err != nil {
-			t.Error(err)
-		}
 	}
 }

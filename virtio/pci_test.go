@@ -2,8 +2,6 @@ package virtio
 
 import (
 	"errors"
-	"os"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -419,15 +417,8 @@ func TestWorkerInteractive(t *testing.T) {
 		t.Skipf("this host refuses SCHED_BATCH: %v", err)
 	}
 	t.Cleanup(func() {
-		ents, err := os.ReadDir("/proc/self/task")
-		if err != nil {
+		if err := osthread.NormalProcess(); err != nil {
 			t.Error(err)
-			return
-		}
-		for _, e := range ents {
-			if tid, err := strconv.Atoi(e.Name()); err == nil {
-				_ = unix.SchedSetAttr(tid, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL}, 0)
-			}
 		}
 	})
 	for _, tc := range []struct {

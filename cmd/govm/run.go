@@ -87,8 +87,8 @@ The kernel command line is "` + DefaultCmdline + `" followed by --append.
 	f.StringArrayVar(&o.nets, "net", nil, "add a virtio-net NIC on a TAP: tap=NAME (attach, or create if missing) or tap (create),\n"+
 		"options ,mac=52:54:..., ,host-ip=ADDR/LEN (set on the host side and bring it up) (repeatable)")
 	f.StringVar(&o.xsave, "xsave", "auto", "offer XSAVE/AVX to the guest: on, off, or auto (off when KVM itself runs under an emulator)")
-	f.StringVar(&o.ioSched, "io-sched", "batch", "scheduling policy of govm's threads but the vCPUs': batch (SCHED_BATCH: a woken I/O thread\n"+
-		"waits for the running thread's turn to end instead of preempting it) or normal")
+	f.StringVar(&o.ioSched, "io-sched", "batch", "scheduling policy of govm's threads but the vCPUs' and disk workers': batch (SCHED_BATCH: a woken\n"+
+		"I/O thread waits for the running thread's turn to end instead of preempting it) or normal")
 	f.StringVar(&o.metrics, "metrics", "", "write boot time, exits by kind and console bytes as JSON to this file")
 	_ = c.MarkFlagRequired("kernel")
 	c.MarkFlagsMutuallyExclusive("initrd", "uroot")
