@@ -23,21 +23,27 @@ func (nullPlatform) SignalMSI(uint64, uint32) error                   { return n
 func (nullPlatform) NewMSIRoute() (MSIRoute, error)                   { return nil, errors.New("no routes") }
 func (nullPlatform) SetINTx(uint32, bool)                             {}
 
+// probeDevice is the part of Device the test probes share: one queue of
+// 16, no features past VERSION_1, no config space, nothing to activate.
+type probeDevice struct{}
+
+func (probeDevice) Type() uint16                                            { return TypeNet }
+func (probeDevice) Features() uint64                                        { return FeatureVersion1 }
+func (probeDevice) NumQueues() int                                          { return 1 }
+func (probeDevice) QueueMax() uint16                                        { return 16 }
+func (probeDevice) ReadConfig(uint64, []byte)                               {}
+func (probeDevice) WriteConfig(uint64, []byte)                              {}
+func (probeDevice) Activate(*mem.Memory, uint64, []*Queue, func(int)) error { return nil }
+
 // resetProbe is a device whose Reset waits for one of its own goroutines
 // to raise an interrupt, as virtio-net's receive loop may.
 type resetProbe struct {
+	probeDevice
 	t   *testing.T
 	irq func(int)
 }
 
-func (d *resetProbe) Type() uint16                                            { return TypeNet }
-func (d *resetProbe) Features() uint64                                        { return FeatureVersion1 }
-func (d *resetProbe) NumQueues() int                                          { return 1 }
-func (d *resetProbe) QueueMax() uint16                                        { return 16 }
-func (d *resetProbe) ReadConfig(uint64, []byte)                               {}
-func (d *resetProbe) WriteConfig(uint64, []byte)                              {}
-func (d *resetProbe) Process(int) error                                       { return nil }
-func (d *resetProbe) Activate(*mem.Memory, uint64, []*Queue, func(int)) error { return nil }
+func (d *resetProbe) Process(int) error { return nil }
 func (d *resetProbe) Reset() {
 	done := make(chan struct{})
 	go func() {
@@ -304,19 +310,13 @@ func TestINTx(t *testing.T) {
 // loopProbe is a Looper with one queue: Loop counts kicks and returns
 // errLoopProbe on the third.
 type loopProbe struct {
+	probeDevice
 	kicks, loops, resets atomic.Int32
 	running              atomic.Bool
 }
 
 var errLoopProbe = errors.New("the driver broke the queue")
 
-func (d *loopProbe) Type() uint16                                            { return TypeNet }
-func (d *loopProbe) Features() uint64                                        { return FeatureVersion1 }
-func (d *loopProbe) NumQueues() int                                          { return 1 }
-func (d *loopProbe) QueueMax() uint16                                        { return 16 }
-func (d *loopProbe) ReadConfig(uint64, []byte)                               {}
-func (d *loopProbe) WriteConfig(uint64, []byte)                              {}
-func (d *loopProbe) Activate(*mem.Memory, uint64, []*Queue, func(int)) error { return nil }
 func (d *loopProbe) Reset() {
 	if d.running.Load() {
 		panic("Reset while Loop runs")
@@ -387,16 +387,12 @@ func TestLooper(t *testing.T) {
 
 // policyProbe is a one-queue device whose Process records the scheduling
 // policy of the thread it runs on.
-type policyProbe struct{ policy chan uint32 }
+type policyProbe struct {
+	probeDevice
+	policy chan uint32
+}
 
-func (d *policyProbe) Type() uint16                                            { return TypeBlock }
-func (d *policyProbe) Features() uint64                                        { return FeatureVersion1 }
-func (d *policyProbe) NumQueues() int                                          { return 1 }
-func (d *policyProbe) QueueMax() uint16                                        { return 16 }
-func (d *policyProbe) ReadConfig(uint64, []byte)                               {}
-func (d *policyProbe) WriteConfig(uint64, []byte)                              {}
-func (d *policyProbe) Activate(*mem.Memory, uint64, []*Queue, func(int)) error { return nil }
-func (d *policyProbe) Reset()                                                  {}
+func (d *policyProbe) Reset() {}
 func (d *policyProbe) Process(int) error {
 	p, err := osthread.Policy()
 	if err != nil {
