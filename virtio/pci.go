@@ -844,17 +844,20 @@ func (p *PCIDevice) resetLocked() {
 	if p.live {
 		p.stop.Store(true)
 		p.unbindNotify()
-		for i := range p.queues {
-			if efd := p.queues[i].efd; efd >= 0 {
-				var one [8]byte
-				one[0] = 1
-				_, _ = unix.Write(efd, one[:])
-			}
-		}
+		var one [8]byte
+		one[0] = 1
 		if p.stopFd >= 0 {
-			var one [8]byte
-			one[0] = 1
+			// A Looper stops on its stop eventfd alone: a write to its
+			// kick eventfds would read as the driver's kick and have it
+			// serve the queues once more while the device resets.
 			_, _ = unix.Write(p.stopFd, one[:])
+		} else {
+			// Queue workers wake on their kick and then see stop.
+			for i := range p.queues {
+				if efd := p.queues[i].efd; efd >= 0 {
+					_, _ = unix.Write(efd, one[:])
+				}
+			}
 		}
 		p.mu.Unlock()
 		p.workers.Wait()

@@ -368,6 +368,9 @@ func TestLooper(t *testing.T) {
 	if dev.running.Load() || dev.resets.Load() != 1 {
 		t.Fatalf("after reset: Loop running %v, %d resets", dev.running.Load(), dev.resets.Load())
 	}
+	if n := dev.kicks.Load(); n != 1 {
+		t.Fatalf("Loop saw %d kicks by the end of the reset, want 1: the reset woke it as a kick", n)
+	}
 	r.good()
 	r.kick()
 	if !waitFor(func() bool { return dev.kicks.Load() == 2 }) {
