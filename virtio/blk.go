@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -188,10 +187,11 @@ func dataIsWrite(chain []Desc, s Segment) bool {
 // Backend is what a virtio-blk device reads and writes: a disk image file
 // in govm, an in-memory disk in tests.
 type Backend interface {
-	// ReadvAt fills bufs in order from byte off, and WritevAt writes
-	// them there; each moves every byte or returns an error.
-	ReadvAt(bufs [][]byte, off int64) error
-	WritevAt(bufs [][]byte, off int64) error
+	// ReadvAt fills the buffers of v in order from byte off, and
+	// WritevAt writes them there; each moves every byte or returns an
+	// error, and may spend v.
+	ReadvAt(v *mem.IOVec, off int64) error
+	WritevAt(v *mem.IOVec, off int64) error
 	Sync() error
 	// Punch deallocates (discard) or zeroes a byte range.
 	Punch(off, n int64, zero bool) error
@@ -210,8 +210,8 @@ type Blk struct {
 	queue      *Queue
 	interrupt  func(int)
 	req        BlkRequest
-	iov        [][]byte // the request's guest buffers, reused
-	flushError error    // once fdatasync failed, every later flush fails
+	iov        *mem.IOVec // the request's guest buffers, reused
+	flushError error      // once fdatasync failed, every later flush fails
 }
 
 // BlkOptions configure a disk.
@@ -229,7 +229,7 @@ func NewBlk(backend Backend, size int64, o BlkOptions) (*Blk, error) {
 	b := &Blk{backend: backend, capacity: uint64(size) / SectorSize, readOnly: o.ReadOnly, discard: o.Discard && !o.ReadOnly}
 	copy(b.id[:], o.Serial)
 	b.req.Data = make([]Segment, 0, blkQueueMax+2)
-	b.iov = make([][]byte, 0, blkQueueMax+2)
+	b.iov = mem.NewIOVec(mem.IOVecMax)
 	return b, nil
 }
 
@@ -412,19 +412,16 @@ func (b *Blk) execute(m *mem.Memory, req *BlkRequest) (status uint8, written uin
 }
 
 // guestBuffers points b.iov at the request's data segments in guest
-// memory (checked there) and returns their total length.
+// memory (checked there) and returns their total length. A request of
+// more segments than one preadv takes (only an indirect table past the
+// seg_max offered makes one) fails.
 func (b *Blk) guestBuffers(m *mem.Memory, req *BlkRequest) (uint32, bool) {
-	b.iov = b.iov[:0]
+	b.iov.Reset()
 	var n uint32
 	for _, s := range req.Data {
-		if s.Len == 0 {
-			continue
-		}
-		buf, err := m.Slice(s.Addr, uint64(s.Len))
-		if err != nil {
+		if b.iov.Add(m, s.Addr, uint64(s.Len)) != nil {
 			return 0, false
 		}
-		b.iov = append(b.iov, buf)
 		n += s.Len
 	}
 	return n, true
@@ -466,55 +463,16 @@ func OpenDisk(path string, readOnly bool) (*FileBackend, int64, string, error) {
 	return &FileBackend{f: f}, st.Size(), serial, nil
 }
 
-// ReadvAt reads with preadv(2) (see rwv).
-func (fb *FileBackend) ReadvAt(bufs [][]byte, off int64) error {
-	return rwv(int(fb.f.Fd()), bufs, off, false)
+// ReadvAt reads with one preadv(2), more after a short read.
+func (fb *FileBackend) ReadvAt(v *mem.IOVec, off int64) error {
+	return v.ReadFullAt(int(fb.f.Fd()), off)
 }
 
-// WritevAt writes with pwritev(2) (see rwv).
-func (fb *FileBackend) WritevAt(bufs [][]byte, off int64) error {
-	return rwv(int(fb.f.Fd()), bufs, off, true)
+// WritevAt writes with one pwritev(2), more after a short write.
+func (fb *FileBackend) WritevAt(v *mem.IOVec, off int64) error {
+	return v.WriteFullAt(int(fb.f.Fd()), off)
 }
 
-// iovBatch is how many buffers one preadv/pwritev call takes: as many as
-// x/sys/unix converts without allocating.
-const iovBatch = 8
-
-// rwv moves bufs (none empty) to or from fd at off, iovBatch buffers per
-// call, and carries on after a short transfer; bufs is consumed. A read
-// that meets the end of the file is an error.
-func rwv(fd int, bufs [][]byte, off int64, write bool) error {
-	for len(bufs) > 0 {
-		chunk := bufs[:min(len(bufs), iovBatch)]
-		var n int
-		var err error
-		if write {
-			n, err = unix.Pwritev(fd, chunk, off)
-		} else {
-			n, err = unix.Preadv(fd, chunk, off)
-		}
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return io.ErrUnexpectedEOF
-		}
-		off += int64(n)
-		for n > 0 {
-			if n >= len(bufs[0]) {
-				n -= len(bufs[0])
-				bufs = bufs[1:]
-			} else {
-				bufs[0] = bufs[0][n:]
-				n = 0
-			}
-		}
-	}
-	return nil
-}
 func (fb *FileBackend) Sync() error  { return unix.Fdatasync(int(fb.f.Fd())) }
 func (fb *FileBackend) Close() error { return fb.f.Close() }
 

@@ -22,21 +22,21 @@ type memDisk struct {
 	syncCalls int
 }
 
-func (d *memDisk) ReadvAt(bufs [][]byte, off int64) error {
+func (d *memDisk) ReadvAt(v *mem.IOVec, off int64) error {
 	if d.readErr != nil {
 		return d.readErr
 	}
-	for _, p := range bufs {
-		off += int64(copy(p, d.data[off:]))
+	for i := range v.Len() {
+		off += int64(copy(v.Buffer(i), d.data[off:]))
 	}
 	return nil
 }
-func (d *memDisk) WritevAt(bufs [][]byte, off int64) error {
+func (d *memDisk) WritevAt(v *mem.IOVec, off int64) error {
 	if d.writeErr != nil {
 		return d.writeErr
 	}
-	for _, p := range bufs {
-		off += int64(copy(d.data[off:], p))
+	for i := range v.Len() {
+		off += int64(copy(d.data[off:], v.Buffer(i)))
 	}
 	return nil
 }
@@ -250,10 +250,46 @@ func TestBlkConfig(t *testing.T) {
 	// status fits the ring, and the device's vector of guest buffers
 	// holds it without growing.
 	r.blk.ReadConfig(blkCfgSegMax, b[:4])
-	if got := binary.LittleEndian.Uint32(b); got != blkQueueMax-2 || int(got) > cap(r.blk.iov) {
-		t.Fatalf("seg_max %d (queue %d, %d buffers reserved)", got, blkQueueMax, cap(r.blk.iov))
+	if got := binary.LittleEndian.Uint32(b); got != blkQueueMax-2 || int(got) > mem.IOVecMax {
+		t.Fatalf("seg_max %d (queue %d, %d buffers in one preadv)", got, blkQueueMax, mem.IOVecMax)
 	}
 	r.blk.ReadConfig(1000, b) // past the end: zeros, no panic
+}
+
+// TestBlkTooManySegments: a request of more data segments than one
+// preadv takes (an indirect table can hold them, past the seg_max
+// offered) fails with IOERR and leaves the disk alone; one of seg_max
+// segments is served.
+func TestBlkTooManySegments(t *testing.T) {
+	for _, tc := range []struct {
+		segs int
+		want uint8
+	}{{blkSegMax, BlkStatusOK}, {mem.IOVecMax, BlkStatusOK}, {mem.IOVecMax + 1, BlkStatusIOErr}} {
+		r := newBlkRig(t, false)
+		m := r.d.m
+		putHeader(m, hdrAt, BlkTypeOut, 0)
+		chain := []Desc{{hdrAt, blkHeaderSize, false}}
+		for i := range tc.segs {
+			if err := m.WriteAt([]byte{1}, dataAt+uint64(i)*16); err != nil {
+				t.Fatal(err)
+			}
+			chain = append(chain, Desc{dataAt + uint64(i)*16, 16, false})
+		}
+		// 16-byte segments: a sector in each 32, so the total is whole.
+		if tc.segs%32 != 0 {
+			chain = append(chain, Desc{dataAt + uint64(tc.segs)*16, uint32(512 - tc.segs%32*16), false})
+		}
+		chain = append(chain, Desc{statusAt, 1, true})
+		n := r.blk.serve(m, chain)
+		st := make([]byte, 1)
+		_ = m.ReadAt(st, statusAt)
+		if n != 1 || st[0] != tc.want {
+			t.Errorf("%d segments: status %d, used %d; want %d, 1", tc.segs, st[0], n, tc.want)
+		}
+		if wrote := r.disk.data[0] == 1; wrote != (tc.want == BlkStatusOK) {
+			t.Errorf("%d segments: disk written %v", tc.segs, wrote)
+		}
+	}
 }
 
 func BenchmarkBlkParse(b *testing.B) {
@@ -271,7 +307,8 @@ func BenchmarkBlkParse(b *testing.B) {
 
 // TestFileBackendVectors: many buffers of odd sizes go to the file and
 // come back in order, with no allocation per call; a read past the end of
-// the file is an error, not a short success.
+// the file is an error, not a short success; the most buffers one preadv
+// takes move in one call.
 func TestFileBackendVectors(t *testing.T) {
 	path := t.TempDir() + "/disk.img"
 	if err := os.WriteFile(path, make([]byte, 64<<10), 0o644); err != nil {
@@ -283,17 +320,24 @@ func TestFileBackendVectors(t *testing.T) {
 	}
 	defer fb.Close()
 	var src, dst [][]byte
-	total := 0
-	for i := range 21 { // more than one iovBatch
+	for i := range 21 {
 		n := 512 + i*97
-		b := bytes.Repeat([]byte{byte(i + 1)}, n)
-		src, dst = append(src, b), append(dst, make([]byte, n))
-		total += n
+		src, dst = append(src, bytes.Repeat([]byte{byte(i + 1)}, n)), append(dst, make([]byte, n))
 	}
-	if err := fb.WritevAt(append([][]byte(nil), src...), 1000); err != nil {
+	v := mem.NewIOVec(mem.IOVecMax)
+	load := func(bufs [][]byte) *mem.IOVec {
+		v.Reset()
+		for _, b := range bufs {
+			if err := v.AddHost(b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return v
+	}
+	if err := fb.WritevAt(load(src), 1000); err != nil {
 		t.Fatal(err)
 	}
-	if err := fb.ReadvAt(append([][]byte(nil), dst...), 1000); err != nil {
+	if err := fb.ReadvAt(load(dst), 1000); err != nil {
 		t.Fatal(err)
 	}
 	for i := range src {
@@ -301,16 +345,33 @@ func TestFileBackendVectors(t *testing.T) {
 			t.Fatalf("buffer %d came back different", i)
 		}
 	}
-	scratch := make([][]byte, len(dst))
-	allocs := testing.AllocsPerRun(20, func() {
-		copy(scratch, dst)
-		_ = fb.ReadvAt(scratch, 1000)
-	})
+	allocs := testing.AllocsPerRun(20, func() { _ = fb.ReadvAt(load(dst), 1000) })
 	if allocs != 0 {
 		t.Errorf("ReadvAt of %d buffers: %v allocations per call, want 0", len(dst), allocs)
 	}
-	if err := fb.ReadvAt([][]byte{make([]byte, 4096)}, size-512); err == nil {
+	if err := fb.ReadvAt(load([][]byte{make([]byte, 4096)}), size-512); err == nil {
 		t.Error("a read past the end of the file succeeded")
+	}
+	// A full list of 64-byte buffers: one pwritev, one preadv.
+	big := make([]byte, mem.IOVecMax*64)
+	for i := range big {
+		big[i] = byte(i / 64)
+	}
+	v.Reset()
+	for i := range mem.IOVecMax {
+		if err := v.AddHost(big[i*64 : (i+1)*64]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := fb.WritevAt(v, 0); err != nil {
+		t.Fatal(err)
+	}
+	back := make([]byte, len(big))
+	if err := fb.ReadvAt(load([][]byte{back}), 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(back, big) {
+		t.Error("a full list of buffers came back different")
 	}
 }
 
