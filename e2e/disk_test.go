@@ -13,8 +13,10 @@ import (
 // virtio_pci and virtio_blk drivers must find all three with the right
 // size, serial and read-only flag. On the raw disk it reads a marker the
 // host wrote, writes a pattern at the first sector, 1 MiB and the last
-// sector and flushes; the host then finds those bytes in the file. Writes
-// to the read-only disk fail and leave its file unchanged. On the ext4
+// sector, and one from each of its two vCPUs at 2 MiB (each through its
+// own request queue, which must interrupt on its own vector), and
+// flushes; the host then finds those bytes in the file. Writes to the
+// read-only disk fail and leave its file unchanged. On the ext4
 // disk it mounts the file system, hashes the host's file, writes a file of
 // its own, syncs and unmounts; the host reads that file back with debugfs
 // and e2fsck finds the file system clean.
@@ -31,12 +33,12 @@ mkdir -p {dir}/ext4src
 dd if=/dev/urandom of={dir}/ext4src/host.bin bs=64K count=48 2>/dev/null
 echo "GOVM-HOST-EXT4-SUM $(sha256sum {dir}/ext4src/host.bin | cut -d' ' -f1)"
 /sbin/mke2fs -q -F -t ext4 -d {dir}/ext4src {dir}/ext4.img 32M`
-	after := `for off in 0 2048 32767; do printf 'GOVM-HOST-SECTOR %s ' $off; dd if={dir}/raw.img bs=512 skip=$off count=1 2>/dev/null | head -c 40 | tr '\0' ' '; echo; done
+	after := `for off in 0 2048 4096 4097 32767; do printf 'GOVM-HOST-SECTOR %s ' $off; dd if={dir}/raw.img bs=512 skip=$off count=1 2>/dev/null | head -c 40 | tr '\0' ' '; echo; done
 sha256sum -c {dir}/ro.sum >/dev/null 2>&1 && echo GOVM-HOST-RO-UNCHANGED
 echo "GOVM-HOST-DEBUGFS $(/sbin/debugfs -R 'cat /guest.txt' {dir}/ext4.img 2>/dev/null)"
 /sbin/e2fsck -fn {dir}/ext4.img >/dev/null 2>&1; echo "GOVM-HOST-FSCK=$?"`
 	res := runCase(t, r, Case{
-		Args: []string{"--kernel", "{bzImage}", "--initrd", "{initrd}", "--mem", "512M",
+		Args: []string{"--kernel", "{bzImage}", "--initrd", "{initrd}", "--mem", "512M", "--cpus", "2",
 			"--disk", "{dir}/raw.img,serial=govm-raw", "--disk", "{dir}/ro.img,ro",
 			"--disk", "{dir}/ext4.img,serial=govm-ext4",
 			"--append", "govm.action=disktest"},
@@ -61,11 +63,18 @@ echo "GOVM-HOST-DEBUGFS $(/sbin/debugfs -R 'cat /guest.txt' {dir}/ext4.img 2>/de
 			t.Errorf("output lacks %q", want)
 		}
 	}
-	for _, sector := range []int64{0, mib / 512, 32767} {
+	for _, sector := range []int64{0, mib / 512, 2 * mib / 512, 2*mib/512 + 1, 32767} {
 		want := fmt.Sprintf("GOVM-HOST-SECTOR %d GOVM-PATTERN vda %d", sector, sector*512)
 		if !strings.Contains(out, want) {
 			t.Errorf("host file lacks the guest's pattern: %q", want)
 		}
+	}
+	// Two vCPUs, two request queues: the write from each CPU went through
+	// its own, which interrupted on its own vector.
+	if m := regexp.MustCompile(`GOVM-DISK-QUEUES vda queues=(\d+) req\.0=(\d+) req\.1=(\d+)`).FindStringSubmatch(out); m == nil {
+		t.Errorf("no two-queue report for vda")
+	} else if m[1] != "2" || m[2] == "0" || m[3] == "0" {
+		t.Errorf("vda: %s queues, interrupts per queue %s and %s; want 2, both used", m[1], m[2], m[3])
 	}
 	// The guest read the host's file whole: the same SHA-256.
 	hostSum := regexp.MustCompile(`GOVM-HOST-EXT4-SUM ([0-9a-f]{64})`).FindStringSubmatch(out)

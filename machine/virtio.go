@@ -114,7 +114,13 @@ func (m *Machine) addDisks() error {
 		if d.Serial != "" {
 			serial = d.Serial
 		}
-		blk, err := virtio.NewBlk(backend, size, virtio.BlkOptions{ReadOnly: d.ReadOnly, Serial: serial, Discard: true})
+		// A request queue per vCPU, as QEMU offers: each vCPU's requests
+		// go to their own queue and worker, and none waits behind
+		// another vCPU's.
+		blk, err := virtio.NewBlk(backend, size, virtio.BlkOptions{
+			ReadOnly: d.ReadOnly, Serial: serial, Discard: true,
+			Queues: min(m.cfg.CPUs, virtio.BlkMaxQueues),
+		})
 		if err != nil {
 			return fmt.Errorf("--disk %s: %w", d.Path, err)
 		}

@@ -20,6 +20,7 @@ const (
 	BlkFeatureRO          = 1 << 5
 	BlkFeatureBlkSize     = 1 << 6
 	BlkFeatureFlush       = 1 << 9
+	BlkFeatureMQ          = 1 << 12
 	BlkFeatureDiscard     = 1 << 13
 	BlkFeatureWriteZeroes = 1 << 14
 
@@ -45,12 +46,16 @@ const (
 	// and each request costs its exits and interrupt.
 	blkSegMax     = blkQueueMax - 2
 	blkMaxDiscard = 1 << 22 // sectors per discard segment (2 GiB)
+	// BlkMaxQueues bounds the request queues a disk offers (a queue per
+	// vCPU up to it, as QEMU does).
+	BlkMaxQueues = 16
 
 	// Config space offsets (5.2.4).
 	blkCfgCapacity       = 0
 	blkCfgSizeMax        = 8
 	blkCfgSegMax         = 12
 	blkCfgBlkSize        = 20
+	blkCfgNumQueues      = 34
 	blkCfgMaxDiscard     = 36
 	blkCfgMaxDiscardSeg  = 40
 	blkCfgDiscardAlign   = 44
@@ -197,21 +202,33 @@ type Backend interface {
 	Punch(off, n int64, zero bool) error
 }
 
-// Blk is a virtio-blk device.
+// Blk is a virtio-blk device. With more than one request queue
+// (VIRTIO_BLK_F_MQ, 5.2.3) each queue is served on its own worker, with
+// its own parsed request and buffers, so queues never wait for each
+// other; the backend takes concurrent preadv and pwritev calls.
 type Blk struct {
 	backend  Backend
 	capacity uint64 // sectors
 	readOnly bool
 	id       [blkIDBytes]byte
 	discard  bool
+	queues   []blkQueue
 
-	mu         sync.Mutex
-	mem        *mem.Memory
-	queue      *Queue
-	interrupt  func(int)
-	req        BlkRequest
-	iov        *mem.IOVec // the request's guest buffers, reused
-	flushError error      // once fdatasync failed, every later flush fails
+	// mem and interrupt are set by Activate and cleared by Reset with
+	// every queue's lock held; Process reads them under its own.
+	mem       *mem.Memory
+	interrupt func(int)
+
+	flushMu    sync.Mutex
+	flushError error // once fdatasync failed, every later flush fails
+}
+
+// blkQueue is one request queue and what serving it reuses.
+type blkQueue struct {
+	mu    sync.Mutex
+	queue *Queue // nil while the driver has not enabled it
+	req   BlkRequest
+	iov   *mem.IOVec // the request's guest buffers
 }
 
 // BlkOptions configure a disk.
@@ -219,6 +236,9 @@ type BlkOptions struct {
 	ReadOnly bool
 	Serial   string
 	Discard  bool // the backend supports Punch
+	// Queues is how many request queues the device offers (1 if 0); more
+	// than one are offered with VIRTIO_BLK_F_MQ. At most BlkMaxQueues.
+	Queues int
 }
 
 // NewBlk returns a device over backend of size bytes (a multiple of 512).
@@ -226,15 +246,22 @@ func NewBlk(backend Backend, size int64, o BlkOptions) (*Blk, error) {
 	if size <= 0 || size%SectorSize != 0 {
 		return nil, fmt.Errorf("disk size %d is not a positive multiple of %d", size, SectorSize)
 	}
+	n := max(o.Queues, 1)
+	if n > BlkMaxQueues {
+		return nil, fmt.Errorf("%d disk queues: at most %d", n, BlkMaxQueues)
+	}
 	b := &Blk{backend: backend, capacity: uint64(size) / SectorSize, readOnly: o.ReadOnly, discard: o.Discard && !o.ReadOnly}
 	copy(b.id[:], o.Serial)
-	b.req.Data = make([]Segment, 0, blkQueueMax+2)
-	b.iov = mem.NewIOVec(mem.IOVecMax)
+	b.queues = make([]blkQueue, n)
+	for i := range b.queues {
+		b.queues[i].req.Data = make([]Segment, 0, blkQueueMax+2)
+		b.queues[i].iov = mem.NewIOVec(mem.IOVecMax)
+	}
 	return b, nil
 }
 
 func (b *Blk) Type() uint16               { return TypeBlock }
-func (b *Blk) NumQueues() int             { return 1 }
+func (b *Blk) NumQueues() int             { return len(b.queues) }
 func (b *Blk) QueueMax() uint16           { return blkQueueMax }
 func (b *Blk) WriteConfig(uint64, []byte) {}
 
@@ -246,6 +273,9 @@ func (b *Blk) Features() uint64 {
 	if b.discard {
 		f |= BlkFeatureDiscard | BlkFeatureWriteZeroes
 	}
+	if len(b.queues) > 1 {
+		f |= BlkFeatureMQ
+	}
 	return f
 }
 
@@ -255,6 +285,7 @@ func (b *Blk) ReadConfig(off uint64, data []byte) {
 	le.PutUint64(c[blkCfgCapacity:], b.capacity)
 	le.PutUint32(c[blkCfgSegMax:], blkSegMax)
 	le.PutUint32(c[blkCfgBlkSize:], SectorSize)
+	le.PutUint16(c[blkCfgNumQueues:], uint16(len(b.queues)))
 	if b.discard {
 		le.PutUint32(c[blkCfgMaxDiscard:], blkMaxDiscard)
 		le.PutUint32(c[blkCfgMaxDiscardSeg:], 1)
@@ -269,28 +300,55 @@ func (b *Blk) ReadConfig(off uint64, data []byte) {
 	}
 }
 
+// Activate takes the request queues the driver enabled: the first one
+// always; the others, offered with VIRTIO_BLK_F_MQ, only if the driver
+// negotiated it (without, it uses the first alone, 5.2.2).
 func (b *Blk) Activate(m *mem.Memory, features uint64, queues []*Queue, interrupt func(int)) error {
-	if len(queues) != 1 || queues[0] == nil {
+	if len(queues) != len(b.queues) || queues[0] == nil {
 		return errors.New("virtio-blk: the request queue is not enabled")
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.mem, b.queue, b.interrupt = m, queues[0], interrupt
+	b.lockAll()
+	defer b.unlockAll()
+	b.mem, b.interrupt = m, interrupt
+	for i := range b.queues {
+		if i == 0 || features&BlkFeatureMQ != 0 {
+			b.queues[i].queue = queues[i]
+		}
+	}
 	return nil
 }
 
 func (b *Blk) Reset() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.mem, b.queue, b.interrupt = nil, nil, nil
+	b.lockAll()
+	defer b.unlockAll()
+	b.mem, b.interrupt = nil, nil
+	for i := range b.queues {
+		b.queues[i].queue = nil
+	}
 }
 
-// Process serves every available request, then interrupts the driver if
-// it asked to be.
-func (b *Blk) Process(int) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	q, m := b.queue, b.mem
+func (b *Blk) lockAll() {
+	for i := range b.queues {
+		b.queues[i].mu.Lock()
+	}
+}
+
+func (b *Blk) unlockAll() {
+	for i := range b.queues {
+		b.queues[i].mu.Unlock()
+	}
+}
+
+// Process serves every available request on queue qi, then interrupts
+// the driver if it asked to be.
+func (b *Blk) Process(qi int) error {
+	if qi < 0 || qi >= len(b.queues) {
+		return nil
+	}
+	bq := &b.queues[qi]
+	bq.mu.Lock()
+	defer bq.mu.Unlock()
+	q, m := bq.queue, b.mem
 	if q == nil {
 		return nil
 	}
@@ -304,7 +362,7 @@ func (b *Blk) Process(int) error {
 			if !ok {
 				break
 			}
-			n := b.serve(m, chain)
+			n := b.serve(m, bq, chain)
 			if err := q.PushUsed(m, head, n); err != nil {
 				return err
 			}
@@ -315,15 +373,15 @@ func (b *Blk) Process(int) error {
 		}
 	}
 	if q.UsedIdx() != old && q.NeedsInterrupt(m, old) {
-		b.interrupt(0)
+		b.interrupt(qi)
 	}
 	return nil
 }
 
-// serve parses and executes one request and returns the bytes written to
-// the guest (the used length).
-func (b *Blk) serve(m *mem.Memory, chain []Desc) uint32 {
-	req := &b.req
+// serve parses and executes one request from bq and returns the bytes
+// written to the guest (the used length).
+func (b *Blk) serve(m *mem.Memory, bq *blkQueue, chain []Desc) uint32 {
+	req := &bq.req
 	err := ParseBlkRequest(m, chain, b.capacity, req)
 	if errors.Is(err, ErrNoStatus) {
 		return 0
@@ -336,7 +394,7 @@ func (b *Blk) serve(m *mem.Memory, chain []Desc) uint32 {
 	case err != nil:
 		status = BlkStatusIOErr
 	default:
-		status, written = b.execute(m, req)
+		status, written = b.execute(m, bq, req)
 	}
 	if m.WriteAt([]byte{status}, req.Status) != nil {
 		return 0
@@ -344,15 +402,15 @@ func (b *Blk) serve(m *mem.Memory, chain []Desc) uint32 {
 	return written + 1
 }
 
-func (b *Blk) execute(m *mem.Memory, req *BlkRequest) (status uint8, written uint32) {
+func (b *Blk) execute(m *mem.Memory, bq *blkQueue, req *BlkRequest) (status uint8, written uint32) {
 	off := int64(req.Sector) * SectorSize
 	switch req.Type {
 	case BlkTypeIn:
 		// Straight from the file into the guest's buffers: one vector
 		// read, no copy. A failed read may leave some buffers filled;
 		// the used length then counts none of them.
-		n, ok := b.guestBuffers(m, req)
-		if !ok || b.backend.ReadvAt(b.iov, off) != nil {
+		n, ok := guestBuffers(m, req, bq.iov)
+		if !ok || b.backend.ReadvAt(bq.iov, off) != nil {
 			return BlkStatusIOErr, 0
 		}
 		written = n
@@ -360,17 +418,14 @@ func (b *Blk) execute(m *mem.Memory, req *BlkRequest) (status uint8, written uin
 		if b.readOnly {
 			return BlkStatusIOErr, 0
 		}
-		if _, ok := b.guestBuffers(m, req); !ok || b.backend.WritevAt(b.iov, off) != nil {
+		if _, ok := guestBuffers(m, req, bq.iov); !ok || b.backend.WritevAt(bq.iov, off) != nil {
 			return BlkStatusIOErr, 0
 		}
 	case BlkTypeFlush:
 		if b.readOnly {
 			return BlkStatusOK, 0
 		}
-		if b.flushError == nil {
-			b.flushError = b.backend.Sync()
-		}
-		if b.flushError != nil {
+		if b.flush() != nil {
 			return BlkStatusIOErr, 0
 		}
 	case BlkTypeGetID:
@@ -411,15 +466,27 @@ func (b *Blk) execute(m *mem.Memory, req *BlkRequest) (status uint8, written uin
 	return BlkStatusOK, written
 }
 
-// guestBuffers points b.iov at the request's data segments in guest
-// memory (checked there) and returns their total length. A request of
-// more segments than one preadv takes (only an indirect table past the
+// flush makes what every queue wrote durable (fdatasync); once that
+// failed, every later flush fails (the pages it could not write may have
+// been dropped). Flushes from several queues run one at a time.
+func (b *Blk) flush() error {
+	b.flushMu.Lock()
+	defer b.flushMu.Unlock()
+	if b.flushError == nil {
+		b.flushError = b.backend.Sync()
+	}
+	return b.flushError
+}
+
+// guestBuffers points iov at the request's data segments in guest memory
+// (checked there) and returns their total length. A request of more
+// segments than one preadv takes (only an indirect table past the
 // seg_max offered makes one) fails.
-func (b *Blk) guestBuffers(m *mem.Memory, req *BlkRequest) (uint32, bool) {
-	b.iov.Reset()
+func guestBuffers(m *mem.Memory, req *BlkRequest, iov *mem.IOVec) (uint32, bool) {
+	iov.Reset()
 	var n uint32
 	for _, s := range req.Data {
-		if b.iov.Add(m, s.Addr, uint64(s.Len)) != nil {
+		if iov.Add(m, s.Addr, uint64(s.Len)) != nil {
 			return 0, false
 		}
 		n += s.Len

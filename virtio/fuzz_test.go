@@ -166,7 +166,7 @@ func FuzzBlkRequest(f *testing.F) {
 				writable += uint64(d.Len)
 			}
 		}
-		if n := b.serve(m, chain); uint64(n) > writable {
+		if n := b.serve(m, &b.queues[0], chain); uint64(n) > writable {
 			t.Fatalf("used length %d exceeds the %d writable bytes", n, writable)
 		}
 	})

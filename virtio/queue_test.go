@@ -11,7 +11,7 @@ import (
 // driver is a test driver: it lays out a split queue in fake guest memory
 // and posts chains the way a guest driver would.
 type driver struct {
-	t    *testing.T
+	t    testing.TB
 	m    *mem.Memory
 	q    Queue
 	next uint16 // next free descriptor
@@ -27,7 +27,7 @@ const (
 	dataBase = 0x10000
 )
 
-func newDriver(t *testing.T, size uint16) *driver {
+func newDriver(t testing.TB, size uint16) *driver {
 	t.Helper()
 	m, err := mem.New(mem.Region{Base: 0, Data: make([]byte, ramSize)})
 	if err != nil {

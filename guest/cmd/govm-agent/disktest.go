@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -81,6 +82,18 @@ func diskPatterns() {
 				ok = false
 			}
 		}
+		// One write from each CPU, at 2 MiB + 512 * CPU: each goes to
+		// the request queue of the CPU that submits it.
+		irqsBefore := interruptCounts()
+		for cpu := range runtime.NumCPU() {
+			off := int64(2<<20) + int64(cpu)*diskSector
+			copy(buf, diskPattern(name, off))
+			if err := onCPU(cpu, func() error { _, err := f.WriteAt(buf, off); return err }); err != nil {
+				say("GOVM-DISK-ERROR %s write at %d from CPU %d: %v", name, off, cpu, err)
+				ok = false
+			}
+		}
+		sayQueues(d, irqsBefore)
 		if err := f.Sync(); err != nil {
 			say("GOVM-DISK-ERROR %s flush: %v", name, err)
 			ok = false
@@ -88,6 +101,42 @@ func diskPatterns() {
 		f.Close()
 		say("GOVM-DISK-WROTE %s ok=%v", name, ok)
 	}
+}
+
+// onCPU runs fn on a thread bound to CPU cpu. The goroutine ends still
+// locked to that thread, so the thread, bound, ends with it.
+func onCPU(cpu int, fn func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		var set unix.CPUSet
+		set.Set(cpu)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			done <- err
+			return
+		}
+		done <- fn()
+	}()
+	return <-done
+}
+
+// sayQueues says how many request queues the disk at sysfs path d has
+// (blk-mq's hardware contexts) and the interrupts each queue's vector
+// took since before (the driver names them virtioN-req.Q):
+//
+//	GOVM-DISK-QUEUES vda queues=2 req.0=3 req.1=2
+func sayQueues(d string, before map[string]uint64) {
+	hctx, _ := filepath.Glob(d + "/mq/*")
+	line := fmt.Sprintf("GOVM-DISK-QUEUES %s queues=%d", filepath.Base(d), len(hctx))
+	dev, err := filepath.EvalSymlinks(d + "/device")
+	if err == nil {
+		after := interruptCounts()
+		for q := range len(hctx) {
+			vec := fmt.Sprintf("%s-req.%d", filepath.Base(dev), q)
+			line += fmt.Sprintf(" req.%d=%d", q, after[vec]-before[vec])
+		}
+	}
+	say("%s", line)
 }
 
 // alignedBuffer returns n bytes (at most a page) aligned for O_DIRECT.
