@@ -14,8 +14,8 @@ import (
 // size, serial and read-only flag. On the raw disk it reads a marker the
 // host wrote, writes a pattern at the first sector, 1 MiB and the last
 // sector, and one from each of its two vCPUs at 2 MiB (each through its
-// own request queue, which must interrupt on its own vector), and
-// flushes; the host then finds those bytes in the file. Writes to the
+// own request queue, which must interrupt on its own vector; the
+// read-only disk, given queues=1, has one), and flushes; the host then finds those bytes in the file. Writes to the
 // read-only disk fail and leave its file unchanged. On the ext4
 // disk it mounts the file system, hashes the host's file, writes a file of
 // its own, syncs and unmounts; the host reads that file back with debugfs
@@ -39,7 +39,7 @@ echo "GOVM-HOST-DEBUGFS $(/sbin/debugfs -R 'cat /guest.txt' {dir}/ext4.img 2>/de
 /sbin/e2fsck -fn {dir}/ext4.img >/dev/null 2>&1; echo "GOVM-HOST-FSCK=$?"`
 	res := runCase(t, r, Case{
 		Args: []string{"--kernel", "{bzImage}", "--initrd", "{initrd}", "--mem", "512M", "--cpus", "2",
-			"--disk", "{dir}/raw.img,serial=govm-raw", "--disk", "{dir}/ro.img,ro",
+			"--disk", "{dir}/raw.img,serial=govm-raw", "--disk", "{dir}/ro.img,ro,queues=1",
 			"--disk", "{dir}/ext4.img,serial=govm-ext4",
 			"--append", "govm.action=disktest"},
 		Before: before,
@@ -75,6 +75,9 @@ echo "GOVM-HOST-DEBUGFS $(/sbin/debugfs -R 'cat /guest.txt' {dir}/ext4.img 2>/de
 		t.Errorf("no two-queue report for vda")
 	} else if m[1] != "2" || m[2] == "0" || m[3] == "0" {
 		t.Errorf("vda: %s queues, interrupts per queue %s and %s; want 2, both used", m[1], m[2], m[3])
+	}
+	if !regexp.MustCompile(`GOVM-DISK-QUEUES vdb queues=1\b`).MatchString(out) {
+		t.Errorf("vdb, given queues=1, does not show one queue")
 	}
 	// The guest read the host's file whole: the same SHA-256.
 	hostSum := regexp.MustCompile(`GOVM-HOST-EXT4-SUM ([0-9a-f]{64})`).FindStringSubmatch(out)

@@ -20,6 +20,9 @@ type Disk struct {
 	Path     string
 	ReadOnly bool
 	Serial   string // default: the file name
+	// Queues is how many request queues the disk offers; 0: one per
+	// vCPU, up to virtio.BlkMaxQueues.
+	Queues int
 }
 
 // NIC is a virtio-net interface on a TAP device.
@@ -114,12 +117,15 @@ func (m *Machine) addDisks() error {
 		if d.Serial != "" {
 			serial = d.Serial
 		}
-		// A request queue per vCPU, as QEMU offers: each vCPU's requests
-		// go to their own queue and worker, and none waits behind
-		// another vCPU's.
+		// By default a request queue per vCPU, as QEMU offers: each
+		// vCPU's requests go to their own queue and worker, and none
+		// waits behind another vCPU's.
+		queues := d.Queues
+		if queues == 0 {
+			queues = min(m.cfg.CPUs, virtio.BlkMaxQueues)
+		}
 		blk, err := virtio.NewBlk(backend, size, virtio.BlkOptions{
-			ReadOnly: d.ReadOnly, Serial: serial, Discard: true,
-			Queues: min(m.cfg.CPUs, virtio.BlkMaxQueues),
+			ReadOnly: d.ReadOnly, Serial: serial, Discard: true, Queues: queues,
 		})
 		if err != nil {
 			return fmt.Errorf("--disk %s: %w", d.Path, err)

@@ -174,6 +174,9 @@ func TestBadInput(t *testing.T) {
 		{"disk is a directory", []string{"run", "--kernel", junk, "--disk", dir}, "directory", nil},
 		{"same disk twice", []string{"run", "--kernel", junk, "--disk", junk, "--disk", junk}, "already", nil},
 		{"bad disk option", []string{"run", "--kernel", junk, "--disk", junk + ",cache=none"}, "unknown option", nil},
+		{"disk queues 0", []string{"run", "--kernel", junk, "--disk", junk + ",queues=0"}, "queues", nil},
+		{"disk queues 17", []string{"run", "--kernel", junk, "--disk", junk + ",queues=17"}, "queues", nil},
+		{"disk queues not a number", []string{"run", "--kernel", junk, "--disk", junk + ",queues=many"}, "queues", nil},
 		{"bad expect regex", []string{"run", "--kernel", junk, "--expect", "("}, "--expect", nil},
 		{"uroot and initrd", []string{"run", "--kernel", junk, "--initrd", junk, "--uroot", "./x"}, "uroot", nil},
 		{"uroot missing package", []string{"run", "--kernel", junk, "--uroot", "./nope"}, "nope", nil},
@@ -315,5 +318,32 @@ func TestDecide(t *testing.T) {
 				t.Fatalf("decide = (%d, %q), want (%d, %q)", v.code, v.kind, tt.wantCode, tt.wantKind)
 			}
 		})
+	}
+}
+
+// TestParseDisk: the --disk options a user can give, and what each sets.
+func TestParseDisk(t *testing.T) {
+	for _, tc := range []struct {
+		spec string
+		want machine.Disk
+		err  string
+	}{
+		{"a.img", machine.Disk{Path: "a.img"}, ""},
+		{"a.img,ro,serial=s1", machine.Disk{Path: "a.img", ReadOnly: true, Serial: "s1"}, ""},
+		{"a.img,queues=4", machine.Disk{Path: "a.img", Queues: 4}, ""},
+		{"a.img,queues=16,rw", machine.Disk{Path: "a.img", Queues: 16}, ""},
+		{"a.img,queues=0", machine.Disk{}, "queues"},
+		{"a.img,queues=-1", machine.Disk{}, "queues"},
+		{"a.img,queues=", machine.Disk{}, "queues"},
+		{",ro", machine.Disk{}, "no path"},
+		{"a.img,serial=123456789012345678901", machine.Disk{}, "serial"},
+	} {
+		d, err := parseDisk(tc.spec)
+		switch {
+		case tc.err == "" && (err != nil || d != tc.want):
+			t.Errorf("%q: %+v, %v; want %+v", tc.spec, d, err, tc.want)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%q: error %v, want one about %s", tc.spec, err, tc.err)
+		}
 	}
 }

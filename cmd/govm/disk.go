@@ -3,12 +3,14 @@ package main
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/govm/govm/machine"
+	"github.com/govm/govm/virtio"
 )
 
-// parseDisk parses --disk PATH[,ro][,serial=ID].
+// parseDisk parses --disk PATH[,ro][,serial=ID][,queues=N].
 func parseDisk(spec string) (machine.Disk, error) {
 	parts := strings.Split(spec, ",")
 	d := machine.Disk{Path: parts[0]}
@@ -26,8 +28,14 @@ func parseDisk(spec string) (machine.Disk, error) {
 			if len(d.Serial) > 20 {
 				return d, fmt.Errorf("--disk %q: serial longer than 20 bytes", spec)
 			}
+		case strings.HasPrefix(p, "queues="):
+			n, err := strconv.Atoi(strings.TrimPrefix(p, "queues="))
+			if err != nil || n < 1 || n > virtio.BlkMaxQueues {
+				return d, fmt.Errorf("--disk %q: queues wants a number from 1 to %d", spec, virtio.BlkMaxQueues)
+			}
+			d.Queues = n
 		default:
-			return d, fmt.Errorf("--disk %q: unknown option %q (want ro, rw or serial=ID)", spec, p)
+			return d, fmt.Errorf("--disk %q: unknown option %q (want ro, rw, serial=ID or queues=N)", spec, p)
 		}
 	}
 	return d, nil

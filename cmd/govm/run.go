@@ -83,7 +83,7 @@ The kernel command line is "` + DefaultCmdline + `" followed by --append.
 	f.StringVar(&o.consoleLog, "console-log", "", "also write everything the guest prints to this file")
 	f.StringVar(&o.expect, "expect", "", "exit 0 as soon as a console line matches this regular expression")
 	f.StringVar(&o.failOn, "fail-on", "", "exit 36 as soon as a console line matches this regular expression")
-	f.StringArrayVar(&o.disks, "disk", nil, "attach a disk image as virtio-blk: PATH[,ro][,serial=ID] (repeatable)")
+	f.StringArrayVar(&o.disks, "disk", nil, "attach a disk image as virtio-blk: PATH[,ro][,serial=ID][,queues=N] (N request queues; default one per vCPU, up to 16) (repeatable)")
 	f.StringArrayVar(&o.nets, "net", nil, "add a virtio-net NIC on a TAP: tap=NAME (attach, or create if missing) or tap (create),\n"+
 		"options ,mac=52:54:..., ,host-ip=ADDR/LEN (set on the host side and bring it up) (repeatable)")
 	f.StringVar(&o.xsave, "xsave", "auto", "offer XSAVE/AVX to the guest: on, off, or auto (off when KVM itself runs under an emulator)")

@@ -62,6 +62,7 @@ func diskPatterns() {
 			say("GOVM-DISK-READ %s %s", name, strings.TrimRight(string(buf[:32]), "\x00"))
 		}
 		if ro {
+			sayQueues(d, interruptCounts())
 			w, err := os.OpenFile("/dev/"+name, os.O_WRONLY, 0)
 			if err == nil {
 				_, err = w.WriteAt(diskPattern(name, 0), 0)
