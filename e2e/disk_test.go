@@ -15,8 +15,9 @@ import (
 // host wrote, writes a pattern at the first sector, 1 MiB and the last
 // sector, and one from each of its two vCPUs at 2 MiB (each through its
 // own request queue, which must interrupt on its own vector; the
-// read-only disk, given queues=1, has one), and flushes; the host then finds those bytes in the file. Writes to the
-// read-only disk fail and leave its file unchanged. On the ext4
+// read-only disk, given queues=1, has one), and flushes; the host then
+// finds those bytes in the file. Writes to the read-only disk fail and
+// leave its file unchanged. On the ext4
 // disk it mounts the file system, hashes the host's file, writes a file of
 // its own, syncs and unmounts; the host reads that file back with debugfs
 // and e2fsck finds the file system clean.
