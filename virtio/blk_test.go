@@ -612,13 +612,10 @@ func TestBlkQueuesConcurrent(t *testing.T) {
 	}
 }
 
-// putChain writes descs as one chain at the start of the descriptor
-// table at table, and makes it the first available entry.
+// putChain writes descs as one chain from descriptor 0 of the table at
+// table (head 0; publishing it in the avail ring is the caller's).
 func putChain(m *mem.Memory, table uint64, descs []Desc) {
 	for i, d := range descs {
-		b, _ := m.Slice(table+uint64(i)*descSize, descSize)
-		binary.LittleEndian.PutUint64(b, d.Addr)
-		binary.LittleEndian.PutUint32(b[8:], d.Len)
 		var flags uint16
 		if d.Write {
 			flags |= descFlagWrite
@@ -626,8 +623,7 @@ func putChain(m *mem.Memory, table uint64, descs []Desc) {
 		if i < len(descs)-1 {
 			flags |= descFlagNext
 		}
-		binary.LittleEndian.PutUint16(b[12:], flags)
-		binary.LittleEndian.PutUint16(b[14:], uint16(i+1))
+		writeDesc(m, table, uint16(i), d.Addr, d.Len, flags, uint16(i+1))
 	}
 }
 

@@ -42,7 +42,12 @@ func newDriver(t testing.TB, size uint16) *driver {
 }
 
 func (d *driver) putDesc(table uint64, i uint16, addr uint64, length uint32, flags, next uint16) {
-	b, _ := d.m.Slice(table+uint64(i)*descSize, descSize)
+	writeDesc(d.m, table, i, addr, length, flags, next)
+}
+
+// writeDesc writes descriptor i of the table at table in m.
+func writeDesc(m *mem.Memory, table uint64, i uint16, addr uint64, length uint32, flags, next uint16) {
+	b, _ := m.Slice(table+uint64(i)*descSize, descSize)
 	le := binary.LittleEndian
 	le.PutUint64(b, addr)
 	le.PutUint32(b[8:], length)
