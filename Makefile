@@ -9,7 +9,7 @@ BUILD := build
 # scripts/assets.sh and the CLI tests build govm the same way.
 export GOVM_LDFLAGS := -X=runtime.godebugDefault=disablethp=1
 
-.PHONY: all build assets run test unit e2e bench fuzz soak clean
+.PHONY: all build assets run check test unit e2e bench fuzz soak clean
 
 all: build
 
@@ -26,6 +26,17 @@ assets:
 # govm command runs inside a nested QEMU L1 guest, and says so.
 run: assets
 	bash scripts/run-demo.sh
+
+# The fast check before every commit (CONTRIBUTING.md): formatting, vet,
+# staticcheck at a pinned version, and the unit and tiny-guest tests under
+# the race detector (-short skips the Linux boots, which make test runs).
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+check:
+	@unformatted=$$(gofmt -l .); if [ -n "$$unformatted" ]; then \
+		echo "gofmt: these files need formatting:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+	$(GO) test -race -short -count=1 -timeout 10m ./...
 
 # Every test: unit tests, tiny guests on this host's /dev/kvm, and the
 # end-to-end Linux boots (directly, or nested where the host needs it).

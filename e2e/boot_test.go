@@ -24,6 +24,9 @@ var (
 // the runner's slots bound the L1 guests running at once.
 func testRunner(t testing.TB) *Runner {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short (make check): the Linux boots run in make test")
+	}
 	if tt, ok := t.(*testing.T); ok {
 		tt.Parallel()
 	}

@@ -1,6 +1,7 @@
 package machine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -144,7 +145,7 @@ func (b *Bus) Write(addr uint64, data []byte) bool {
 }
 
 func (b *Bus) unhandled(op string, addr uint64, n int) {
-	if !slog.Default().Enabled(nil, slog.LevelDebug) {
+	if !slog.Default().Enabled(context.Background(), slog.LevelDebug) {
 		return
 	}
 	b.logMu.Lock()

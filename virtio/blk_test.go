@@ -119,11 +119,10 @@ func TestParseBlkRequest(t *testing.T) {
 
 // blkRig drives a Blk through a real queue in fake memory.
 type blkRig struct {
-	d     *driver
-	blk   *Blk
-	disk  *memDisk
-	irqs  int
-	nextS uint64
+	d    *driver
+	blk  *Blk
+	disk *memDisk
+	irqs int
 }
 
 func newBlkRig(t testing.TB, readOnly bool) *blkRig {

@@ -47,9 +47,9 @@ func (b *pairBackend) SetOffload(flags int) error { b.offload.Store(int64(flags)
 
 // netRing is one queue laid out by a test driver.
 type netRing struct {
-	q          Queue
-	next, idx  uint16
-	desc, used uint64
+	q         Queue
+	next, idx uint16
+	desc      uint64
 }
 
 // netRig is a Net device with a fake driver on fake guest memory.

@@ -25,8 +25,6 @@ const (
 	usedHeader  = 4
 	usedElem    = 8 // id u32, len u32
 
-	usedFlagNoNotify = 1
-
 	// MaxQueueSize is the largest queue size govm offers (2.7: at most 32768).
 	MaxQueueSize = 32768
 	// maxIndirect bounds one indirect table's descriptors.

@@ -85,7 +85,7 @@ func hostCommand(args []string) error {
 			return os.Rename(tmp, args[2])
 		})
 	}
-	return fmt.Errorf("usage: govm-agent bench FILE | send PORT FILE [VMM] | cpuwatch VMM | sum FILE | recv PORT SUMFILE [VMM] | time NAME CMD... | checkrecs FILE N | boot NAME MARKER SECONDS CMD...")
+	return fmt.Errorf("usage: govm-agent bench FILE | send PORT FILE [VMM] | cpuwatch VMM | sum FILE | recv PORT SUMFILE [VMM] | time NAME CMD... | checkrecs FILE N | boot NAME MARKER SECONDS CMD")
 }
 
 // vmmArg is send's and recv's optional VMM name: "" if not given.
