@@ -81,7 +81,7 @@ func TestHandleExit(t *testing.T) {
 		{"mmio write", &kvm.Exit{Reason: kvm.ExitMMIO, Addr: 0xd000_0010, Write: true, Size: 4, Count: 1, Data: []byte{1, 2, 3, 4}}, StopNone},
 		{"mmio read unclaimed", &kvm.Exit{Reason: kvm.ExitMMIO, Addr: 0xe000_0000, Size: 8, Count: 1, Data: bytes.Repeat([]byte{9}, 8)}, StopNone},
 		{"interrupted", &kvm.Exit{Reason: kvm.ExitIntr}, StopNone},
-		{"hlt", &kvm.Exit{Reason: kvm.ExitHLT}, StopHalted},
+		{"hlt", &kvm.Exit{Reason: kvm.ExitHLT}, StopCrash},
 		{"triple fault", &kvm.Exit{Reason: kvm.ExitShutdown}, StopCrash},
 		{"system reset", &kvm.Exit{Reason: kvm.ExitSystemEvent, EventType: kvm.SystemEventReset}, StopReboot},
 		{"system shutdown", &kvm.Exit{Reason: kvm.ExitSystemEvent, EventType: kvm.SystemEventShutdown}, StopPoweroff},

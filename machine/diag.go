@@ -127,7 +127,7 @@ func vectorList(v []int) string {
 
 // vcpuState describes one stopped vCPU in one line. Each part that cannot
 // be read is left out and named, rather than failing the rest.
-func vcpuState(v *kvm.VCPU, m *mem.Memory, lapic bool) string {
+func vcpuState(v *kvm.VCPU, m *mem.Memory) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "vCPU %d:", v.ID())
 	var missing []string
@@ -158,24 +158,22 @@ func vcpuState(v *kvm.VCPU, m *mem.Memory, lapic bool) string {
 	} else {
 		missing = append(missing, "events")
 	}
-	if lapic {
-		if l, err := v.GetLAPIC(); err == nil {
-			a := DecodeLAPIC(&l)
-			var tsc, deadline uint64
-			if msrs, err := v.GetMSRs(msrTSC, msrTSCDeadline); err == nil {
-				tsc, deadline = msrs[0].Data, msrs[1].Data
-			} else {
-				missing = append(missing, "msrs")
-			}
-			on := "on"
-			if !a.Enabled {
-				on = "off"
-			}
-			fmt.Fprintf(&b, "; lapic %s tpr %#x ppr %#x irr %s isr %s; timer %s",
-				on, a.TPR, a.PPR, vectorList(a.IRR), vectorList(a.ISR), a.timer(tsc, deadline))
+	if l, err := v.GetLAPIC(); err == nil {
+		a := DecodeLAPIC(&l)
+		var tsc, deadline uint64
+		if msrs, err := v.GetMSRs(msrTSC, msrTSCDeadline); err == nil {
+			tsc, deadline = msrs[0].Data, msrs[1].Data
 		} else {
-			missing = append(missing, "lapic")
+			missing = append(missing, "msrs")
 		}
+		on := "on"
+		if !a.Enabled {
+			on = "off"
+		}
+		fmt.Fprintf(&b, "; lapic %s tpr %#x ppr %#x irr %s isr %s; timer %s",
+			on, a.TPR, a.PPR, vectorList(a.IRR), vectorList(a.ISR), a.timer(tsc, deadline))
+	} else {
+		missing = append(missing, "lapic")
 	}
 	if sr, err := v.GetSregs(); err == nil && errRegs == nil && m != nil {
 		fmt.Fprintf(&b, "; code %s", codeBytes(m, sr.CR0, sr.CR3, sr.CR4, sr.EFER, r.RIP, codeBefore, codeAfter))
@@ -191,7 +189,7 @@ func vcpuState(v *kvm.VCPU, m *mem.Memory, lapic bool) string {
 func (m *Machine) State() []string {
 	var out []string
 	for _, v := range m.vcpus {
-		out = append(out, vcpuState(v.kvm, m.mem, !m.cfg.NoIRQChip))
+		out = append(out, vcpuState(v.kvm, m.mem))
 	}
 	for _, d := range m.virtioDevs {
 		out = append(out, d.State())

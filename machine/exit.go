@@ -20,9 +20,6 @@ const (
 	// StopCrash: the vCPU cannot go on: triple fault, KVM internal or
 	// entry failure, an exit govm cannot serve.
 	StopCrash
-	// StopHalted: a vCPU executed hlt with no in-kernel irqchip to wake
-	// it (only test VMs run without one).
-	StopHalted
 	// StopCanceled: the VMM stopped the VM (context canceled: a timeout,
 	// the user quitting, a signal).
 	StopCanceled
@@ -35,7 +32,7 @@ const (
 	StopPanic
 )
 
-var stopNames = [...]string{"running", "poweroff", "reboot", "crash", "halted", "canceled", "error", "exit", "panic"}
+var stopNames = [...]string{"running", "poweroff", "reboot", "crash", "canceled", "error", "exit", "panic"}
 
 func (r StopReason) String() string {
 	if int(r) < len(stopNames) {
@@ -79,7 +76,9 @@ func handleExit(e *kvm.Exit, pio, mmio *Bus) (StopReason, string) {
 	case kvm.ExitIntr, kvm.ExitIRQWindowOpen:
 		return StopNone, ""
 	case kvm.ExitHLT:
-		return StopHalted, "vCPU halted"
+		// With the in-kernel irqchip KVM waits for the interrupt itself;
+		// a halt that reaches govm has nothing to wake it.
+		return StopCrash, "vCPU halted with no interrupt controller to wake it"
 	case kvm.ExitShutdown:
 		return StopCrash, "triple fault (KVM_EXIT_SHUTDOWN)"
 	case kvm.ExitSystemEvent:

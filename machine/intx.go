@@ -71,12 +71,3 @@ func (l *intxLines) set(dev any, gsi uint32, asserted bool) {
 		}
 	}
 }
-
-// intxPlatform is the Platform one device sees: the machine's, with
-// SetINTx naming that device's share of the line.
-type intxPlatform struct {
-	*Machine
-	dev any
-}
-
-func (p intxPlatform) SetINTx(gsi uint32, asserted bool) { p.intx.set(p.dev, gsi, asserted) }

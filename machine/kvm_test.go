@@ -13,7 +13,6 @@ import (
 
 	"github.com/govm/govm/boot"
 	"github.com/govm/govm/kvm"
-	"github.com/govm/govm/mem"
 )
 
 // These tests run tiny hand-assembled guests on the host's real /dev/kvm.
@@ -128,19 +127,14 @@ func newTestMachine(t *testing.T, code []byte, cpus int, console *bytes.Buffer, 
 func tinyMachine(t testing.TB, code []byte, cpus int, console *bytes.Buffer, mmio, pio Device) *Machine {
 	t.Helper()
 	requireKVM(t)
-	cfg := Config{
-		CPUs:    cpus,
-		RAM:     []mem.Range{{Base: 0, Size: testRAM}},
-		Start:   realMode(),
-		Console: console,
-	}
+	var mm, pm []mapping
 	if mmio != nil {
-		cfg.MMIO = []Mapping{{Base: testMMIOBase, Size: 0x1000, Name: "test mmio", Dev: mmio}}
+		mm = []mapping{{Base: testMMIOBase, Size: 0x1000, Name: "test mmio", Dev: mmio}}
 	}
 	if pio != nil {
-		cfg.PIO = []Mapping{{Base: testPort, Size: 2, Name: "test pio", Dev: pio}}
+		pm = []mapping{{Base: testPort, Size: 2, Name: "test pio", Dev: pio}}
 	}
-	m, err := New(cfg)
+	m, err := New(Config{CPUs: cpus, Console: console, test: tinyGuest(pm, mm)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +226,7 @@ func TestStopKicksBlockedAP(t *testing.T) {
 func TestBadCPUCounts(t *testing.T) {
 	requireKVM(t)
 	for _, n := range []int{0, -1, 100000} {
-		_, err := New(Config{CPUs: n, RAM: []mem.Range{{Base: 0, Size: testRAM}}, Start: realMode()})
+		_, err := New(Config{CPUs: n, test: tinyGuest(nil, nil)})
 		if !errors.Is(err, ErrCPUs) {
 			t.Errorf("CPUs %d: err = %v, want ErrCPUs", n, err)
 		}
@@ -240,7 +234,7 @@ func TestBadCPUCounts(t *testing.T) {
 }
 
 func TestNoKVMDevice(t *testing.T) {
-	_, err := New(Config{KVMPath: "/nonexistent/kvm", CPUs: 1, RAM: []mem.Range{{Base: 0, Size: testRAM}}, Start: realMode()})
+	_, err := New(Config{KVMPath: "/nonexistent/kvm", CPUs: 1, test: tinyGuest(nil, nil)})
 	if !errors.Is(err, kvm.ErrNoDevice) {
 		t.Fatalf("err = %v, want ErrNoDevice", err)
 	}

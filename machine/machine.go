@@ -18,50 +18,50 @@ import (
 	"github.com/govm/govm/virtio"
 )
 
-// Config describes a VM.
+// Config describes a VM: what a user of govm can ask for.
 type Config struct {
 	KVMPath string // default kvm.DevicePath
 	MemSize uint64
 	CPUs    int
-	Boot    boot.Config
+	// CPUAffinity pins vCPU i's thread to host CPU CPUAffinity[i]. Empty
+	// leaves the vCPUs to the host's scheduler; otherwise it has one
+	// entry per vCPU, each a CPU the process may run on.
+	CPUAffinity []int
+	Boot        boot.Config
 	// Console receives the guest's serial output (COM1).
 	Console io.Writer
 	// Started is when the VMM started, for the boot timer (default: New).
 	Started time.Time
-	// NoXSave hides XSAVE and AVX from the guest (see hideXSave).
-	NoXSave bool
-	// NoHugePages maps guest RAM plainly, not aligned and advised for
-	// transparent huge pages (see mem.Allocate).
-	NoHugePages bool
-	// PinVCPUs pins vCPU i's thread to host CPU i mod NumCPU.
-	PinVCPUs bool
-	// InteractiveThreads puts each vCPU's thread and each disk queue's
-	// worker under SCHED_NORMAL, for a process whose other threads run
-	// SCHED_BATCH (osthread.BatchProcess): both serve a guest that waits on
-	// them. A NIC's loop stays batch: there waiting for its turn gathers
-	// frames.
-	InteractiveThreads bool
-
-	// Test guests: RAM replaces the layout derived from MemSize, Start
-	// replaces loading a kernel (no ACPI tables either), NoIRQChip leaves
-	// interrupts to userspace so hlt exits, and PIO/MMIO add devices.
 	// Disks are virtio-blk devices on the PCI bus.
 	Disks []Disk
 	// NICs are virtio-net interfaces on TAP devices, after the disks on PCI.
 	NICs []NIC
 
-	RAM       []mem.Range
-	Start     *boot.CPUState
-	NoIRQChip bool
-	PIO, MMIO []Mapping
+	// test, set only by this package's tests (export_test.go), runs a
+	// tiny guest instead of a kernel.
+	test *testGuest
 }
 
-// Mapping places a device on a bus.
-type Mapping struct {
+// testGuest replaces the kernel and memory layout with a tiny test
+// guest: RAM replaces the layout derived from MemSize, Start replaces
+// loading a kernel (no ACPI tables either), and PIO and MMIO add devices.
+type testGuest struct {
+	RAM       []mem.Range
+	Start     *boot.CPUState
+	PIO, MMIO []mapping
+	// Tuning, if set, replaces the tuning decided from the host.
+	Tuning *tuning
+}
+
+// mapping places a device on a bus.
+type mapping struct {
 	Base, Size uint64
 	Name       string
 	Dev        Device
 }
+
+// ErrAffinity is returned for a CPUAffinity the host cannot honour.
+var ErrAffinity = errors.New("bad CPU affinity")
 
 // ErrCPUs is returned for a vCPU count the host or the tables cannot take.
 var ErrCPUs = errors.New("bad vCPU count")
@@ -114,6 +114,7 @@ type NICStats struct {
 // Machine is a VM ready to run.
 type Machine struct {
 	cfg     Config
+	tune    tuning
 	sys     *kvm.System
 	vm      *kvm.VM
 	mem     *mem.Memory
@@ -152,13 +153,25 @@ func New(cfg Config) (_ *Machine, err error) {
 	if cfg.Started.IsZero() {
 		cfg.Started = time.Now()
 	}
-	ranges := cfg.RAM
+	test := cfg.test
+	if test == nil {
+		test = &testGuest{}
+	}
+	ranges := test.RAM
 	if ranges == nil {
 		if ranges, err = RAMRanges(cfg.MemSize); err != nil {
 			return nil, err
 		}
 	}
-	m := &Machine{cfg: cfg, done: make(chan struct{})}
+	tune := test.Tuning
+	if tune == nil {
+		t, err := hostTuning()
+		if err != nil {
+			return nil, err
+		}
+		tune = &t
+	}
+	m := &Machine{cfg: cfg, tune: *tune, done: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			m.Close()
@@ -174,6 +187,9 @@ func New(cfg Config) (_ *Machine, err error) {
 	if cfg.CPUs < 1 || cfg.CPUs > maxCPUs {
 		return nil, fmt.Errorf("%w: %d (this host allows 1 to %d)", ErrCPUs, cfg.CPUs, maxCPUs)
 	}
+	if err = checkAffinity(cfg.CPUAffinity, cfg.CPUs); err != nil {
+		return nil, err
+	}
 	if m.vm, err = m.sys.CreateVM(); err != nil {
 		return nil, err
 	}
@@ -184,16 +200,14 @@ func New(cfg Config) (_ *Machine, err error) {
 		return nil, err
 	}
 	m.intx = newINTxLines(m.vm)
-	if !cfg.NoIRQChip {
-		if err = m.vm.CreateIRQChip(); err != nil {
-			return nil, err
-		}
-		m.msi = newMSIRouter(m.vm)
-		if err = m.vm.CreatePIT2(); err != nil {
-			return nil, err
-		}
+	if err = m.vm.CreateIRQChip(); err != nil {
+		return nil, err
 	}
-	if m.mem, err = mem.Allocate(ranges, !cfg.NoHugePages); err != nil {
+	m.msi = newMSIRouter(m.vm)
+	if err = m.vm.CreatePIT2(); err != nil {
+		return nil, err
+	}
+	if m.mem, err = mem.Allocate(ranges, m.tune.hugePages); err != nil {
 		return nil, err
 	}
 	// Registering a memory slot sleeps through an SRCU grace period in
@@ -225,7 +239,7 @@ func New(cfg Config) (_ *Machine, err error) {
 			_ = join()
 		}
 	}()
-	state := cfg.Start
+	state := test.Start
 	if state == nil {
 		if state, err = m.loadGuest(); err != nil {
 			return nil, err
@@ -235,7 +249,7 @@ func New(cfg Config) (_ *Machine, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err = m.addDevices(); err != nil {
+	if err = m.addDevices(test.PIO, test.MMIO); err != nil {
 		return nil, err
 	}
 	if err = m.addDisks(); err != nil {
@@ -244,7 +258,7 @@ func New(cfg Config) (_ *Machine, err error) {
 	if err = m.addNICs(); err != nil {
 		return nil, err
 	}
-	cpuidOpt := cpuidOptions{noXSave: cfg.NoXSave, tscDeadline: m.sys.CheckExtension(kvm.CapTSCDeadlineTimer) > 0}
+	cpuidOpt := cpuidOptions{noXSave: !m.tune.xsave, tscDeadline: m.sys.CheckExtension(kvm.CapTSCDeadlineTimer) > 0}
 	for i := 0; i < cfg.CPUs; i++ {
 		kv, err := m.vm.CreateVCPU(i)
 		if err != nil {
@@ -259,7 +273,7 @@ func New(cfg Config) (_ *Machine, err error) {
 			return nil, fmt.Errorf("vCPU %d: %w", i, err)
 		}
 		if i == 0 {
-			if err := setBootState(kv, state, !cfg.NoIRQChip); err != nil {
+			if err := setBootState(kv, state); err != nil {
 				return nil, fmt.Errorf("vCPU 0: %w", err)
 			}
 		}
@@ -302,7 +316,7 @@ func (l irqLine) SetLevel(high bool) {
 	}
 }
 
-func (m *Machine) addDevices() error {
+func (m *Machine) addDevices(pio, mmio []mapping) error {
 	m.pio = NewBus("pio", 0xff)
 	m.mmio = NewBus("mmio", 0)
 	power := func(a devices.PowerAction) {
@@ -342,12 +356,12 @@ func (m *Machine) addDevices() error {
 			return err
 		}
 	}
-	for _, d := range m.cfg.PIO {
+	for _, d := range pio {
 		if err := m.pio.Insert(d.Base, d.Size, d.Name, d.Dev); err != nil {
 			return err
 		}
 	}
-	for _, d := range m.cfg.MMIO {
+	for _, d := range mmio {
 		if err := m.mmio.Insert(d.Base, d.Size, d.Name, d.Dev); err != nil {
 			return err
 		}
@@ -397,14 +411,10 @@ func (m *Machine) Stats() Stats {
 // the boot-timer port, 0 if none yet.
 func (m *Machine) BootTime() time.Duration { return time.Duration(m.bootTime.Load()) }
 
-// Threads is how many of the machine's goroutines may sit in a blocking
+// threads is how many of the machine's goroutines may sit in a blocking
 // system call at one time once it runs: each vCPU (in KVM_RUN) and each
-// device's queue workers (waiting for a kick, or a NIC for its kicks and
-// TAP together). A Go program needs that many Ps (GOMAXPROCS) and one
-// more for a woken goroutine to run at once: a P held by a thread in a
-// system call goes to another goroutine only when the runtime's monitor
-// takes it back, 20 us to 10 ms later.
-func (m *Machine) Threads() int {
+// device's queue workers (decisions/0003).
+func (m *Machine) threads() int {
 	n := len(m.vcpus)
 	for _, d := range m.virtioDevs {
 		n += d.Threads()
@@ -427,7 +437,11 @@ func (m *Machine) stop(r Result) {
 // Run runs the vCPUs until the guest powers off, resets or crashes, or ctx
 // is done, and returns how it ended. The vCPUs are all stopped when it
 // returns.
+//
+// Run applies the machine's process-wide tuning first (the scheduling
+// policy and GOMAXPROCS; docs/decisions/), so run one machine per process.
 func (m *Machine) Run(ctx context.Context) Result {
+	m.tune.applyProcess(m.threads())
 	var wg sync.WaitGroup
 	for _, v := range m.vcpus {
 		wg.Add(1)

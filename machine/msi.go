@@ -9,7 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/govm/govm/kvm"
-	"github.com/govm/govm/virtio"
 )
 
 // MSI delivery through irqfd: each MSI-X vector a device uses gets a GSI
@@ -92,14 +91,6 @@ type msiRoute struct {
 	efd   int
 	bound bool
 	one   [8]byte
-}
-
-// NewMSIRoute gives a device an irqfd-backed MSI (virtio.Platform).
-func (m *Machine) NewMSIRoute() (virtio.MSIRoute, error) {
-	if m.msi == nil {
-		return nil, errors.New("no in-kernel irqchip")
-	}
-	return m.msi.alloc()
 }
 
 func (r *msiRouter) alloc() (*msiRoute, error) {

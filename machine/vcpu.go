@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,17 +37,17 @@ func (m *Machine) runVCPU(v *vcpu) {
 		slog.Debug("vCPU thread", "vcpu", v.id, "err", err)
 	}
 	v.tid.Store(int32(unix.Gettid()))
-	if m.cfg.InteractiveThreads {
+	if m.tune.batchIO {
 		if err := osthread.Interactive(); err != nil {
 			slog.Warn("vCPU thread policy", "vcpu", v.id, "err", err)
 		}
 	}
 	defer func() { v.lastRIP.Store(v.rip()) }()
-	if m.cfg.PinVCPUs {
+	if v.id < len(m.cfg.CPUAffinity) {
 		var set unix.CPUSet
-		set.Set(v.id % runtime.NumCPU())
+		set.Set(m.cfg.CPUAffinity[v.id])
 		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			slog.Warn("pinning vCPU thread", "vcpu", v.id, "err", err)
+			slog.Warn("pinning vCPU thread", "vcpu", v.id, "cpu", m.cfg.CPUAffinity[v.id], "err", err)
 		}
 	}
 	if v.id == 0 {
@@ -126,7 +125,7 @@ func (m *Machine) kickAll(wg *sync.WaitGroup) {
 
 // setBootState loads the boot vCPU's registers from the state the loader
 // returned, and sets up its local APIC's LINT pins.
-func setBootState(v *kvm.VCPU, st *boot.CPUState, lapic bool) error {
+func setBootState(v *kvm.VCPU, st *boot.CPUState) error {
 	sregs, err := v.GetSregs()
 	if err != nil {
 		return err
@@ -161,9 +160,6 @@ func setBootState(v *kvm.VCPU, st *boot.CPUState, lapic bool) error {
 	}
 	if err := v.SetFPU(kvm.FPU{FCW: fpuControlDefault, MXCSR: mxcsrDefault}); err != nil {
 		return err
-	}
-	if !lapic {
-		return nil
 	}
 	return setLINT(v)
 }

@@ -39,25 +39,6 @@ type NIC struct {
 	HostIP netip.Prefix
 }
 
-// MapMMIO places a device range on the MMIO bus (virtio.Platform).
-func (m *Machine) MapMMIO(base, size uint64, name string, dev virtio.MMIODevice) error {
-	if base < PCIMMIOBase || base+size > PCIMMIOEnd || base+size < base {
-		return fmt.Errorf("%s at %#x+%#x is outside the PCI window", name, base, size)
-	}
-	return m.mmio.Insert(base, size, name, dev)
-}
-
-// UnmapMMIO removes it again.
-func (m *Machine) UnmapMMIO(base uint64, dev virtio.MMIODevice) { m.mmio.Remove(base, dev) }
-
-// IOEventFD binds an eventfd to guest writes at an MMIO address.
-func (m *Machine) IOEventFD(fd int, addr uint64, length uint32, deassign bool) error {
-	return m.vm.IOEventFD(fd, addr, length, false, false, 0, deassign)
-}
-
-// SignalMSI injects an MSI.
-func (m *Machine) SignalMSI(addr uint64, data uint32) error { return m.vm.SignalMSI(addr, data) }
-
 // addPCIDevice wraps dev in the virtio-PCI transport in the next free
 // slot (slots 1 and up, in the order devices are added), its BAR after the
 // previous device's.
@@ -65,10 +46,9 @@ func (m *Machine) addPCIDevice(name, thread string, dev virtio.Device) error {
 	i := len(m.virtioDevs)
 	bar := uint64(PCIMMIOBase) + uint64(i)*virtio.BARSize
 	slot := i + 1
-	plat := intxPlatform{Machine: m, dev: dev}
+	plat := &devicePlatform{m: m, dev: dev, thread: thread}
 	pd := virtio.NewPCIDevice(name, dev, m.mem, plat, bar)
-	pd.SetThreadName(thread, m.cfg.InteractiveThreads)
-	if !m.pciHost.Attach(slot, pd.Cfg) {
+	if !m.pciHost.Attach(slot, pd.Config()) {
 		return fmt.Errorf("%s: no free PCI slot", name)
 	}
 	pd.WireINTx(slotGSI(slot))

@@ -240,7 +240,7 @@ func FuzzPCITransport(f *testing.F) {
 			case 1:
 				p.Read(off, data)
 			case 2:
-				p.Cfg.Write(int(off%256), data)
+				p.cfg.Write(int(off%256), data)
 			}
 		}
 	})

@@ -254,6 +254,11 @@ func TestHostileDriver(t *testing.T) {
 			r.write(ccConfigMSIX, 0x7ff, 2)
 			r.setupQueue(16, descBase, availAt, usedAt)
 			r.write(ccQueueMSIX, 0x7fe, 2)
+			// A vector the device cannot use reads back as NO_VECTOR
+			// (4.1.5.1.2.1), so the driver can tell it was refused.
+			if c, q := r.read(ccConfigMSIX, 2), r.read(ccQueueMSIX, 2); c != noVector || q != noVector {
+				t.Errorf("config vector %#x, queue vector %#x after out-of-range writes, want %#x", c, q, noVector)
+			}
 			r.driverOK()
 		}, served},
 		{"BAR reads and writes off every register", func(r *pciRig) {
@@ -265,12 +270,12 @@ func TestHostileDriver(t *testing.T) {
 		}, served},
 		{"avail index jumps past the queue size", func(r *pciRig) {
 			r.good()
-			r.d.m.PutUint16(availAt+2, 40)
+			_ = r.d.m.StoreUint16(availAt+2, 40)
 			r.kick()
 		}, needsReset},
 		{"avail index goes backwards", func(r *pciRig) {
 			r.good()
-			r.d.m.PutUint16(availAt+2, 0xfff0)
+			_ = r.d.m.StoreUint16(availAt+2, 0xfff0)
 			r.kick()
 		}, needsReset},
 		{"descriptor loop", func(r *pciRig) {

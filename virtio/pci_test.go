@@ -2,6 +2,7 @@ package virtio
 
 import (
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -9,7 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/govm/govm/mem"
-	"github.com/govm/govm/osthread"
 	"github.com/govm/govm/pci"
 )
 
@@ -22,6 +22,7 @@ func (nullPlatform) IOEventFD(int, uint64, uint32, bool) error        { return n
 func (nullPlatform) SignalMSI(uint64, uint32) error                   { return nil }
 func (nullPlatform) NewMSIRoute() (MSIRoute, error)                   { return nil, errors.New("no routes") }
 func (nullPlatform) SetINTx(uint32, bool)                             {}
+func (nullPlatform) StartWorker(_, _ int, serve func())               { go serve() }
 
 // probeDevice is the part of Device the test probes share: one queue of
 // 16, no features past VERSION_1, no config space, nothing to activate.
@@ -67,10 +68,11 @@ func TestInterruptDuringReset(t *testing.T) {
 	}
 	d := &resetProbe{t: t}
 	p := NewPCIDevice("probe", d, m, nullPlatform{}, 0xc000_0000)
-	d.irq = p.interrupt
+	d.irq = p.irq.queue
 	p.mu.Lock()
-	p.live = true // as after the driver's DRIVER_OK
+	p.phase = phaseLive // as after the driver's DRIVER_OK
 	p.mu.Unlock()
+	p.irq.quiet.Store(false)
 	p.Close()
 }
 
@@ -115,7 +117,7 @@ func TestMSIXPendingDelivered(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctl := func(p *PCIDevice, v uint16) {
-		p.Cfg.Write(p.msix+2, []byte{byte(v), byte(v >> 8)})
+		p.cfg.Write(p.irq.msixCap+2, []byte{byte(v), byte(v >> 8)})
 	}
 	entry := func(p *PCIDevice, v int, data uint32, masked bool) {
 		e := make([]byte, msixEntrySize)
@@ -141,13 +143,11 @@ func TestMSIXPendingDelivered(t *testing.T) {
 			p := NewPCIDevice("probe", &resetProbe{t: t}, m, plat, 0xc000_0000)
 			ctl(p, msixCtlEnable)
 			entry(p, 0, 0x41, false)
-			p.mu.Lock()
-			p.queues[0].vector = 0
-			p.live = true
-			p.mu.Unlock()
+			p.irq.setQueueVector(0, 0)
+			p.irq.quiet.Store(false)
 
 			tt.mask(p)
-			p.interrupt(0)
+			p.irq.queue(0)
 			if len(plat.sent) != 0 {
 				t.Fatalf("sent %v while masked", plat.sent)
 			}
@@ -180,8 +180,8 @@ func TestMSIRoutes(t *testing.T) {
 		plat := &msiRecorder{withRoutes: routes}
 		probe := &resetProbe{t: t}
 		p := NewPCIDevice("probe", probe, m, plat, 0xc000_0000)
-		probe.irq = p.interrupt
-		p.Cfg.Write(p.msix+2, []byte{0, msixCtlEnable >> 8})
+		probe.irq = p.irq.queue
+		p.cfg.Write(p.irq.msixCap+2, []byte{0, msixCtlEnable >> 8})
 		entry := func(data byte) {
 			e := make([]byte, msixEntrySize)
 			e[2], e[3] = 0xe0, 0xfe
@@ -189,14 +189,12 @@ func TestMSIRoutes(t *testing.T) {
 			p.Write(offMSIXTable, e)
 		}
 		entry(0x41)
-		p.mu.Lock()
-		p.queues[0].vector = 0
-		p.live = true
-		p.mu.Unlock()
-		p.interrupt(0)
-		p.interrupt(0)
+		p.irq.setQueueVector(0, 0)
+		p.irq.quiet.Store(false)
+		p.irq.queue(0)
+		p.irq.queue(0)
 		entry(0x42)
-		p.interrupt(0)
+		p.irq.queue(0)
 		want := []uint32{0x41, 0x41, 0x42}
 		if len(plat.sent) != 3 || plat.sent[0] != want[0] || plat.sent[1] != want[1] || plat.sent[2] != want[2] {
 			t.Errorf("routes %v: sent %#x, want %#x", routes, plat.sent, want)
@@ -240,18 +238,18 @@ func TestINTx(t *testing.T) {
 	p := NewPCIDevice("intx", blk, d.m, rec, rigBAR)
 	defer p.Close()
 	p.WireINTx(gsi)
-	cfg := p.Cfg.Bytes()
+	cfg := p.cfg.Bytes()
 	if cfg[pci.InterruptPin] != 1 || cfg[pci.InterruptLine] != gsi {
 		t.Fatalf("interrupt pin %d line %d, want INTA and %d", cfg[pci.InterruptPin], cfg[pci.InterruptLine], gsi)
 	}
 	r := &pciRig{t: t, d: d, disk: disk, p: p}
 	r.good()
 	isrRead := func() uint8 { return uint8(r.read(offISR, 1)) }
-	status := func() bool { return p.Cfg.Uint16(pci.Status)&pci.StatusIntx != 0 }
+	status := func() bool { return p.cfg.Uint16(pci.Status)&pci.StatusIntx != 0 }
 
 	r.postRead()
 	r.kick()
-	if !waitFor(func() bool { p.mu.Lock(); defer p.mu.Unlock(); return rec.level[gsi] }) {
+	if !waitFor(func() bool { p.irq.mu.Lock(); defer p.irq.mu.Unlock(); return rec.level[gsi] }) {
 		t.Fatal("a completed request did not raise INTx")
 	}
 	if !status() {
@@ -269,20 +267,20 @@ func TestINTx(t *testing.T) {
 
 	// INTx disabled in the Command register: the ISR is set, the line
 	// stays low; enabling it again raises the line.
-	cmd := p.Cfg.Uint16(pci.Command)
-	p.Cfg.Write(pci.Command, []byte{byte(cmd), byte((cmd | pci.CommandIntxOff) >> 8)})
+	cmd := p.cfg.Uint16(pci.Command)
+	p.cfg.Write(pci.Command, []byte{byte(cmd), byte((cmd | pci.CommandIntxOff) >> 8)})
 	r.postRead()
 	r.kick()
 	if !waitFor(func() bool { return r.usedIdx() == 2 }) {
 		t.Fatal("second request not served")
 	}
-	p.mu.Lock()
+	p.irq.mu.Lock()
 	raised := rec.level[gsi]
-	p.mu.Unlock()
+	p.irq.mu.Unlock()
 	if raised {
 		t.Fatal("INTx raised while disabled in the Command register")
 	}
-	p.Cfg.Write(pci.Command, []byte{byte(cmd), byte(cmd >> 8)})
+	p.cfg.Write(pci.Command, []byte{byte(cmd), byte(cmd >> 8)})
 	if !rec.level[gsi] {
 		t.Fatal("re-enabling INTx with the ISR set did not raise it")
 	}
@@ -295,8 +293,8 @@ func TestINTx(t *testing.T) {
 	// With MSI-X enabled the line is never used.
 	changes := rec.changes
 	r.good()
-	ctl := p.msix + 2
-	p.Cfg.Write(ctl, []byte{0, msixCtlEnable >> 8})
+	ctl := p.irq.msixCap + 2
+	p.cfg.Write(ctl, []byte{0, msixCtlEnable >> 8})
 	r.postRead()
 	r.kick()
 	if !waitFor(func() bool { return r.usedIdx() == 1 }) {
@@ -388,57 +386,140 @@ func TestLooper(t *testing.T) {
 	}
 }
 
-// policyProbe is a one-queue device whose Process records the scheduling
-// policy of the thread it runs on.
-type policyProbe struct {
-	probeDevice
-	policy chan uint32
+// workerRecorder records the workers the transport asks the platform
+// to start.
+type workerRecorder struct {
+	nullPlatform
+	mu      sync.Mutex
+	started [][2]int // queue, queues
 }
 
-func (d *policyProbe) Reset() {}
-func (d *policyProbe) Process(int) error {
-	p, err := osthread.Policy()
+func (w *workerRecorder) StartWorker(q, queues int, serve func()) {
+	w.mu.Lock()
+	w.started = append(w.started, [2]int{q, queues})
+	w.mu.Unlock()
+	go serve()
+}
+
+// TestWorkersFromPlatform: a Processor's queue workers are started through
+// the platform, one per enabled queue, which names and schedules their
+// threads; a reset stops them and the next activation starts them again.
+func TestWorkersFromPlatform(t *testing.T) {
+	d := newDriver(t, 16)
+	disk := &memDisk{data: make([]byte, 64*512)}
+	blk, err := NewBlk(disk, int64(len(disk.data)), BlkOptions{})
 	if err != nil {
-		p = ^uint32(0)
+		t.Fatal(err)
 	}
-	select {
-	case d.policy <- p:
-	default:
+	plat := &workerRecorder{}
+	p := NewPCIDevice("workers", blk, d.m, plat, rigBAR)
+	t.Cleanup(p.Close)
+	r := &pciRig{t: t, d: d, disk: disk, p: p}
+	r.good()
+	r.postRead()
+	r.kick()
+	if !waitFor(func() bool { return r.usedIdx() == 1 }) {
+		t.Fatal("request not served by the platform's worker")
 	}
+	r.reset()
+	r.good()
+	plat.mu.Lock()
+	defer plat.mu.Unlock()
+	want := [][2]int{{0, 1}, {0, 1}}
+	if len(plat.started) != len(want) || plat.started[0] != want[0] || plat.started[1] != want[1] {
+		t.Errorf("workers started %v, want %v", plat.started, want)
+	}
+}
+
+// eventfdRecorder keeps the ioeventfd bindings as KVM would: one per
+// address and width, a second assignment refused.
+type eventfdRecorder struct {
+	nullPlatform
+	mu    sync.Mutex
+	bound map[uint64]int // address -> eventfd
+}
+
+func (r *eventfdRecorder) IOEventFD(fd int, addr uint64, _ uint32, deassign bool) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if deassign {
+		if r.bound[addr] != fd {
+			return unix.ENOENT
+		}
+		delete(r.bound, addr)
+		return nil
+	}
+	if _, ok := r.bound[addr]; ok {
+		return unix.EEXIST
+	}
+	r.bound[addr] = fd
 	return nil
 }
 
-// TestWorkerInteractive: in a process whose threads run SCHED_BATCH, a
-// queue worker set interactive serves its queue under SCHED_NORMAL, and
-// one not set so keeps the process's policy.
-func TestWorkerInteractive(t *testing.T) {
-	if err := osthread.BatchProcess(); err != nil {
-		t.Skipf("this host refuses SCHED_BATCH: %v", err)
+func (r *eventfdRecorder) get(addr uint64) (int, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fd, ok := r.bound[addr]
+	return fd, ok
+}
+
+// blockingProbe is a one-queue device whose Process waits until released.
+type blockingProbe struct {
+	probeDevice
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (d *blockingProbe) Reset() {}
+func (d *blockingProbe) Process(int) error {
+	d.entered <- struct{}{}
+	<-d.release
+	return nil
+}
+
+// TestMemoryToggleDuringReset: the guest turns memory decoding off and on
+// while a reset waits for a busy worker. No notification may stay bound
+// to the old eventfd: after re-initialization the queue's notify address
+// is bound to the new worker's eventfd (a stale binding took the driver's
+// 16-bit kicks for good).
+func TestMemoryToggleDuringReset(t *testing.T) {
+	d := newDriver(t, 16)
+	dev := &blockingProbe{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	plat := &eventfdRecorder{bound: map[uint64]int{}}
+	p := NewPCIDevice("toggle", dev, d.m, plat, rigBAR)
+	t.Cleanup(p.Close)
+	cmd := func(v uint16) { p.cfg.Write(pci.Command, []byte{byte(v), byte(v >> 8)}) }
+	cmd(pci.CommandMemory)
+	r := &pciRig{t: t, d: d, p: p}
+	r.good()
+	notify := uint64(rigBAR + offNotify)
+	if _, ok := plat.get(notify); !ok {
+		t.Fatal("no ioeventfd bound once live")
 	}
-	t.Cleanup(func() {
-		if err := osthread.NormalProcess(); err != nil {
-			t.Error(err)
-		}
-	})
-	for _, tc := range []struct {
-		interactive bool
-		want        uint32
-	}{{false, unix.SCHED_BATCH}, {true, unix.SCHED_NORMAL}} {
-		d := newDriver(t, 16)
-		dev := &policyProbe{policy: make(chan uint32, 1)}
-		p := NewPCIDevice("policy", dev, d.m, nullPlatform{}, rigBAR)
-		p.SetThreadName("govm-policy", tc.interactive)
-		r := &pciRig{t: t, d: d, p: p}
-		r.good()
-		r.kick()
-		select {
-		case got := <-dev.policy:
-			if got != tc.want {
-				t.Errorf("interactive %v: the worker ran under policy %d, want %d", tc.interactive, got, tc.want)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatalf("interactive %v: the worker never served the kick", tc.interactive)
-		}
-		p.Close()
+	r.kick()
+	<-dev.entered // the worker is busy
+	done := make(chan struct{})
+	go func() {
+		r.write(ccStatus, 0, 1)
+		close(done)
+	}()
+	// The reset waits for the worker: toggle decoding meanwhile.
+	time.Sleep(20 * time.Millisecond)
+	cmd(0)
+	cmd(pci.CommandMemory)
+	close(dev.release)
+	<-done
+	if fd, ok := plat.get(notify); ok {
+		t.Fatalf("eventfd %d still bound after the reset", fd)
 	}
+	dev.release = make(chan struct{})
+	r.good()
+	fd, ok := plat.get(notify)
+	p.mu.Lock()
+	want := p.queues[0].efd
+	p.mu.Unlock()
+	if !ok || fd != want {
+		t.Fatalf("after re-initialization notify bound to %d (%v), want the queue's eventfd %d", fd, ok, want)
+	}
+	close(dev.release)
 }

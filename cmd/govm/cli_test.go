@@ -168,8 +168,11 @@ func TestBadInput(t *testing.T) {
 		{"net unknown option", []string{"run", "--kernel", junk, "--net", "tap=t0,vhost=on"}, "unknown option", nil},
 		{"net same tap twice", []string{"run", "--kernel", junk, "--net", "tap=t0", "--net", "tap=t0"}, "already", nil},
 		{"negative timeout", []string{"run", "--kernel", junk, "--timeout", "-5s"}, "--timeout", nil},
-		{"bad xsave", []string{"run", "--kernel", junk, "--xsave", "maybe"}, "--xsave", nil},
-		{"bad io-sched", []string{"run", "--kernel", junk, "--io-sched", "fifo"}, "--io-sched", nil},
+		{"removed host-quirk flag", []string{"run", "--kernel", junk, "--xsave", "off"}, "unknown flag", nil},
+		{"cpu-affinity not a list", []string{"run", "--kernel", junk, "--cpu-affinity", "x"}, "--cpu-affinity", nil},
+		{"cpu-affinity too few", []string{"run", "--kernel", junk, "--cpus", "2", "--cpu-affinity", "0"}, "one per vCPU", nil},
+		{"cpu-affinity unavailable", []string{"run", "--kernel", junk, "--cpu-affinity", "1000"}, "not one govm may run on", nil},
+		{"bad debug override", []string{"run", "--kernel", junk}, "GOVM_DEBUG_IO_SCHED", []string{"GOVM_DEBUG_IO_SCHED=fifo"}},
 		{"missing disk", []string{"run", "--kernel", junk, "--disk", filepath.Join(dir, "nope.img")}, "no such file", nil},
 		{"disk is a directory", []string{"run", "--kernel", junk, "--disk", dir}, "directory", nil},
 		{"same disk twice", []string{"run", "--kernel", junk, "--disk", junk, "--disk", junk}, "already", nil},
@@ -200,7 +203,7 @@ func TestBadInput(t *testing.T) {
 	// These get past opening /dev/kvm before the kernel is read; where
 	// there is none, make test runs them inside L1 (e2e's
 	// TestKVMUnitTests).
-	needKVM := map[string]bool{"random bytes as kernel": true, "old boot protocol": true}
+	needKVM := map[string]bool{"random bytes as kernel": true, "old boot protocol": true, "cpu-affinity unavailable": true}
 	kvmErr := kvm.Available(kvm.DevicePath)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -34,7 +34,7 @@ func exitCode(r machine.Result) int {
 		return ExitOK
 	case machine.StopReboot:
 		return ExitReboot
-	case machine.StopCrash, machine.StopHalted:
+	case machine.StopCrash:
 		return ExitCrash
 	case machine.StopCanceled:
 		return ExitSignal

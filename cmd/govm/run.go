@@ -22,7 +22,6 @@ import (
 	"github.com/govm/govm/hostinfo"
 	"github.com/govm/govm/kvm"
 	"github.com/govm/govm/machine"
-	"github.com/govm/govm/osthread"
 )
 
 // DefaultCmdline comes before --append: the console on COM1, a panic
@@ -39,15 +38,14 @@ type runOptions struct {
 	cpus    int
 	kvmPath string
 
-	timeout    time.Duration
-	consoleLog string
-	expect     string
-	failOn     string
-	metrics    string
-	disks      []string
-	nets       []string
-	xsave      string
-	ioSched    string
+	timeout     time.Duration
+	consoleLog  string
+	expect      string
+	failOn      string
+	metrics     string
+	disks       []string
+	nets        []string
+	cpuAffinity string
 }
 
 func newRunCmd(stdin *os.File, stdout, stderr io.Writer, code *int) *cobra.Command {
@@ -86,9 +84,7 @@ The kernel command line is "` + DefaultCmdline + `" followed by --append.
 	f.StringArrayVar(&o.disks, "disk", nil, "attach a disk image as virtio-blk: PATH[,ro][,serial=ID][,queues=N] (N request queues; default one per vCPU, up to 16) (repeatable)")
 	f.StringArrayVar(&o.nets, "net", nil, "add a virtio-net NIC on a TAP: tap=NAME (attach, or create if missing) or tap (create),\n"+
 		"options ,mac=52:54:..., ,host-ip=ADDR/LEN (set on the host side and bring it up) (repeatable)")
-	f.StringVar(&o.xsave, "xsave", "auto", "offer XSAVE/AVX to the guest: on, off, or auto (off when KVM itself runs under an emulator)")
-	f.StringVar(&o.ioSched, "io-sched", "batch", "scheduling policy of govm's threads but the vCPUs' and disk workers': batch (SCHED_BATCH: a woken\n"+
-		"I/O thread waits for the running thread's turn to end instead of preempting it) or normal")
+	f.StringVar(&o.cpuAffinity, "cpu-affinity", "", "pin vCPU i to the i-th host CPU of this list, one per vCPU (e.g. 2,3 or 4-7)")
 	f.StringVar(&o.metrics, "metrics", "", "write boot time, exits by kind and console bytes as JSON to this file")
 	_ = c.MarkFlagRequired("kernel")
 	c.MarkFlagsMutuallyExclusive("initrd", "uroot")
@@ -134,25 +130,14 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 	if o.timeout < 0 {
 		return ExitError, usageError{fmt.Errorf("--timeout %v: must be positive", o.timeout)}
 	}
-	var noXSave bool
-	host := hostinfo.Probe(hostinfo.DefaultPaths)
-	emulated := host.EmulatedCPU()
-	switch o.xsave {
-	case "on":
-	case "off":
-		noXSave = true
-	case "auto":
-		noXSave = emulated
-	default:
-		return ExitError, usageError{fmt.Errorf("--xsave %q: want on, off or auto", o.xsave)}
-	}
-	var batchIO bool
-	switch o.ioSched {
-	case "batch":
-		batchIO = true
-	case "normal":
-	default:
-		return ExitError, usageError{fmt.Errorf("--io-sched %q: want batch or normal", o.ioSched)}
+	var affinity []int
+	if o.cpuAffinity != "" {
+		if affinity, err = machine.ParseCPUList(o.cpuAffinity); err != nil {
+			return ExitError, usageError{fmt.Errorf("--cpu-affinity: %w", err)}
+		}
+		if len(affinity) != o.cpus {
+			return ExitError, usageError{fmt.Errorf("--cpu-affinity %s: %d CPUs for %d vCPUs (one per vCPU)", o.cpuAffinity, len(affinity), o.cpus)}
+		}
 	}
 	nics, err := parseNets(o.nets)
 	if err != nil {
@@ -214,33 +199,17 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 		defer metricsOut.Close()
 	}
 
-	if batchIO {
-		// Before the machine makes threads: they inherit it.
-		if err := osthread.BatchProcess(); err != nil {
-			fmt.Fprintf(stderr, "govm: warning: --io-sched batch: %v; threads keep their policy\n", err)
-			batchIO = false
-		}
-	}
-	// Guest RAM is laid out for huge pages (mem.Allocate) except under an
-	// emulated CPU. Measured in a TCG L1 with them: 1-vCPU boots 25-30%
-	// faster, the network no different (15 rounds paired with QEMU), and
-	// guests that stopped for good with an interrupt pending in the APIC
-	// and never delivered: 4 of 14 2-vCPU boots and 1 of about 22 1-vCPU
-	// runs, a stall never seen with plain mappings (QEMU's guest, which
-	// always gets huge pages, stalls there now and then too).
-	noHuge := emulated
 	m, err := machine.New(machine.Config{
 		KVMPath: o.kvmPath, MemSize: memSize, CPUs: o.cpus, Boot: bc, Console: sink, Started: started,
-		Disks: disks, NICs: nics, NoXSave: noXSave, NoHugePages: noHuge, InteractiveThreads: batchIO,
+		Disks: disks, NICs: nics, CPUAffinity: affinity,
 	})
 	if err != nil {
 		return ExitError, explain(err, o.kvmPath)
 	}
 	defer m.Close()
-	setProcs(m.Threads())
 	// Said up front, before the guest starts, so nobody stares at a
 	// silent console.
-	if !host.CanBootLinux() {
+	if !hostinfo.Probe(hostinfo.DefaultPaths).CanBootLinux() {
 		fmt.Fprintln(stderr, "govm: warning: this host's /dev/kvm is served by kvm_pvm without VT-x/AMD-V: "+
 			"guest kernel code is emulated instruction by instruction and Linux will not boot here; "+
 			"use a host with hardware virtualization, or the nested path (make run)")
@@ -402,25 +371,9 @@ type metricsFile struct {
 	VCPUYields  uint64             `json:"vcpu_yields"` // passes through Go's scheduler (osthread.Yielder)
 	SerialBytes uint64             `json:"serial_bytes"`
 	NICs        []machine.NICStats `json:"nics,omitempty"`
-	GoMaxProcs  int                `json:"gomaxprocs"` // as setProcs left it
+	GoMaxProcs  int                `json:"gomaxprocs"` // as the machine left it
 	Reason      string             `json:"reason"`
 	ExitCode    int                `json:"exit_code"`
-}
-
-// setProcs gives the Go runtime enough Ps (GOMAXPROCS) for govm's
-// threads that block in system calls, plus one for the goroutine they
-// wake, unless the user chose GOMAXPROCS. The default is the CPUs govm may
-// run on: one under `taskset -c 0` or a one-CPU cgroup, where every wake
-// of a device worker then waited for the runtime to take the P back from
-// a vCPU in KVM_RUN. Measured nested with govm on one L1 CPU: guest to
-// host TCP 2.7 -> 47 Mbit/s, host to guest 18 -> 70.
-func setProcs(blocking int) {
-	if os.Getenv("GOMAXPROCS") != "" {
-		return
-	}
-	if want := blocking + 1; runtime.GOMAXPROCS(0) < want {
-		runtime.GOMAXPROCS(want)
-	}
 }
 
 // goMetricKB reads one of the Go runtime's byte counters, in KiB.
