@@ -3,14 +3,13 @@
 // descriptor (VCPU), the kernel structures they exchange, and the decoding of
 // the shared kvm_run page into a typed Exit.
 //
-// It is the only package in govm that uses unsafe. Pointers become uintptr
-// only inside the argument list of a raw syscall (see ioctl_unsafe.go), and
-// kernel structures are mirrored with explicit padding so their sizes match
-// <linux/kvm.h>; ioctl numbers are derived from those sizes with the _IOC
-// encoding and checked against the header's values by a table test.
+// Its unsafe code is in ioctl_unsafe.go (package mem has the only other
+// unsafe code, for guest memory). Pointers become uintptr only inside the
+// argument list of a raw syscall, and kernel structures are mirrored with
+// explicit padding so their sizes match <linux/kvm.h>; ioctl numbers are
+// derived from those sizes with the _IOC encoding and checked against the
+// header's values by a table test.
 package kvm
-
-import "unsafe"
 
 // The asm-generic _IOC encoding (include/uapi/asm-generic/ioctl.h):
 // dir in bits 30-31, size in 16-29, type in 8-15, number in 0-7.
@@ -36,7 +35,6 @@ func io(nr uintptr) uintptr           { return ioc(iocNone, nr, 0) }
 func ior(nr, size uintptr) uintptr    { return ioc(iocRead, nr, size) }
 func iow(nr, size uintptr) uintptr    { return ioc(iocWrite, nr, size) }
 func iowr(nr, size uintptr) uintptr   { return ioc(iocRead|iocWrite, nr, size) }
-func sizeOf[T any]() uintptr          { var v T; return unsafe.Sizeof(v) }
 func iowT[T any](nr uintptr) uintptr  { return iow(nr, sizeOf[T]()) }
 func iorT[T any](nr uintptr) uintptr  { return ior(nr, sizeOf[T]()) }
 func iowrT[T any](nr uintptr) uintptr { return iowr(nr, sizeOf[T]()) }

@@ -11,48 +11,50 @@ import (
 // pointer is converted to uintptr inside the Syscall argument list, which is
 // the one form the unsafe rules allow.
 
+// ioctl issues an ioctl whose argument is a pointer, retrying when a
+// signal interrupts it (EINTR): only KVM_RUN, which runOnce issues, must
+// return to its caller on a signal.
+func ioctl(fd int, req uintptr, arg unsafe.Pointer) (int, error) {
+	for {
+		r, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(arg))
+		if e != unix.EINTR {
+			return ioctlResult(r, e)
+		}
+	}
+}
+
+// ioctlVal issues an ioctl whose argument is a plain integer, retrying on
+// EINTR as ioctl does.
+func ioctlVal(fd int, req, val uintptr) (int, error) {
+	for {
+		r, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, val)
+		if e != unix.EINTR {
+			return ioctlResult(r, e)
+		}
+	}
+}
+
+// ioctlResult is a finished ioctl's return value or error.
+func ioctlResult(r uintptr, e unix.Errno) (int, error) {
+	if e != 0 {
+		return int(r), e
+	}
+	return int(r), nil
+}
+
 // ioctlPtr issues an ioctl whose argument is a pointer to a value of type T.
 func ioctlPtr[T any](fd int, req uintptr, arg *T) (int, error) {
-	for {
-		r, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(unsafe.Pointer(arg)))
-		if e == unix.EINTR {
-			continue
-		}
-		if e != 0 {
-			return int(r), e
-		}
-		return int(r), nil
-	}
+	return ioctl(fd, req, unsafe.Pointer(arg))
 }
 
 // ioctlBuf issues an ioctl whose argument is a byte buffer holding a
 // variable-length kernel structure (a header followed by entries).
 func ioctlBuf(fd int, req uintptr, buf []byte) (int, error) {
-	for {
-		r, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(unsafe.Pointer(&buf[0])))
-		if e == unix.EINTR {
-			continue
-		}
-		if e != 0 {
-			return int(r), e
-		}
-		return int(r), nil
-	}
+	return ioctl(fd, req, unsafe.Pointer(unsafe.SliceData(buf)))
 }
 
-// ioctlVal issues an ioctl whose argument is a plain integer.
-func ioctlVal(fd int, req, val uintptr) (int, error) {
-	for {
-		r, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, val)
-		if e == unix.EINTR {
-			continue
-		}
-		if e != 0 {
-			return int(r), e
-		}
-		return int(r), nil
-	}
-}
+// sizeOf is the size of a kernel structure mirrored by T.
+func sizeOf[T any]() uintptr { var v T; return unsafe.Sizeof(v) }
 
 // runOnce issues KVM_RUN once. EINTR is returned to the caller, which decides
 // whether it was a stop request or Go's preemption signal.
@@ -72,7 +74,7 @@ func hostAddr(b []byte) uint64 {
 }
 
 // asBytes views a kernel structure as bytes, for copying into the
-// variable-length buffers of KVM_SET_CPUID2, KVM_SET_MSRS and routing.
+// variable-length buffers of packFlex.
 func asBytes[T any](v *T) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(v)), unsafe.Sizeof(*v))
 }

@@ -182,9 +182,7 @@ const maxCPUIDEntries = 256
 // SupportedCPUID returns the CPUID leaves KVM can expose to a guest.
 func (s *System) SupportedCPUID() ([]CPUIDEntry, error) {
 	hdr := cpuid2Header{NEnt: maxCPUIDEntries}
-	entSize := int(sizeOf[CPUIDEntry]())
-	buf := make([]byte, int(sizeOf[cpuid2Header]())+maxCPUIDEntries*entSize)
-	copy(buf, asBytes(&hdr))
+	buf := packFlex[cpuid2Header, CPUIDEntry](&hdr, nil, maxCPUIDEntries)
 	if _, err := ioctlBuf(s.fd, reqGetSupportedCPUID, buf); err != nil {
 		return nil, fmt.Errorf("KVM_GET_SUPPORTED_CPUID: %w", err)
 	}
@@ -192,12 +190,7 @@ func (s *System) SupportedCPUID() ([]CPUIDEntry, error) {
 	if hdr.NEnt > maxCPUIDEntries {
 		return nil, fmt.Errorf("KVM_GET_SUPPORTED_CPUID: %d entries", hdr.NEnt)
 	}
-	out := make([]CPUIDEntry, hdr.NEnt)
-	off := int(sizeOf[cpuid2Header]())
-	for i := range out {
-		fromBytes(buf[off+i*entSize:], &out[i])
-	}
-	return out, nil
+	return unpackFlex[cpuid2Header, CPUIDEntry](buf, &hdr, int(hdr.NEnt)), nil
 }
 
 // CreateVM creates a VM.

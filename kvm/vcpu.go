@@ -114,13 +114,7 @@ func (v *VCPU) SetLAPIC(l LAPICState) error {
 // SetCPUID sets the CPUID leaves the guest sees.
 func (v *VCPU) SetCPUID(entries []CPUIDEntry) error {
 	hdr := cpuid2Header{NEnt: uint32(len(entries))}
-	entSize := int(sizeOf[CPUIDEntry]())
-	off := int(sizeOf[cpuid2Header]())
-	buf := make([]byte, off+len(entries)*entSize)
-	copy(buf, asBytes(&hdr))
-	for i := range entries {
-		copy(buf[off+i*entSize:], asBytes(&entries[i]))
-	}
+	buf := packFlex(&hdr, entries, len(entries))
 	if _, err := ioctlBuf(v.fd, reqSetCPUID2, buf); err != nil {
 		return fmt.Errorf("KVM_SET_CPUID2: %w", err)
 	}
@@ -133,14 +127,7 @@ func (v *VCPU) SetMSRs(entries []MSREntry) error {
 		return nil
 	}
 	hdr := msrsHeader{NMSRs: uint32(len(entries))}
-	entSize := int(sizeOf[MSREntry]())
-	off := int(sizeOf[msrsHeader]())
-	buf := make([]byte, off+len(entries)*entSize)
-	copy(buf, asBytes(&hdr))
-	for i := range entries {
-		copy(buf[off+i*entSize:], asBytes(&entries[i]))
-	}
-	n, err := ioctlBuf(v.fd, reqSetMSRs, buf)
+	n, err := ioctlBuf(v.fd, reqSetMSRs, packFlex(&hdr, entries, len(entries)))
 	if err != nil {
 		return fmt.Errorf("KVM_SET_MSRS: %w", err)
 	}
@@ -174,14 +161,11 @@ func (v *VCPU) GetMSRs(indexes ...uint32) ([]MSREntry, error) {
 		return nil, nil
 	}
 	hdr := msrsHeader{NMSRs: uint32(len(indexes))}
-	entSize := int(sizeOf[MSREntry]())
-	off := int(sizeOf[msrsHeader]())
-	buf := make([]byte, off+len(indexes)*entSize)
-	copy(buf, asBytes(&hdr))
+	entries := make([]MSREntry, len(indexes))
 	for i, idx := range indexes {
-		e := MSREntry{Index: idx}
-		copy(buf[off+i*entSize:], asBytes(&e))
+		entries[i].Index = idx
 	}
+	buf := packFlex(&hdr, entries, len(entries))
 	n, err := ioctlBuf(v.fd, reqGetMSRs, buf)
 	if err != nil {
 		return nil, fmt.Errorf("KVM_GET_MSRS: %w", err)
@@ -189,9 +173,5 @@ func (v *VCPU) GetMSRs(indexes ...uint32) ([]MSREntry, error) {
 	if n != len(indexes) {
 		return nil, fmt.Errorf("KVM_GET_MSRS: read %d of %d (MSR %#x refused)", n, len(indexes), indexes[n])
 	}
-	out := make([]MSREntry, len(indexes))
-	for i := range out {
-		fromBytes(buf[off+i*entSize:], &out[i])
-	}
-	return out, nil
+	return unpackFlex[msrsHeader, MSREntry](buf, &hdr, len(indexes)), nil
 }

@@ -128,14 +128,7 @@ func (vm *VM) IRQFD(fd int, gsi uint32, deassign bool) error {
 // SetGSIRouting replaces the whole GSI routing table.
 func (vm *VM) SetGSIRouting(entries []IRQRoutingEntry) error {
 	hdr := irqRoutingHeader{NR: uint32(len(entries))}
-	entSize := int(sizeOf[IRQRoutingEntry]())
-	buf := make([]byte, int(sizeOf[irqRoutingHeader]())+len(entries)*entSize)
-	copy(buf, asBytes(&hdr))
-	off := int(sizeOf[irqRoutingHeader]())
-	for i := range entries {
-		copy(buf[off+i*entSize:], asBytes(&entries[i]))
-	}
-	if _, err := ioctlBuf(vm.fd, reqSetGSIRouting, buf); err != nil {
+	if _, err := ioctlBuf(vm.fd, reqSetGSIRouting, packFlex(&hdr, entries, len(entries))); err != nil {
 		return fmt.Errorf("KVM_SET_GSI_ROUTING (%d entries): %w", len(entries), err)
 	}
 	return nil
