@@ -170,13 +170,6 @@ func (c *Config) Write(off int, data []byte) {
 	}
 }
 
-// Bytes returns a copy of the whole space (for tests).
-func (c *Config) Bytes() [ConfigSize]byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.data
-}
-
 // SetIntxStatus sets or clears the read-only Interrupt Status bit.
 func (c *Config) SetIntxStatus(asserted bool) {
 	c.mu.Lock()

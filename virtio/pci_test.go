@@ -238,7 +238,8 @@ func TestINTx(t *testing.T) {
 	p := NewPCIDevice("intx", blk, d.m, rec, rigBAR)
 	defer p.Close()
 	p.WireINTx(gsi)
-	cfg := p.cfg.Bytes()
+	var cfg [pci.ConfigSize]byte
+	p.cfg.Read(0, cfg[:])
 	if cfg[pci.InterruptPin] != 1 || cfg[pci.InterruptLine] != gsi {
 		t.Fatalf("interrupt pin %d line %d, want INTA and %d", cfg[pci.InterruptPin], cfg[pci.InterruptLine], gsi)
 	}
