@@ -74,7 +74,7 @@ func (m *Machine) addNICs() error {
 		if mac == ([6]byte{}) {
 			mac = tap.MACFromName(t.Name())
 		}
-		dev, err := virtio.NewNet(t, mac)
+		dev, err := virtio.NewNet(tapBackend{t}, mac)
 		if err != nil {
 			return fmt.Errorf("--net %s: %w", t.Name(), err)
 		}
@@ -115,4 +115,27 @@ func (m *Machine) addDisks() error {
 		}
 	}
 	return nil
+}
+
+// tapBackend is a TAP as a virtio-net backend: the device model knows
+// offloads by what the guest negotiated, the TAP by TUNSETOFFLOAD's flags.
+type tapBackend struct{ *tap.TAP }
+
+// SetOffload tells the TAP which offloaded frames it may hand the guest.
+func (b tapBackend) SetOffload(o virtio.NetOffloads) error {
+	return b.TAP.SetOffload(tapOffloadFlags(o))
+}
+
+// tapOffloadFlags maps offloads to TUNSETOFFLOAD flags (linux/if_tun.h).
+func tapOffloadFlags(o virtio.NetOffloads) int {
+	f := 0
+	for _, m := range []struct {
+		on   bool
+		flag int
+	}{{o.Csum, tap.OffloadCsum}, {o.TSO4, tap.OffloadTSO4}, {o.TSO6, tap.OffloadTSO6}, {o.TSOECN, tap.OffloadTSOECN}} {
+		if m.on {
+			f |= m.flag
+		}
+	}
+	return f
 }

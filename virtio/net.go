@@ -13,7 +13,6 @@ import (
 
 	"github.com/govm/govm/mem"
 	"github.com/govm/govm/osthread"
-	"github.com/govm/govm/tap"
 )
 
 // virtio-net (virtio 1.2, 5.1).
@@ -67,9 +66,9 @@ const (
 // led by a NetHeaderSize virtio-net header (a TAP with IFF_VNET_HDR).
 type NetBackend interface {
 	Fd() int
-	// SetOffload says which offloaded frames the backend may hand over
-	// (tap.Offload* flags, as for TUNSETOFFLOAD).
-	SetOffload(flags int) error
+	// SetOffload says which offloaded frames the backend may hand the
+	// guest: those its driver negotiated.
+	SetOffload(o NetOffloads) error
 }
 
 // TX frames that break the rules are dropped and counted, never sent.
@@ -163,30 +162,34 @@ func (n *Net) ReadConfig(off uint64, data []byte) {
 // WriteConfig ignores writes: a VERSION_1 driver sets no field (5.1.4).
 func (n *Net) WriteConfig(uint64, []byte) {}
 
-// offloadFlags maps the negotiated guest features to backend offloads; TSO
-// is only handed over with partial checksums, as the driver requires.
-func offloadFlags(features uint64) int {
+// NetOffloads are the offloaded frames a backend may hand the guest:
+// partial checksums, TCP segments of up to 64 KiB over IPv4 or IPv6, and
+// those with ECN set (virtio 1.2, 5.1.6.4).
+type NetOffloads struct {
+	Csum, TSO4, TSO6, TSOECN bool
+}
+
+// guestOffloads maps the negotiated guest features to backend offloads;
+// TSO is only handed over with partial checksums, as the driver requires
+// (5.1.3.1).
+func guestOffloads(features uint64) NetOffloads {
 	if features&NetFeatureGuestCsum == 0 {
-		return 0
+		return NetOffloads{}
 	}
-	f := tap.OffloadCsum
-	if features&NetFeatureGuestTSO4 != 0 {
-		f |= tap.OffloadTSO4
+	o := NetOffloads{
+		Csum: true,
+		TSO4: features&NetFeatureGuestTSO4 != 0,
+		TSO6: features&NetFeatureGuestTSO6 != 0,
 	}
-	if features&NetFeatureGuestTSO6 != 0 {
-		f |= tap.OffloadTSO6
-	}
-	if f&(tap.OffloadTSO4|tap.OffloadTSO6) != 0 && features&NetFeatureGuestECN != 0 {
-		f |= tap.OffloadTSOECN
-	}
-	return f
+	o.TSOECN = (o.TSO4 || o.TSO6) && features&NetFeatureGuestECN != 0
+	return o
 }
 
 func (n *Net) Activate(m *mem.Memory, features uint64, queues []*Queue, interrupt func(q int)) error {
 	if len(queues) != 2 || queues[netRxQueue] == nil || queues[netTxQueue] == nil {
 		return fmt.Errorf("virtio-net: the driver must enable both queues")
 	}
-	if err := n.backend.SetOffload(offloadFlags(features)); err != nil {
+	if err := n.backend.SetOffload(guestOffloads(features)); err != nil {
 		return err
 	}
 	n.mu.Lock()
@@ -692,7 +695,7 @@ func (n *Net) Reset() {
 	n.rx, n.tx, n.mem, n.features, n.rxLen = nil, nil, nil, 0, 0
 	n.dropHeld()
 	n.mu.Unlock()
-	if err := n.backend.SetOffload(0); err != nil {
+	if err := n.backend.SetOffload(NetOffloads{}); err != nil {
 		slog.Debug("virtio-net: clearing offloads", "err", err)
 	}
 }

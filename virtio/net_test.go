@@ -11,7 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/govm/govm/mem"
-	"github.com/govm/govm/tap"
 )
 
 // pairBackend is a NetBackend on one end of a SOCK_SEQPACKET socket pair:
@@ -19,7 +18,7 @@ import (
 // network on the other end.
 type pairBackend struct {
 	fd, peer int
-	offload  atomic.Int64
+	offload  atomic.Pointer[NetOffloads]
 }
 
 func newPairBackend(t testing.TB) *pairBackend {
@@ -37,13 +36,13 @@ func newPairBackend(t testing.TB) *pairBackend {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1<<20)
 	}
 	b := &pairBackend{fd: fds[0], peer: fds[1]}
-	b.offload.Store(-1)
+	b.offload.Store(nil)
 	t.Cleanup(func() { unix.Close(fds[0]); unix.Close(fds[1]) })
 	return b
 }
 
-func (b *pairBackend) Fd() int                    { return b.fd }
-func (b *pairBackend) SetOffload(flags int) error { b.offload.Store(int64(flags)); return nil }
+func (b *pairBackend) Fd() int                        { return b.fd }
+func (b *pairBackend) SetOffload(o NetOffloads) error { b.offload.Store(&o); return nil }
 
 // netRing is one queue laid out by a test driver.
 type netRing struct {
@@ -338,8 +337,8 @@ func TestNetTransmit(t *testing.T) {
 
 func TestNetReceiveMergeable(t *testing.T) {
 	r := newNetRig(t, (&Net{}).Features())
-	if got := r.be.offload.Load(); got != tap.OffloadCsum|tap.OffloadTSO4|tap.OffloadTSO6|tap.OffloadTSOECN {
-		t.Fatalf("offloads %#x after activation", got)
+	if got := r.be.offload.Load(); got == nil || *got != (NetOffloads{Csum: true, TSO4: true, TSO6: true, TSOECN: true}) {
+		t.Fatalf("offloads %+v after activation", got)
 	}
 	var bufs [][]uint64
 	for range 8 {
@@ -533,8 +532,8 @@ func TestNetReceiveWaitsForEnoughBuffers(t *testing.T) {
 // chain is dropped and counted, and the chain serves the next frame.
 func TestNetReceiveTooBig(t *testing.T) {
 	r := newNetRig(t, (&Net{}).Features()&^NetFeatureMrgRxbuf)
-	if got := r.be.offload.Load(); got != tap.OffloadCsum|tap.OffloadTSO4|tap.OffloadTSO6|tap.OffloadTSOECN {
-		t.Fatalf("offloads %#x", got)
+	if got := r.be.offload.Load(); got == nil || *got != (NetOffloads{Csum: true, TSO4: true, TSO6: true, TSOECN: true}) {
+		t.Fatalf("offloads %+v", got)
 	}
 	addr := r.post(netRxQueue, true, NetHeaderSize, 1500)
 	r.hostSend(append(txHeader(0, 0, 0, 0, 0), pattern(4000, 1)...))
