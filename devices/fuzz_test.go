@@ -32,8 +32,8 @@ func FuzzPorts(f *testing.F) {
 			NewCMOS(func() time.Time { return time.Unix(0, 0) }),
 			NewI8042(none),
 			NewACPIPM(none),
-			NewExitPort(func(uint8) {}),
-			NewBootTimer(func(uint8) {}),
+			NewNotifyPort(func(uint8) {}),
+			NewNotifyPort(func(uint8) {}),
 			NewPVPanic(func(uint8) {}),
 			host,
 		}

@@ -14,31 +14,6 @@ import (
 // an interrupt that never came, or a device that never answered. State
 // reads what the vCPUs and devices hold at that moment.
 
-// Local APIC register offsets (Intel SDM Vol. 3A, Table 11-1 "Local APIC
-// Register Address Map"). Each register is 32 bits at a 16-byte stride.
-const (
-	lapicTPR       = 0x080
-	lapicPPR       = 0x0a0
-	lapicSVR       = 0x0f0
-	lapicISR       = 0x100 // eight registers, vectors 0-255
-	lapicIRR       = 0x200 // eight registers
-	lapicLVTTimer  = 0x320
-	lapicTimerInit = 0x380 // initial count
-	lapicTimerCur  = 0x390 // current count
-	lapicVectorReg = 0x10  // stride of the ISR/IRR words
-
-	lapicSVREnable     = 1 << 8  // SDM 11.9: APIC software enable
-	lapicTimerModeMask = 3 << 17 // SDM 11.5.1: LVT timer mode field
-	lapicTimerPeriodic = 1 << 17
-	lapicTimerDeadline = 2 << 17
-)
-
-// Model-specific registers read for the timer (SDM Vol. 4, Table 2-2).
-const (
-	msrTSC         = 0x10
-	msrTSCDeadline = 0x6e0
-)
-
 // rflagsIF is the interrupt-enable flag (SDM Vol. 1, 3.4.3).
 const rflagsIF = 1 << 9
 
@@ -93,7 +68,7 @@ func DecodeLAPIC(l *kvm.LAPICState) LAPIC {
 func (a LAPIC) timer(tsc, deadline uint64) string {
 	lvt := a.TimerLVT
 	masked := ""
-	if lvt&apicLVTMasked != 0 {
+	if lvt&lapicLVTMasked != 0 {
 		masked = " masked"
 	}
 	vec := lvt & 0xff

@@ -33,7 +33,7 @@ func TestDecodeLAPIC(t *testing.T) {
 		{lapicTimerDeadline | 0xec, 0, 0, 1000, 0, "tsc-deadline vec 0xec, disarmed"},
 		{lapicTimerDeadline | 0xec, 0, 0, 1000, 1500, "tsc-deadline vec 0xec, fires in 500 cycles"},
 		{lapicTimerDeadline | 0xec, 0, 0, 1000, 900, "tsc-deadline vec 0xec, expired 100 cycles ago"},
-		{lapicTimerPeriodic | apicLVTMasked | 0xef, 100, 40, 0, 0, "periodic vec 0xef masked, count 40/100"},
+		{lapicTimerPeriodic | lapicLVTMasked | 0xef, 100, 40, 0, 0, "periodic vec 0xef masked, count 40/100"},
 		{0xef, 100, 0, 0, 0, "one-shot vec 0xef, count 0/100"},
 	}
 	for _, tt := range tests {

@@ -340,7 +340,7 @@ func (m *Machine) addDevices(pio, mmio []mapping) error {
 		{devices.CMOSPort, devices.CMOSPorts, "cmos", devices.NewCMOS(nil)},
 		{devices.PCIConfigAddrPort, devices.PCIConfigPorts, "pci host", m.pciHost},
 		{ACPIPMPort, acpi.PortCount, "acpi pm", devices.NewACPIPM(power)},
-		{devices.ExitPortAddr, devices.ExitPorts, "exit port", devices.NewExitPort(func(code uint8) {
+		{devices.ExitPortAddr, devices.ExitPorts, "exit port", devices.NewNotifyPort(func(code uint8) {
 			m.stop(Result{Reason: StopGuestExit, Code: int(code), Detail: fmt.Sprintf("guest exit code %d", code), VCPU: -1})
 		})},
 		{devices.PVPanicPort, devices.PVPanicPorts, "pvpanic", devices.NewPVPanic(func(ev uint8) {
@@ -348,7 +348,7 @@ func (m *Machine) addDevices(pio, mmio []mapping) error {
 				m.stop(Result{Reason: StopPanic, Detail: "guest kernel panic (pvpanic)", VCPU: -1})
 			}
 		})},
-		{devices.BootTimerPort, devices.BootTimerPorts, "boot timer", devices.NewBootTimer(func(uint8) {
+		{devices.BootTimerPort, devices.BootTimerPorts, "boot timer", devices.NewNotifyPort(func(uint8) {
 			m.bootTime.CompareAndSwap(0, int64(time.Since(m.cfg.Started)))
 		})},
 	} {

@@ -164,23 +164,13 @@ func setBootState(v *kvm.VCPU, st *boot.CPUState) error {
 	return setLINT(v)
 }
 
-// Model-specific registers every vCPU starts with (SDM vol. 4).
-const (
-	msrIA32TSC        = 0x10
-	msrIA32MiscEnable = 0x1a0
-	msrMTRRDefType    = 0x2ff
-	miscEnableFastStr = 1 << 0
-	mtrrDefTypeEnable = 1 << 11
-	mtrrTypeWriteBack = 6
-)
-
 // setMSRs zeroes the TSC on every vCPU, so all start in step, turns on
 // fast string operations, and makes all memory write-back cacheable by
 // default, as firmware would.
 func setMSRs(v *kvm.VCPU) error {
 	return v.SetMSRs([]kvm.MSREntry{
-		{Index: msrIA32TSC, Data: 0},
-		{Index: msrIA32MiscEnable, Data: miscEnableFastStr},
+		{Index: msrTSC, Data: 0},
+		{Index: msrMiscEnable, Data: miscEnableFastStr},
 		{Index: msrMTRRDefType, Data: mtrrDefTypeEnable | mtrrTypeWriteBack},
 	})
 }
@@ -189,16 +179,6 @@ func setMSRs(v *kvm.VCPU) error {
 const (
 	fpuControlDefault = 0x37f
 	mxcsrDefault      = 0x1f80
-)
-
-// Local APIC registers and delivery modes (SDM vol. 3, 10.5.1).
-const (
-	apicLVT0       = 0x350
-	apicLVT1       = 0x360
-	apicModeMask   = 0x700
-	apicModeExtINT = 0x700
-	apicModeNMI    = 0x400
-	apicLVTMasked  = 1 << 16
 )
 
 // setLINT sets the boot CPU's LINT0 to ExtINT but masked, and LINT1 to
@@ -215,11 +195,11 @@ func setLINT(v *kvm.VCPU) error {
 	}
 	set := func(reg int, mode uint32) {
 		x := uint32(l.Regs[reg]) | uint32(l.Regs[reg+1])<<8 | uint32(l.Regs[reg+2])<<16 | uint32(l.Regs[reg+3])<<24
-		x = x&^(apicModeMask|apicLVTMasked) | mode
+		x = x&^(lapicModeMask|lapicLVTMasked) | mode
 		l.Regs[reg], l.Regs[reg+1], l.Regs[reg+2], l.Regs[reg+3] = byte(x), byte(x>>8), byte(x>>16), byte(x>>24)
 	}
-	set(apicLVT0, apicModeExtINT|apicLVTMasked)
-	set(apicLVT1, apicModeNMI)
+	set(lapicLVT0, lapicModeExtINT|lapicLVTMasked)
+	set(lapicLVT1, lapicModeNMI)
 	if err := v.SetLAPIC(l); err != nil {
 		return fmt.Errorf("LINT setup: %w", err)
 	}

@@ -65,10 +65,10 @@ func runCheck(w io.Writer, kvmPath string, paths hostinfo.Paths) bool {
 	sys, err := kvm.Open(kvmPath)
 	switch {
 	case errors.Is(err, kvm.ErrNoDevice):
-		report(false, kvmPath, "missing: load kvm_intel or kvm_amd (modprobe), or enable virtualization in the firmware")
+		report(false, kvmPath, "missing: "+fixNoKVM)
 		return false
 	case errors.Is(err, kvm.ErrPermission):
-		report(false, kvmPath, "no permission: 'sudo usermod -aG kvm $USER' and log in again, or a udev rule KERNEL==\"kvm\", GROUP=\"kvm\", MODE=\"0660\"")
+		report(false, kvmPath, "no permission: "+fixKVMPermission)
 		return false
 	case err != nil:
 		report(false, kvmPath, err.Error())

@@ -427,13 +427,20 @@ func peakRSSKB() uint64 {
 	return 0
 }
 
+// The fixes for a host whose /dev/kvm govm cannot use, as govm run and
+// govm check word them.
+const (
+	fixNoKVM         = "load kvm_intel or kvm_amd (modprobe), or enable virtualization in the firmware"
+	fixKVMPermission = "'sudo usermod -aG kvm $USER' and log in again, or a udev rule KERNEL==\"kvm\", GROUP=\"kvm\", MODE=\"0660\""
+)
+
 // explain turns host errors into one actionable line.
 func explain(err error, path string) error {
 	switch {
 	case errors.Is(err, kvm.ErrNoDevice):
-		return fmt.Errorf("%w (is the kvm module loaded? try 'modprobe kvm_intel' or 'modprobe kvm_amd')", err)
+		return fmt.Errorf("%w (%s)", err, fixNoKVM)
 	case errors.Is(err, kvm.ErrPermission):
-		return fmt.Errorf("%w (add yourself to the kvm group: 'sudo usermod -aG kvm $USER', then log in again; or a udev rule: KERNEL==\"kvm\", GROUP=\"kvm\", MODE=\"0660\")", err)
+		return fmt.Errorf("%w (%s)", err, fixKVMPermission)
 	}
 	return err
 }
