@@ -258,9 +258,7 @@ func (b *RetryBudget) spend(d time.Duration) bool {
 var errEmulatorFault = errors.New("nested emulator fault")
 
 // nestedAttempts bounds how often a nested run spoiled by an emulator
-// fault is tried in all. Measured on the development machines (QEMU 7.2,
-// single-threaded TCG): about one 2-vCPU boot in five hits the fault, so
-// four attempts leave well under one case in a hundred failing for it.
+// fault is tried in all (docs/nested-tcg-fault.md).
 const nestedAttempts = 4
 
 // Run runs one case. In nested mode a run spoiled by a fault of QEMU's
@@ -345,11 +343,9 @@ var inService = regexp.MustCompile(` isr 0x[0-9a-f]`)
 // instruction before RIP): the handler waits for a lock that only the
 // context it interrupted can release, on the same CPU. Linux takes every
 // lock an interrupt handler needs with interrupts off, so this happens
-// only when an interrupt is delivered while the guest has them off. The
-// nested emulator does that (measured: L2 guests stuck so in the serial
-// console's interrupt handler at the u-root banner and in the disk test,
-// RIP always in the qspinlock slowpath); KVM on hardware does not, and
-// govm injects no interrupts itself (the in-kernel LAPIC does).
+// only when an interrupt is delivered while the guest has them off, which
+// the nested emulator does (docs/nested-tcg-fault.md) and KVM on hardware
+// does not; govm injects no interrupts itself (the in-kernel LAPIC does).
 func maskedIRQDeadlock(out string) bool {
 	if !strings.Contains(out, "govm: timeout after") {
 		return false
@@ -541,14 +537,9 @@ const l1Append = "console=ttyS0 quiet panic=-1"
 // interrupt clears that, it delivers the vector a second time, at the
 // first instruction of the handler, with interrupts off. The requests to
 // leave that come with no interrupt for the running CPU are mostly kicks
-// for the other CPU: its timer and its interrupts. With that CPU idle they
-// are rare (measured on the nested virtio-net test: 36 of 39 attempts
-// unpinned died of the fault, 1 of 15 pinned on an otherwise idle host).
-// Every case runs so, unless $GOVM_E2E_L1_PIN is 0: a clean-clone CI run
-// with every case pinned took 14.3 minutes with 3 attempts spoiled,
-// against 22.8 minutes and 10 spoiled with only the network cases pinned.
-// (Pinning everything took 35 minutes before govm sized GOMAXPROCS for
-// its blocking threads: on one CPU the Go runtime had one P.)
+// for the other CPU: its timer and its interrupts, rare with that CPU idle
+// (docs/nested-tcg-fault.md). Every case runs so, unless
+// $GOVM_E2E_L1_PIN is 0.
 const l1Pin = "govm.cpus=0"
 
 func envOr(name, def string) string {
@@ -563,10 +554,8 @@ func envOr(name, def string) string {
 // emulates, SVM included), $GOVM_E2E_L1_SMP the CPU count and
 // $GOVM_E2E_L1_APPEND adds to its command line (e.g.
 // govm.kvm_amd.PARAM=VALUE for kvm-amd). By default: two emulated CPUs
-// with AMD SVM on single-threaded TCG. Measured here (2 host CPUs, 2-vCPU L2 boots):
-// with thread=multi an L2 reached its init in 35-45 s and 5 of 6 runs
-// failed (L2 stuck or triple-faulted, L1 crashed); with thread=single it
-// took 17-18 s and 8 of 10 reached init, the other two hitting tcgFault.
+// with AMD SVM on single-threaded TCG, which ran L2 guests faster and
+// more reliably than thread=multi (docs/nested-tcg-fault.md).
 func l1QEMUArgs(kernel, initrd string) []string {
 	app := l1Append
 	if os.Getenv("GOVM_E2E_L1_PIN") != "0" {
@@ -608,9 +597,7 @@ func (r *Runner) runNested(ctx context.Context, c Case) (*Result, error) {
 	}
 	// govm's output goes to a file in L1 and is printed after it exits:
 	// heavy traffic on L1's own emulated console while an L2 guest runs
-	// makes the TCG-emulated L1 unstable (measured: guests crashed in about
-	// half of the runs that printed their boot log live, none of twelve
-	// that wrote it to a file).
+	// makes the TCG-emulated L1 unstable (docs/testing.md).
 	var script strings.Builder
 	script.WriteString("mkdir -p " + l1Dir + "\ncd /tmp\n")
 	if c.Before != "" {

@@ -211,9 +211,9 @@ func New(cfg Config) (_ *Machine, err error) {
 		return nil, err
 	}
 	// Registering a memory slot sleeps through an SRCU grace period in
-	// the host kernel (synchronize_srcu in kvm_swap_active_memslots;
-	// measured here: 4-6 ms of a 7-10 ms start, the same for 64 MiB as
-	// for 2 GiB). So the slots are registered while the kernel and
+	// the host kernel (synchronize_srcu in kvm_swap_active_memslots),
+	// most of a VM's start whatever the slot's size (docs/performance.md,
+	// start-up). So the slots are registered while the kernel and
 	// initrd are loaded (into the mapping, which needs no slot) and the
 	// devices are built (their ioeventfds wait for the slots lock) and
 	// the vCPUs are made and given their boot state (none of which needs

@@ -92,9 +92,8 @@ func (v *IOVec) rw(fd int, trap uintptr) (int, error) {
 // ReadFullAt fills the buffers, in order, from fd at byte off with
 // preadv(2), carrying on after a short read until every byte has come;
 // meeting the end of the file is io.ErrUnexpectedEOF. A disk request is
-// one call (x/sys/unix's Preadv takes eight buffers without allocating,
-// so a 1 MiB request in 4 KiB pages took 32). It spends the list: Reset
-// it before reuse.
+// one call: x/sys/unix's Preadv takes only eight buffers without
+// allocating. It spends the list: Reset it before reuse.
 func (v *IOVec) ReadFullAt(fd int, off int64) error { return v.rwFullAt(fd, off, unix.SYS_PREADV) }
 
 // WriteFullAt writes the buffers, in order, to fd at byte off with

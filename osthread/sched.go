@@ -14,12 +14,8 @@ import (
 // its CPU: it waits for that thread's slice to end or for it to block. A
 // VMM's I/O threads (NIC loops, the Go runtime's) so batch their work
 // where they share a CPU with the vCPUs and the host's own network stack,
-// instead of preempting them on every frame. Nested network
-// benchmark on one L1 CPU, paired medians of 5-round runs: guest to host
-// 1.47x, 1.28x and 1.51x QEMU, host to guest 1.46x, 0.98x and 0.99x,
-// against 0.99x and 0.83x without (20 rounds, host's times); time
-// slices per transfer fell by half or more for the NIC, the vCPU and the
-// host's sender. On an idle CPU a woken thread runs at once either way.
+// instead of preempting them on every frame; on an idle CPU a woken
+// thread runs at once either way (docs/decisions/0001).
 // Threads that serve a guest waiting on them go back to SCHED_OTHER
 // (Interactive): the vCPUs, so an interrupt for a halted vCPU still
 // preempts an I/O thread, and disk workers, which serve one request at a

@@ -21,10 +21,8 @@ const YieldEvery = 5 * time.Millisecond
 // call, hands the P to an idle thread, and drops its own sleep to 20 us
 // (runtime/proc.go, retake and sysmon): from then on every system call
 // that outlasts a monitor tick costs a P handoff and wakes threads that
-// have nothing to do. Under a nested emulator those wakes showed up as
-// 1900-2700 runtime thread slices during one 16 MiB transfer, more CPU
-// time than the NIC's own thread took. A Gosched every YieldEvery moves
-// the tick for the price of one round trip through the scheduler.
+// have nothing to do. A Gosched every YieldEvery moves the tick for the
+// price of one round trip through the scheduler (docs/decisions/0006).
 //
 // The zero Yielder is ready; it belongs to one goroutine.
 type Yielder struct {

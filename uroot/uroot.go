@@ -40,10 +40,9 @@ const UrootVersion = "v0.16.0"
 // newKeyHash starts a cache key: FNV-1a, 128 bits. The key names a
 // build of the user's own sources in the user's own cache, so it needs
 // no resistance to chosen collisions, and crypto/sha256 would link Go's
-// FIPS module into govm: 300 KB of code and a 32 MiB zeroed array that,
-// under transparent huge pages set to "always", made the kernel back
-// 2 MiB of govm's BSS with a huge page (measured nested: 2 MiB more
-// resident memory per VM).
+// FIPS module into govm: code and a large zeroed array that, under
+// transparent huge pages set to "always", the kernel backs with a huge
+// page, raising every VM's resident memory.
 func newKeyHash() hash.Hash { return fnv.New128a() }
 
 // keyFormat changes whenever what goes into an image changes in a way the

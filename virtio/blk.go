@@ -42,8 +42,8 @@ const (
 	blkQueueMax   = 256
 	// blkSegMax is the most data segments a request may have: what fits
 	// the ring beside the header and status descriptors (as QEMU offers).
-	// At 128, Linux split each 1 MiB direct transfer into two requests,
-	// and each request costs its exits and interrupt.
+	// Fewer would make Linux split a 1 MiB direct transfer into
+	// several requests, each costing its exits and interrupt.
 	blkSegMax     = blkQueueMax - 2
 	blkMaxDiscard = 1 << 22 // sectors per discard segment (2 GiB)
 	// BlkMaxQueues bounds the request queues a disk offers (a queue per

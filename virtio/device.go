@@ -54,12 +54,8 @@ type Processor interface {
 // Loop runs on a goroutine that is not locked to a thread and should wait
 // in Go's network poller (readyWaiter): then the thread that finds an fd
 // ready runs the loop itself. A locked goroutine woken by the poller is
-// handed from that thread to its own, two more thread switches per wake.
-// Nested network benchmark, per 16 MiB guest-to-host transfer: the Go
-// runtime's threads (the NIC's included) switched 1800-2700 times with the
-// loop locked, 1200-1800 with it free; the VMM's CPU time less its guest's
-// was 905 ms at the median of 10 rounds locked, 825 of 20 free (QEMU's
-// 744-778); throughput moved less than the rounds' spread.
+// handed from that thread to its own, two more thread switches per wake
+// (docs/decisions/0004-nic-loop-in-netpoller.md).
 type Looper interface {
 	Device
 	Loop(kicks []int, stop int) error

@@ -281,9 +281,8 @@ func (n *Net) Loop(kicks []int, stop int) error {
 				n.Stats.RxStalls.Add(1)
 			}
 			// After a delivery, look once more before sleeping: the
-			// next frame is often on its way (BenchmarkNetReceive,
-			// a driver on another CPU: 11 us a frame against 16 when
-			// the loop slept at once).
+			// next frame is often on its way, and a sleep and wake
+			// cost more than the look (BenchmarkNetReceive).
 			rxWait, rxMore = wait, delivered > 0
 		}
 	}

@@ -13,16 +13,12 @@ import (
 // for one by parking the goroutine in Go's network poller, not in a
 // blocking poll(2).
 //
-// A device loop is one goroutine that never reschedules: it only makes
-// system calls. Go's monitor (sysmon) sees such a goroutine's P run the
-// same goroutine for more than 10 ms and from then on takes the P back
-// whenever it catches the goroutine in a system call, hands it to an idle
-// thread that finds nothing to do, and polls again 20 us later: on every
-// wake of the loop, two more threads wake (an execution trace of a nested
-// transfer showed the retake 0.3 ms into each poll). Parked in the poller
-// the goroutine holds no P and goes through the scheduler on each wake, so
-// the monitor leaves it alone. BenchmarkNetReceive: 7.4-8.8 us a frame
-// against 9.8-10.9 us with poll(2), the loop locked to its thread in both.
+// A device loop blocked in poll(2) holds its P, and Go's monitor
+// (sysmon) takes the P back from a goroutine that has run for 10 ms
+// without rescheduling, waking idle threads on each of the loop's
+// wakes. Parked in the poller the goroutine holds no P and goes through
+// the scheduler on each wake, so the monitor leaves it alone
+// (docs/decisions/0004-nic-loop-in-netpoller.md).
 //
 // The fds sit in an epoll set of their own (level-triggered), whose fd the
 // runtime's poller watches. One epoll_wait both finds what woke the loop

@@ -8,10 +8,9 @@ import (
 // outFile is an output file (--console-log, --metrics) opened at once, so
 // a bad path fails before the guest starts, and emptied on another
 // thread: truncating a file ext4 still holds in delayed allocation makes
-// the kernel write it out first (auto_da_alloc), and measured here that
-// took 2-3 ms, which would all have come before the guest's first
-// instruction when the same path is reused run after run. Writes wait
-// for the truncation.
+// the kernel write it out first (auto_da_alloc), a few milliseconds that
+// would otherwise come before the guest's first instruction when the
+// same path is reused run after run. Writes wait for the truncation.
 type outFile struct {
 	f     *os.File
 	ready chan struct{}
