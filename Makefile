@@ -58,7 +58,7 @@ bench: assets
 		$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) $$($(GO) list ./... | grep -v /e2e) && \
 		BENCHCOUNT=$(BENCHCOUNT) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./e2e; \
 	} | tee $(BUILD)/bench.txt
-	$(GO) run ./cmd/benchtable -json $(BUILD)/bench.json $(BUILD)/bench.txt
+	$(GO) run ./internal/benchtable -json $(BUILD)/bench.json $(BUILD)/bench.txt
 
 # SOAK consecutive nested boots with disks and a NIC, each checked, and
 # the count of failures (not part of make test).

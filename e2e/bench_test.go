@@ -223,7 +223,7 @@ var bootLine = regexp.MustCompile(`GOVM-HOST-BOOT (\w+)-(\d+) (?:ms=([0-9.]+) pe
 // at that line it reads the VMM's peak RSS less its guest RAM's resident
 // size: the VMM's memory overhead. It reports the median, min and max of
 // each, the boots that failed, and govm's time over each peer's round by
-// round (paired-PEER.boot-...; cmd/benchtable makes the table and judges
+// round (paired-PEER.boot-...; internal/benchtable makes the table and judges
 // the goals on those).
 func BenchmarkBoot(b *testing.B) {
 	r := testRunner(b)
@@ -299,7 +299,7 @@ func BenchmarkBoot(b *testing.B) {
 }
 
 // reportSpread reports the median of v as unit, and its min and max as
-// unit.min and unit.max (cmd/benchtable reads them).
+// unit.min and unit.max (internal/benchtable reads them).
 func reportSpread(b *testing.B, unit string, v []float64) {
 	s := slices.Sorted(slices.Values(v))
 	med := s[len(s)/2]
@@ -508,7 +508,7 @@ func BenchmarkVirtioNet(b *testing.B) {
 
 // benchNote says why a benchmark has fewer figures than it should (a
 // skip, a peer's failed runs) on a line of its own in the output, where
-// cmd/benchtable finds it and prints it under the table: go test -bench
+// internal/benchtable finds it and prints it under the table: go test -bench
 // shows a benchmark's logs and skips only with -v.
 func benchNote(b *testing.B, format string, args ...any) {
 	b.Helper()

@@ -151,7 +151,7 @@ func kvmBenchCount() string {
 // BenchmarkKVMUnitBenches runs the benchmarks that need /dev/kvm (the exit
 // round trip against the raw KVM_RUN loop, and start-up against rawrun)
 // inside L1 when this host has no /dev/kvm of its own, and prints their
-// result lines for cmd/benchtable. Where the host has one they run as
+// result lines for internal/benchtable. Where the host has one they run as
 // unit benchmarks there instead, and this one skips, so no figure is
 // counted twice.
 func BenchmarkKVMUnitBenches(b *testing.B) {

@@ -28,7 +28,7 @@ func TestBuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tab := build(s)
+	tab := build(s, testGoals(t))
 	rows := map[string]Row{}
 	for _, r := range tab.Rows {
 		rows[r.Measure] = r
@@ -117,9 +117,39 @@ func TestWriteSparse(t *testing.T) {
 			t.Fatal(err)
 		}
 		var out strings.Builder
-		write(&out, build(s))
+		write(&out, build(s, testGoals(t)))
 		if !strings.Contains(out.String(), "measure") {
 			t.Errorf("no header for %q:\n%s", in, out.String())
+		}
+	}
+}
+
+// testGoals are the built-in goals.
+func testGoals(t *testing.T) goals {
+	t.Helper()
+	g, err := loadGoals(defaultGoals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func TestLoadGoals(t *testing.T) {
+	tests := []struct {
+		name, in string
+		ok       bool
+	}{
+		{"built-in", string(defaultGoals), true},
+		{"empty", `{}`, true},
+		{"unknown peer", `{"ratio":[{"prefix":"boot-","peer":"vmware","bound":1}]}`, false},
+		{"govm against itself", `{"ratio":[{"prefix":"boot-","peer":"govm","bound":1}]}`, false},
+		{"zero bound", `{"ratio":[{"prefix":"boot-","peer":"qemu","bound":0}]}`, false},
+		{"unknown field", `{"ratios":[]}`, false},
+		{"not JSON", `boot- qemu 0.8`, false},
+	}
+	for _, tt := range tests {
+		if _, err := loadGoals([]byte(tt.in)); (err == nil) != tt.ok {
+			t.Errorf("%s: err %v, want ok %v", tt.name, err, tt.ok)
 		}
 	}
 }

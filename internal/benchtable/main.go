@@ -2,8 +2,8 @@
 // table (make bench): one row per measure, a column per VMM (govm and the
 // peers it is measured against: QEMU, gokvm, the host's own figures, the
 // raw KVM_RUN loop), each cell the median of its samples with their min and
-// max, govm's ratio to each peer, and the goal (issue #6) it meets or
-// misses. A second table lists the hot-path micro-benchmarks with their
+// max, govm's ratio to each peer, and the goal it meets or misses
+// (goals.json, or -goals FILE). A second table lists the hot-path micro-benchmarks with their
 // allocations. It prints both and writes them as JSON.
 //
 // Where the figures come from, in the benchmark output:
@@ -19,11 +19,17 @@
 //     swing with the emulated host from round to round far more than
 //     the two VMMs differ within one.
 //
-// Usage: go test -bench . ./... | benchtable -json build/bench.json
+// The benchmark lines are read with golang.org/x/perf's benchfmt, the
+// format's reference reader; lines starting "BENCH-NOTE " are notes for
+// the table's foot.
+//
+// Usage: go test -bench . ./... | go run ./internal/benchtable -json build/bench.json
 package main
 
 import (
 	"bufio"
+	"bytes"
+	_ "embed"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -32,6 +38,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"golang.org/x/perf/benchfmt"
 )
 
 // peers are the table's columns, govm first.
@@ -46,48 +54,59 @@ func isPeer(s string) bool {
 	return false
 }
 
-// goal is a bound on govm's ratio to one peer.
+// goal is a bound on govm's ratio to one peer, for the measures whose
+// names start with Prefix.
 type goal struct {
-	peer  string
-	bound float64
-	lower bool // the ratio must be at most bound (else at least)
+	Prefix string  `json:"prefix"`
+	Peer   string  `json:"peer"`
+	Bound  float64 `json:"bound"`
+	AtMost bool    `json:"at_most"` // the ratio must be at most Bound (else at least)
 }
 
 func (g goal) String() string {
 	op := "≥"
-	if g.lower {
+	if g.AtMost {
 		op = "≤"
 	}
-	return fmt.Sprintf("%s%.2f× %s", op, g.bound, g.peer)
+	return fmt.Sprintf("%s%.2f× %s", op, g.Bound, g.Peer)
 }
 
-// goals are issue #6's, by measure name prefix.
-var goals = []struct {
-	prefix string
-	goals  []goal
-}{
-	{"boot-", []goal{{"qemu", 0.8, true}, {"gokvm", 0.5, true}}},
-	{"ExitRoundTrip/", []goal{{"raw", 1.10, true}}},
-	{"blk-", []goal{{"host", 0.9, false}, {"qemu", 1.0, false}}},
-	{"net-", []goal{{"qemu", 1.0, false}}},
+// absGoal is a bound on govm's own figure (its median at most Max) for
+// the measures with this prefix and suffix.
+type absGoal struct {
+	Prefix string  `json:"prefix"`
+	Suffix string  `json:"suffix"`
+	Max    float64 `json:"max"`
+}
+
+// goals are what the table judges govm's figures against.
+type goals struct {
+	Ratio    []goal    `json:"ratio"`
+	Absolute []absGoal `json:"absolute"`
+}
+
+//go:embed goals.json
+var defaultGoals []byte
+
+// loadGoals reads a goals file, refusing unknown fields and peers.
+func loadGoals(b []byte) (goals, error) {
+	var g goals
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&g); err != nil {
+		return goals{}, fmt.Errorf("goals: %w", err)
+	}
+	for _, r := range g.Ratio {
+		if !isPeer(r.Peer) || r.Peer == "govm" || r.Bound <= 0 {
+			return goals{}, fmt.Errorf("goals: bad ratio goal %+v", r)
+		}
+	}
+	return g, nil
 }
 
 // countPrefix marks a measure that counts events (boots that failed):
 // a ratio of two counts says nothing, so it gets none.
 const countPrefix = "failed-"
-
-// absGoal is a bound on govm's own figure (its median at most max) for
-// the measures with this prefix and suffix.
-type absGoal struct {
-	prefix, suffix string
-	max            float64
-}
-
-var absGoals = []absGoal{
-	{"first-KVM_RUN-ms", "", 5},
-	{"overhead", "-MiB", 5},
-	{"overhead", "-kB", 5 << 10},
-}
 
 // Stat is a cell: the median of its samples, their range and count.
 type Stat struct {
@@ -214,90 +233,129 @@ func splitMetric(unit string) (peer, measure string, bound int, ok bool) {
 // pairedPrefix marks a metric as govm's per-round ratio to a peer.
 const pairedPrefix = "paired-"
 
-// parse reads benchmark result lines ("BenchmarkX-8  N  v unit  v unit ...").
+// goUnits are the units of Go's own benchmark figures.
+var goUnits = map[string]bool{"ns/op": true, "B/op": true, "allocs/op": true, "MB/s": true}
+
+// parse reads `go test -bench` output.
 func parse(r io.Reader) (*samples, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
 	s := newSamples()
-	sc := bufio.NewScanner(r)
+	// Notes come out here; so do the lines `go test -bench -v` prints
+	// with a benchmark's name alone before its logs, which benchfmt
+	// would take for a result missing its figures.
+	var results bytes.Buffer
+	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		if note, ok := strings.CutPrefix(sc.Text(), "BENCH-NOTE "); ok {
+		line := sc.Text()
+		if note, ok := strings.CutPrefix(line, "BENCH-NOTE "); ok {
 			s.notes = append(s.notes, note)
 			continue
 		}
-		f := strings.Fields(sc.Text())
-		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") || len(f)%2 != 0 {
+		if f := strings.Fields(line); len(f) == 1 && strings.HasPrefix(f[0], "Benchmark") {
 			continue
 		}
-		iters, err := strconv.Atoi(f[1])
-		if err != nil {
-			continue
-		}
-		name := strings.TrimPrefix(f[0], "Benchmark")
-		if i := strings.LastIndexByte(name, '-'); i > 0 {
-			if _, err := strconv.Atoi(name[i+1:]); err == nil {
-				name = name[:i]
-			}
-		}
-		elems := strings.Split(name, "/")
-		last := elems[len(elems)-1]
-		// A micro-benchmark reports only Go's own units; one that reports
-		// figures of its own is a measure, not a hot path.
-		micro := true
-		for i := 3; i < len(f); i += 2 {
-			switch f[i] {
-			case "ns/op", "B/op", "allocs/op", "MB/s":
-			default:
-				micro = false
-			}
-		}
-		if micro && iters == 1 {
-			// A benchmark run once with Go's units only is a driver of
-			// others (e2e's BenchmarkKVMUnitBenches, which prints their
-			// lines), not a hot path.
-			continue
-		}
-		for i := 2; i+1 < len(f); i += 2 {
-			v, err := strconv.ParseFloat(f[i], 64)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %q is not a number", f[0], f[i])
-			}
-			unit := f[i+1]
-			if rest, paired := strings.CutPrefix(unit, pairedPrefix); paired {
-				if peer, measure, bound, ok := splitMetric(rest); ok {
-					s.pair(measure, peer, bound, v)
-					continue
-				}
-			} else if peer, measure, bound, ok := splitMetric(unit); ok {
-				if bound < 0 {
-					s.add(measure, peer, v)
-				} else {
-					s.bound(measure, peer, bound, v)
-				}
-				continue
-			}
-			if len(elems) > 1 && isPeer(last) {
-				if unit == "ns/op" {
-					s.add(strings.Join(elems[:len(elems)-1], "/")+" ns/op", last, v)
-				}
-				continue
-			}
-			switch unit {
-			case "ns/op", "B/op", "allocs/op", "MB/s":
-				if !micro {
-					continue
-				}
-				if s.hot[name] == nil {
-					s.hot[name] = map[string][]float64{}
-					s.hotOrd = append(s.hotOrd, name)
-				}
-				s.hot[name][unit] = append(s.hot[name][unit], v)
-			default:
-				// A figure of govm's own (VMs/s, first-KVM_RUN-ms).
-				s.add(unit, "govm", v)
+		results.WriteString(line)
+		results.WriteByte('\n')
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	br := benchfmt.NewReader(&results, "bench")
+	for br.Scan() {
+		switch rec := br.Result().(type) {
+		case *benchfmt.SyntaxError:
+			return nil, rec
+		case *benchfmt.Result:
+			if err := s.addResult(rec); err != nil {
+				return nil, err
 			}
 		}
 	}
-	return s, sc.Err()
+	return s, br.Err()
+}
+
+// addResult files one benchmark line's figures.
+func (s *samples) addResult(res *benchfmt.Result) error {
+	// The name without the GOMAXPROCS suffix: base, then /sub parts.
+	base, parts := res.Name.Parts()
+	name := string(base)
+	for _, p := range parts {
+		if bytes.HasPrefix(p, []byte("/")) {
+			name += string(p)
+		}
+	}
+	elems := strings.Split(name, "/")
+	last := elems[len(elems)-1]
+	// A micro-benchmark reports only Go's own units; one that reports
+	// figures of its own is a measure, not a hot path.
+	micro := true
+	for _, v := range res.Values {
+		if !goUnits[origUnit(v)] {
+			micro = false
+		}
+	}
+	if micro && res.Iters == 1 {
+		// A benchmark run once with Go's units only is a driver of
+		// others (e2e's BenchmarkKVMUnitBenches, which prints their
+		// lines), not a hot path.
+		return nil
+	}
+	for _, val := range res.Values {
+		unit, v := origUnit(val), origValue(val)
+		if rest, paired := strings.CutPrefix(unit, pairedPrefix); paired {
+			if peer, measure, bound, ok := splitMetric(rest); ok {
+				s.pair(measure, peer, bound, v)
+				continue
+			}
+		} else if peer, measure, bound, ok := splitMetric(unit); ok {
+			if bound < 0 {
+				s.add(measure, peer, v)
+			} else {
+				s.bound(measure, peer, bound, v)
+			}
+			continue
+		}
+		if len(elems) > 1 && isPeer(last) {
+			if unit == "ns/op" {
+				s.add(strings.Join(elems[:len(elems)-1], "/")+" ns/op", last, v)
+			}
+			continue
+		}
+		if !goUnits[unit] {
+			// A figure of govm's own (VMs/s, first-KVM_RUN-ms).
+			s.add(unit, "govm", v)
+			continue
+		}
+		if !micro {
+			continue
+		}
+		if s.hot[name] == nil {
+			s.hot[name] = map[string][]float64{}
+			s.hotOrd = append(s.hotOrd, name)
+		}
+		s.hot[name][unit] = append(s.hot[name][unit], v)
+	}
+	return nil
+}
+
+// origUnit and origValue are a figure as the benchmark printed it:
+// benchfmt tidies units (ns/op to sec/op), the table keeps Go's.
+func origUnit(v benchfmt.Value) string {
+	if v.OrigUnit != "" {
+		return v.OrigUnit
+	}
+	return v.Unit
+}
+
+func origValue(v benchfmt.Value) float64 {
+	if v.OrigUnit != "" {
+		return v.OrigValue
+	}
+	return v.Value
 }
 
 func stat(v []float64) Stat {
@@ -321,7 +379,7 @@ func statWithin(v []float64, bounds map[string][2]float64, peer string) Stat {
 }
 
 // build computes the table from the samples.
-func build(s *samples) Table {
+func build(s *samples, gl goals) Table {
 	t := Table{Notes: s.notes}
 	for _, m := range s.order {
 		r := Row{Measure: m, Cells: map[string]Stat{}, Ratios: map[string]float64{}, Paired: map[string]Stat{}}
@@ -340,25 +398,20 @@ func build(s *samples) Table {
 					r.Ratios[p] = st.Median
 				}
 			}
-			for _, gs := range goals {
-				if !strings.HasPrefix(m, gs.prefix) {
+			for _, gr := range gl.Ratio {
+				ratio, ok := r.Ratios[gr.Peer]
+				if !ok || !strings.HasPrefix(m, gr.Prefix) {
 					continue
 				}
-				for _, gl := range gs.goals {
-					ratio, ok := r.Ratios[gl.peer]
-					if !ok {
-						continue
-					}
-					met := ratio >= gl.bound
-					if gl.lower {
-						met = ratio <= gl.bound
-					}
-					r.Goals = append(r.Goals, GoalResult{Goal: gl.String(), Met: met})
+				met := ratio >= gr.Bound
+				if gr.AtMost {
+					met = ratio <= gr.Bound
 				}
+				r.Goals = append(r.Goals, GoalResult{Goal: gr.String(), Met: met})
 			}
-			for _, a := range absGoals {
-				if strings.HasPrefix(m, a.prefix) && strings.HasSuffix(m, a.suffix) {
-					r.Goals = append(r.Goals, GoalResult{Goal: fmt.Sprintf("≤%g", a.max), Met: g.Median <= a.max})
+			for _, a := range gl.Absolute {
+				if strings.HasPrefix(m, a.Prefix) && strings.HasSuffix(m, a.Suffix) {
+					r.Goals = append(r.Goals, GoalResult{Goal: fmt.Sprintf("≤%g", a.Max), Met: g.Median <= a.Max})
 				}
 			}
 		}
@@ -492,7 +545,22 @@ func printAligned(w io.Writer, lines [][]string) {
 
 func main() {
 	jsonOut := flag.String("json", "", "also write the table as JSON to this file")
+	goalsFile := flag.String("goals", "", "judge the figures against this goals file (default: the built-in goals.json)")
 	flag.Parse()
+	gb := defaultGoals
+	if *goalsFile != "" {
+		b, err := os.ReadFile(*goalsFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchtable:", err)
+			os.Exit(1)
+		}
+		gb = b
+	}
+	gl, err := loadGoals(gb)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchtable:", err)
+		os.Exit(1)
+	}
 	in := io.Reader(os.Stdin)
 	if flag.NArg() == 1 {
 		f, err := os.Open(flag.Arg(0))
@@ -508,7 +576,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "benchtable:", err)
 		os.Exit(1)
 	}
-	t := build(s)
+	t := build(s, gl)
 	if len(t.Rows) == 0 {
 		fmt.Fprintln(os.Stderr, "benchtable: no benchmark figures in the input (a run that failed or has not finished?)")
 		os.Exit(1)
