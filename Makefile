@@ -23,9 +23,10 @@ assets:
 
 # Boot the demo VM: Debian's kernel with a u-root initramfs, 512M, 2 vCPUs.
 # On a host whose KVM cannot run Linux (kvm_pvm, no VT-x/AMD-V) the same
-# govm command runs inside a nested QEMU L1 guest, and says so.
+# govm command runs inside a nested QEMU L1 guest, started by the tests'
+# own launcher (internal/demo), and says so.
 run: assets
-	bash scripts/run-demo.sh
+	$(GO) run ./internal/demo
 
 # The fast check before every commit (CONTRIBUTING.md): formatting, vet,
 # staticcheck at a pinned version, and the unit and tiny-guest tests under

@@ -7,18 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/template"
-	"time"
 )
-
-// l1Append is L1's kernel command line.
-const l1Append = "console=ttyS0 quiet panic=-1"
 
 // l1Pin, on L1's command line, runs the case (govm, its guest, the
 // host-side servers, the peers) on L1's CPU 0 only (scripts/l1-init) and
@@ -40,25 +33,6 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
-}
-
-// l1QEMUArgs is how the harness starts L1. For experiments,
-// $GOVM_E2E_L1_CPU replaces the CPU model ("max": every feature TCG
-// emulates, SVM included), $GOVM_E2E_L1_SMP the CPU count and
-// $GOVM_E2E_L1_APPEND adds to its command line (e.g.
-// govm.kvm_amd.PARAM=VALUE for kvm-amd). By default: two emulated CPUs
-// with AMD SVM on single-threaded TCG, which ran L2 guests faster and
-// more reliably than thread=multi (docs/nested-tcg-fault.md).
-func l1QEMUArgs(kernel, initrd string) []string {
-	app := l1Append
-	if os.Getenv("GOVM_E2E_L1_PIN") != "0" {
-		app += " " + l1Pin
-	}
-	return []string{
-		"-accel", "tcg,thread=single", "-cpu", envOr("GOVM_E2E_L1_CPU", "max"), "-smp", envOr("GOVM_E2E_L1_SMP", "2"), "-m", "6G",
-		"-kernel", kernel, "-initrd", initrd, "-append", strings.TrimSpace(app + " " + os.Getenv("GOVM_E2E_L1_APPEND")),
-		"-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
-	}
 }
 
 // l1Panic matches an L1 kernel crash on its console.
@@ -145,40 +119,13 @@ func (r *Runner) runNested(ctx context.Context, c Case) (*Result, error) {
 		}
 		files = append(files, cpioFile{Name: "l2/vmlinux", Mode: 0o644, Data: data})
 	}
-	initrd, err := os.CreateTemp("", "govm-l1-*.cpio")
+	initrd, err := r.Assets.l1Initrd(files, c.NeedPeers)
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(initrd.Name())
-	base, err := os.Open(r.Assets.L1Base)
-	if err != nil {
-		return nil, err
-	}
-	_, err = io.Copy(initrd, base)
-	base.Close()
-	if err == nil && c.NeedPeers {
-		// Concatenated newc archives make one initramfs.
-		var q *os.File
-		if q, err = os.Open(filepath.Join(r.Assets.Dir, "l1-peers.cpio")); err == nil {
-			_, err = io.Copy(initrd, q)
-			q.Close()
-		}
-	}
-	if err == nil {
-		err = writeCpio(initrd, files)
-	}
-	if cerr := initrd.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, fmt.Errorf("building the L1 initramfs: %w", err)
-	}
+	defer os.Remove(initrd)
 
-	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", l1QEMUArgs(r.Assets.L1Kernel, initrd.Name())...)
-	cmd.WaitDelay = 5 * time.Second
-	// L1 dies with the test process, also when go test's own timeout
-	// ends it without cancelling anything.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd := l1Command(ctx, r.Assets.L1Kernel, initrd, false)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	var out bytes.Buffer
