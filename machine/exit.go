@@ -3,6 +3,7 @@ package machine
 import (
 	"fmt"
 
+	"github.com/govm/govm/bus"
 	"github.com/govm/govm/kvm"
 )
 
@@ -53,7 +54,7 @@ var internalErrors = map[uint32]string{
 // function of the exit and the devices, so it is tested with made-up exits.
 // It returns StopNone to re-enter the guest, or why the vCPU must stop and a
 // one-line detail.
-func handleExit(e *kvm.Exit, pio, mmio *Bus) (StopReason, string) {
+func handleExit(e *kvm.Exit, pio, mmio *bus.Bus) (StopReason, string) {
 	switch e.Reason {
 	case kvm.ExitIO:
 		size := int(e.Size)

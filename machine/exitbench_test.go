@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/govm/govm/bus"
 	"github.com/govm/govm/kvm"
 )
 
@@ -92,7 +93,7 @@ func BenchmarkExitRoundTrip(b *testing.B) {
 	}
 }
 
-func benchMachine(b *testing.B, code []byte, dev Device) *Machine {
+func benchMachine(b *testing.B, code []byte, dev bus.Device) *Machine {
 	b.Helper()
 	return tinyMachine(b, code, 1, &bytes.Buffer{}, dev, dev)
 }

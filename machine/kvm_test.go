@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/govm/govm/boot"
+	"github.com/govm/govm/bus"
 	"github.com/govm/govm/kvm"
 )
 
@@ -111,7 +112,7 @@ var (
 
 func newTestMachine(t *testing.T, code []byte, cpus int, console *bytes.Buffer, mmio, pio *recorder) *Machine {
 	t.Helper()
-	var mdev, pdev Device
+	var mdev, pdev bus.Device
 	if mmio != nil {
 		mdev = mmio
 	}
@@ -124,7 +125,7 @@ func newTestMachine(t *testing.T, code []byte, cpus int, console *bytes.Buffer, 
 // tinyMachine is a machine for the tiny guests: real mode, testRAM of
 // RAM, code at testCode, "hello" at testString, and the given devices at
 // testMMIOBase and testPort.
-func tinyMachine(t testing.TB, code []byte, cpus int, console *bytes.Buffer, mmio, pio Device) *Machine {
+func tinyMachine(t testing.TB, code []byte, cpus int, console *bytes.Buffer, mmio, pio bus.Device) *Machine {
 	t.Helper()
 	requireKVM(t)
 	var mm, pm []mapping

@@ -12,6 +12,7 @@ import (
 
 	"github.com/govm/govm/acpi"
 	"github.com/govm/govm/boot"
+	"github.com/govm/govm/bus"
 	"github.com/govm/govm/devices"
 	"github.com/govm/govm/kvm"
 	"github.com/govm/govm/mem"
@@ -57,7 +58,7 @@ type testGuest struct {
 type mapping struct {
 	Base, Size uint64
 	Name       string
-	Dev        Device
+	Dev        bus.Device
 }
 
 // ErrAffinity is returned for a CPUAffinity the host cannot honour.
@@ -118,8 +119,8 @@ type Machine struct {
 	sys     *kvm.System
 	vm      *kvm.VM
 	mem     *mem.Memory
-	pio     *Bus
-	mmio    *Bus
+	pio     *bus.Bus
+	mmio    *bus.Bus
 	vcpus   []*vcpu
 	Serial  *devices.Serial
 	pciHost *devices.PCIHost
@@ -317,8 +318,8 @@ func (l irqLine) SetLevel(high bool) {
 }
 
 func (m *Machine) addDevices(pio, mmio []mapping) error {
-	m.pio = NewBus("pio", 0xff)
-	m.mmio = NewBus("mmio", 0)
+	m.pio = bus.New("pio", 0xff)
+	m.mmio = bus.New("mmio", 0)
 	power := func(a devices.PowerAction) {
 		switch a {
 		case devices.PowerOff:
@@ -332,7 +333,7 @@ func (m *Machine) addDevices(pio, mmio []mapping) error {
 	for _, d := range []struct {
 		base, size uint64
 		name       string
-		dev        Device
+		dev        bus.Device
 	}{
 		{devices.COM1Port, devices.UARTPorts, "serial COM1", m.Serial},
 		{devices.I8042DataPort, 1, "i8042 data", devices.NewI8042(power)},
@@ -372,7 +373,7 @@ func (m *Machine) addDevices(pio, mmio []mapping) error {
 // offsetDevice shifts the offsets a device sees, for devices whose ports
 // are not contiguous (the i8042's 0x60 and 0x64 around KVM's 0x61).
 type offsetDevice struct {
-	dev Device
+	dev bus.Device
 	off uint64
 }
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"runtime"
 
+	"github.com/govm/govm/bus"
 	"github.com/govm/govm/osthread"
 	"github.com/govm/govm/virtio"
 )
@@ -22,7 +23,7 @@ type devicePlatform struct {
 }
 
 // MapMMIO places a device range on the MMIO bus, inside the PCI window.
-func (p *devicePlatform) MapMMIO(base, size uint64, name string, dev virtio.MMIODevice) error {
+func (p *devicePlatform) MapMMIO(base, size uint64, name string, dev bus.Device) error {
 	if base < PCIMMIOBase || base+size > PCIMMIOEnd || base+size < base {
 		return fmt.Errorf("%s at %#x+%#x is outside the PCI window", name, base, size)
 	}
@@ -30,7 +31,7 @@ func (p *devicePlatform) MapMMIO(base, size uint64, name string, dev virtio.MMIO
 }
 
 // UnmapMMIO removes it again.
-func (p *devicePlatform) UnmapMMIO(base uint64, dev virtio.MMIODevice) { p.m.mmio.Remove(base, dev) }
+func (p *devicePlatform) UnmapMMIO(base uint64, dev bus.Device) { p.m.mmio.Remove(base, dev) }
 
 // IOEventFD binds an eventfd to guest writes of length bytes at addr.
 func (p *devicePlatform) IOEventFD(fd int, addr uint64, length uint32, deassign bool) error {

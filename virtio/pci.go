@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/govm/govm/bus"
 	"github.com/govm/govm/mem"
 	"github.com/govm/govm/pci"
 )
@@ -15,8 +16,8 @@ import (
 // eventfds in the kernel, delivering MSIs and INTx, and starting the
 // threads that serve its queues.
 type Platform interface {
-	MapMMIO(base, size uint64, name string, dev MMIODevice) error
-	UnmapMMIO(base uint64, dev MMIODevice)
+	MapMMIO(base, size uint64, name string, dev bus.Device) error
+	UnmapMMIO(base uint64, dev bus.Device)
 	IOEventFD(fd int, addr uint64, length uint32, deassign bool) error
 	// NewMSIRoute gives an MSI that is cheap to send (an irqfd); where
 	// the platform has none, SignalMSI sends each message.
@@ -37,12 +38,6 @@ type MSIRoute interface {
 	Set(addr uint64, data uint32) error
 	Fire() error
 	Close()
-}
-
-// MMIODevice serves accesses to a mapped range (machine.Device).
-type MMIODevice interface {
-	Read(off uint64, data []byte)
-	Write(off uint64, data []byte)
 }
 
 // Virtio PCI constants (virtio 1.2, 4.1).

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/govm/govm/bus"
 	"github.com/govm/govm/mem"
 	"github.com/govm/govm/pci"
 )
@@ -16,8 +17,8 @@ import (
 // nullPlatform serves the transport's platform calls without a VM.
 type nullPlatform struct{}
 
-func (nullPlatform) MapMMIO(uint64, uint64, string, MMIODevice) error { return nil }
-func (nullPlatform) UnmapMMIO(uint64, MMIODevice)                     {}
+func (nullPlatform) MapMMIO(uint64, uint64, string, bus.Device) error { return nil }
+func (nullPlatform) UnmapMMIO(uint64, bus.Device)                     {}
 func (nullPlatform) IOEventFD(int, uint64, uint32, bool) error        { return nil }
 func (nullPlatform) SignalMSI(uint64, uint32) error                   { return nil }
 func (nullPlatform) NewMSIRoute() (MSIRoute, error)                   { return nil, errors.New("no routes") }

@@ -1,4 +1,8 @@
-package machine
+// Package bus maps guest address ranges (I/O ports, MMIO) to the devices
+// that serve them, as one type both the machine and the virtio-PCI
+// transport use: the machine dispatches exits through it, the transport
+// places its BAR on it.
+package bus
 
 import (
 	"context"
@@ -51,8 +55,8 @@ type Bus struct {
 	logged map[uint64]struct{}
 }
 
-// NewBus returns an empty bus; kind names it in log messages.
-func NewBus(kind string, fill uint8) *Bus {
+// New returns an empty bus; kind names it in log messages.
+func New(kind string, fill uint8) *Bus {
 	b := &Bus{kind: kind, fill: fill, logged: make(map[uint64]struct{})}
 	b.ranges.Store(&[]busRange{})
 	return b
