@@ -3,13 +3,14 @@ package bus
 import (
 	"bytes"
 	"errors"
-	"sync"
 	"testing"
+
+	"github.com/govm/govm/bus/bustest"
 )
 
 func TestBusInsert(t *testing.T) {
 	b := New("pio", 0xff)
-	d := &recorder{}
+	d := &bustest.Recorder{}
 	if err := b.Insert(0x100, 0x10, "a", d); err != nil {
 		t.Fatal(err)
 	}
@@ -38,12 +39,12 @@ func TestBusInsert(t *testing.T) {
 
 func TestBusDispatch(t *testing.T) {
 	b := New("pio", 0xff)
-	a, c := &recorder{}, &recorder{}
+	a, c := &bustest.Recorder{}, &bustest.Recorder{}
 	b.Insert(0x3f8, 8, "a", a)
 	b.Insert(0x600, 3, "c", c)
 	buf := []byte{0, 0}
-	if !b.Read(0x3fa, buf) || a.reads[0].off != 2 || buf[0] != 0xa2 {
-		t.Fatalf("read reached %+v, buf % x", a.reads, buf)
+	if !b.Read(0x3fa, buf) || a.Reads[0].Off != 2 || buf[0] != 0xa2 {
+		t.Fatalf("read reached %+v, buf % x", a.Reads, buf)
 	}
 	// An access straddling the end of a range is not the device's.
 	if b.Write(0x3ff, []byte{1, 2}) {
@@ -52,35 +53,7 @@ func TestBusDispatch(t *testing.T) {
 	if b.Read(0x500, buf) || !bytes.Equal(buf, []byte{0xff, 0xff}) {
 		t.Fatalf("unclaimed read = % x, want ff ff", buf)
 	}
-	if !b.Write(0x602, []byte{9}) || c.writes[0].off != 2 {
-		t.Fatalf("write reached %+v", c.writes)
+	if !b.Write(0x602, []byte{9}) || c.Writes[0].Off != 2 {
+		t.Fatalf("write reached %+v", c.Writes)
 	}
-}
-
-// recorder is a test device that records accesses and answers reads with
-// a pattern of its offsets.
-type recorder struct {
-	mu     sync.Mutex
-	writes []access
-	reads  []access
-}
-
-type access struct {
-	off  uint64
-	data []byte
-}
-
-func (r *recorder) Read(off uint64, data []byte) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for i := range data {
-		data[i] = byte(0xa0 + off + uint64(i))
-	}
-	r.reads = append(r.reads, access{off, append([]byte(nil), data...)})
-}
-
-func (r *recorder) Write(off uint64, data []byte) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.writes = append(r.writes, access{off, append([]byte(nil), data...)})
 }

@@ -6,14 +6,15 @@ import (
 	"testing"
 
 	"github.com/govm/govm/bus"
+	"github.com/govm/govm/bus/bustest"
 	"github.com/govm/govm/kvm"
 )
 
 func TestHandleExit(t *testing.T) {
 	pio, mmio := bus.New("pio", 0xff), bus.New("mmio", 0)
-	dev := &recorder{}
+	dev := &bustest.Recorder{}
 	pio.Insert(0x510, 4, "dev", dev)
-	mdev := &recorder{}
+	mdev := &bustest.Recorder{}
 	mmio.Insert(0xd000_0000, 0x1000, "mdev", mdev)
 
 	tests := []struct {
@@ -47,20 +48,20 @@ func TestHandleExit(t *testing.T) {
 		}
 	}
 	// The string I/O was split into Count accesses of Size bytes each.
-	want := []access{{0, []byte{7}}, {0, []byte{1, 0}}, {0, []byte{2, 0}}, {0, []byte{3, 0}}}
-	if len(dev.writes) != len(want) {
-		t.Fatalf("device saw %d writes, want %d", len(dev.writes), len(want))
+	want := []bustest.Access{{Off: 0, Data: []byte{7}}, {Off: 0, Data: []byte{1, 0}}, {Off: 0, Data: []byte{2, 0}}, {Off: 0, Data: []byte{3, 0}}}
+	if len(dev.Writes) != len(want) {
+		t.Fatalf("device saw %d writes, want %d", len(dev.Writes), len(want))
 	}
 	for i, w := range want {
-		if dev.writes[i].off != w.off || !bytes.Equal(dev.writes[i].data, w.data) {
-			t.Errorf("write %d = %+v, want %+v", i, dev.writes[i], w)
+		if dev.Writes[i].Off != w.Off || !bytes.Equal(dev.Writes[i].Data, w.Data) {
+			t.Errorf("write %d = %+v, want %+v", i, dev.Writes[i], w)
 		}
 	}
-	if len(dev.reads) != 2 || dev.reads[0].off != 1 {
-		t.Errorf("rep insb: reads %+v", dev.reads)
+	if len(dev.Reads) != 2 || dev.Reads[0].Off != 1 {
+		t.Errorf("rep insb: reads %+v", dev.Reads)
 	}
-	if len(mdev.writes) != 1 || mdev.writes[0].off != 0x10 {
-		t.Errorf("mmio writes %+v", mdev.writes)
+	if len(mdev.Writes) != 1 || mdev.Writes[0].Off != 0x10 {
+		t.Errorf("mmio writes %+v", mdev.Writes)
 	}
 	if e := tests[5].exit; !bytes.Equal(e.Data, make([]byte, 8)) {
 		t.Errorf("unclaimed MMIO read = % x, want zeros", e.Data)

@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/govm/govm/boot"
 	"github.com/govm/govm/bus"
+	"github.com/govm/govm/bus/bustest"
 	"github.com/govm/govm/kvm"
 )
 
@@ -26,34 +26,6 @@ func requireKVM(t testing.TB) {
 	if err := kvm.Available(kvm.DevicePath); err != nil {
 		t.Skipf("no usable %s: %v", kvm.DevicePath, err)
 	}
-}
-
-// recorder is a test device that records accesses and answers reads with
-// a fixed pattern.
-type recorder struct {
-	mu     sync.Mutex
-	writes []access
-	reads  []access
-}
-
-type access struct {
-	off  uint64
-	data []byte
-}
-
-func (r *recorder) Read(off uint64, data []byte) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for i := range data {
-		data[i] = byte(0xa0 + off + uint64(i))
-	}
-	r.reads = append(r.reads, access{off, append([]byte(nil), data...)})
-}
-
-func (r *recorder) Write(off uint64, data []byte) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.writes = append(r.writes, access{off, append([]byte(nil), data...)})
 }
 
 // Guest layout: 64 KiB of RAM at 0, code at 0x1000, data at 0x1100, a test
@@ -110,7 +82,7 @@ var (
 	guestSpin = []byte{0xeb, 0xfe} // jmp $
 )
 
-func newTestMachine(t *testing.T, code []byte, cpus int, console *bytes.Buffer, mmio, pio *recorder) *Machine {
+func newTestMachine(t *testing.T, code []byte, cpus int, console *bytes.Buffer, mmio, pio *bustest.Recorder) *Machine {
 	t.Helper()
 	var mdev, pdev bus.Device
 	if mmio != nil {
@@ -164,7 +136,7 @@ func runWithin(t *testing.T, m *Machine, ctx context.Context, d time.Duration) R
 
 func TestTinyGuestIO(t *testing.T) {
 	var console bytes.Buffer
-	mmio, pio := &recorder{}, &recorder{}
+	mmio, pio := &bustest.Recorder{}, &bustest.Recorder{}
 	m := newTestMachine(t, guestIO, 1, &console, mmio, pio)
 	res := runWithin(t, m, context.Background(), 30*time.Second)
 	if res.Reason != StopPoweroff {
@@ -176,17 +148,17 @@ func TestTinyGuestIO(t *testing.T) {
 	if v, _ := m.Memory().Uint16(testResult); v != 0x1234 {
 		t.Errorf("guest memory write: host sees %#x, want 0x1234", v)
 	}
-	if len(mmio.writes) != 1 || mmio.writes[0].off != 0 || !bytes.Equal(mmio.writes[0].data, []byte{0x5a}) {
-		t.Errorf("MMIO writes %+v, want one byte 0x5a at offset 0", mmio.writes)
+	if len(mmio.Writes) != 1 || mmio.Writes[0].Off != 0 || !bytes.Equal(mmio.Writes[0].Data, []byte{0x5a}) {
+		t.Errorf("MMIO writes %+v, want one byte 0x5a at offset 0", mmio.Writes)
 	}
-	if len(mmio.reads) != 1 || mmio.reads[0].off != 4 {
-		t.Errorf("MMIO reads %+v, want one at offset 4", mmio.reads)
+	if len(mmio.Reads) != 1 || mmio.Reads[0].Off != 4 {
+		t.Errorf("MMIO reads %+v, want one at offset 4", mmio.Reads)
 	}
 	if v, _ := m.Memory().Uint16(testResult + 2); v&0xff != 0xa4 {
 		t.Errorf("MMIO read value reached the guest as %#x, want 0xa4", v&0xff)
 	}
-	if len(pio.writes) != 1 || !bytes.Equal(pio.writes[0].data, []byte{0xef, 0xbe}) {
-		t.Errorf("port writes %+v, want word 0xbeef", pio.writes)
+	if len(pio.Writes) != 1 || !bytes.Equal(pio.Writes[0].Data, []byte{0xef, 0xbe}) {
+		t.Errorf("port writes %+v, want word 0xbeef", pio.Writes)
 	}
 }
 
@@ -217,7 +189,7 @@ func TestVCPUStopsOnCancel(t *testing.T) {
 // stop must still reach it.
 func TestStopKicksBlockedAP(t *testing.T) {
 	var console bytes.Buffer
-	m := newTestMachine(t, guestIO, 2, &console, &recorder{}, &recorder{})
+	m := newTestMachine(t, guestIO, 2, &console, &bustest.Recorder{}, &bustest.Recorder{})
 	res := runWithin(t, m, context.Background(), 30*time.Second)
 	if res.Reason != StopPoweroff {
 		t.Fatalf("got %v (%s)", res.Reason, res.Detail)
