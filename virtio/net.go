@@ -107,14 +107,12 @@ type Net struct {
 	interrupt func(q int)
 
 	// The loop's own state.
-	txHdr   [NetHeaderSize]byte // the header of the frame being sent, copied
-	txIOV   *mem.IOVec          // that header, then the frame in guest memory
-	rxIOV   *mem.IOVec          // the driver's buffers a frame is read into
-	rxBuf   []byte              // a frame read for want of enough buffers
-	rxLen   int                 // bytes in rxBuf waiting for guest buffers, 0 if none
-	rxHeads []uint16
-	rxLens  []uint32
-	rxHeld  []rxChain // chains popped for frames to come, in ring order
+	txHdr  [NetHeaderSize]byte // the header of the frame being sent, copied
+	txIOV  *mem.IOVec          // that header, then the frame in guest memory
+	rxIOV  *mem.IOVec          // the driver's buffers a frame is read into
+	rxBuf  []byte              // a frame read for want of enough buffers
+	rxLen  int                 // bytes in rxBuf waiting for guest buffers, 0 if none
+	rxHeld []rxChain           // chains popped for frames to come, in ring order
 }
 
 // NewNet makes a NIC with the given MAC on a backend.
@@ -124,12 +122,10 @@ func NewNet(backend NetBackend, mac [6]byte) (*Net, error) {
 	}
 	return &Net{
 		backend: backend, mac: mac,
-		txIOV:   mem.NewIOVec(mem.IOVecMax),
-		rxIOV:   mem.NewIOVec(mem.IOVecMax),
-		rxBuf:   make([]byte, NetHeaderSize+netMaxFrame),
-		rxHeads: make([]uint16, 0, netQueueMax),
-		rxLens:  make([]uint32, 0, netQueueMax),
-		rxHeld:  make([]rxChain, 0, netQueueMax),
+		txIOV:  mem.NewIOVec(mem.IOVecMax),
+		rxIOV:  mem.NewIOVec(mem.IOVecMax),
+		rxBuf:  make([]byte, NetHeaderSize+netMaxFrame),
+		rxHeld: make([]rxChain, 0, netQueueMax),
 	}, nil
 }
 
@@ -486,8 +482,6 @@ func (n *Net) receiveBatch(m *mem.Memory, q *Queue, features uint64, fd int) (in
 			}
 			return delivered, true, nil
 		case rxDelivered:
-			n.Stats.RxFrames.Add(1)
-			n.Stats.RxBytes.Add(uint64(n.rxLen - NetHeaderSize))
 			delivered++
 		case rxDropped:
 			n.Stats.RxDropped.Add(1)
@@ -530,20 +524,26 @@ type rxChain struct {
 // frame and its header.
 const rxNeed = NetHeaderSize + netMaxFrame
 
-// receiveDirect reads one frame from the backend straight into the
-// driver's buffers, with no copy in govm. It holds enough posted chains
-// for the largest frame (64 KiB and headers): with MRG_RXBUF as many as
-// that takes, otherwise one. A frame fills them in order; the chains it
-// does not reach stay held for the next frame. If the driver has not
-// posted that much, it gives all back and returns rxWait, and the caller
-// copies. Between calls the device holds no chain or enough.
-func (n *Net) receiveDirect(m *mem.Memory, q *Queue, features uint64, fd int) (rxResult, error) {
-	mergeable := features&NetFeatureMrgRxbuf != 0
+// Receiving has one path with two ways to fill it. The device holds
+// posted chains (rxHeld, their buffers in rxIOV) until they have room for
+// what is to come (holdChains), fills them, and hands the chains the
+// frame reached to the driver (commitHeld). receiveDirect holds room for
+// the largest frame and reads the backend straight into the driver's
+// buffers, with no copy in govm; where the driver has posted less than
+// that, the frame is read into rxBuf and deliver holds room for it alone
+// and copies it in.
+
+// holdChains pops receive chains onto rxHeld until they hold need bytes.
+// It returns rxDelivered once they do; rxWait when the driver has not
+// posted that much yet; rxDropped when need can never be held (beyond one
+// chain without MRG_RXBUF, beyond the whole ring, or in more buffers than
+// one readv takes). Unless it returns rxDelivered it holds nothing.
+func (n *Net) holdChains(m *mem.Memory, q *Queue, mergeable bool, need uint64) (rxResult, error) {
 	iov := n.rxIOV
-	for iov.Bytes() < rxNeed {
+	for iov.Bytes() < need {
 		if len(n.rxHeld) == 1 && !mergeable || len(n.rxHeld) == int(q.Size) {
 			n.releaseHeld(q)
-			return rxWait, nil
+			return rxDropped, nil
 		}
 		head, chain, ok, err := q.Pop(m)
 		if err != nil {
@@ -564,9 +564,9 @@ func (n *Net) receiveDirect(m *mem.Memory, q *Queue, features uint64, fd int) (r
 			}
 			if err := iov.Add(m, d.Addr, uint64(d.Len)); err != nil {
 				if errors.Is(err, mem.ErrIOVecFull) {
-					q.Unpop(1) // tiny buffers: take the copying path
+					q.Unpop(1)
 					n.releaseHeld(q)
-					return rxWait, nil
+					return rxDropped, nil
 				}
 				return rxWait, err
 			}
@@ -577,7 +577,49 @@ func (n *Net) receiveDirect(m *mem.Memory, q *Queue, features uint64, fd int) (r
 	if n.rxHeld[0].firstLen < NetHeaderSize {
 		return rxWait, errNetShortRxHeader(n.rxHeld[0].firstLen)
 	}
-	r, err := iov.Readv(fd)
+	return rxDelivered, nil
+}
+
+// commitHeld hands the driver a frame of r bytes (header included) that
+// fills the held chains in order: num_buffers in the header, then each
+// chain the frame reached as used. The chains it did not reach stay held
+// for the next frame.
+func (n *Net) commitHeld(m *mem.Memory, q *Queue, r int) error {
+	used, left, iovs := 0, uint32(r), 0
+	for left > 0 && used < len(n.rxHeld) {
+		c := &n.rxHeld[used]
+		c.room = min(c.room, left)
+		left -= c.room
+		iovs += c.iovs
+		used++
+	}
+	// num_buffers: 1 without MRG_RXBUF (5.1.6.4).
+	if err := m.PutUint16(n.rxHeld[0].first+netHdrNumBuffers, uint16(used)); err != nil {
+		return err
+	}
+	for _, c := range n.rxHeld[:used] {
+		if err := q.PushUsed(m, c.head, c.room); err != nil {
+			return err
+		}
+	}
+	n.rxHeld = n.rxHeld[:copy(n.rxHeld, n.rxHeld[used:])]
+	n.rxIOV.DropFront(iovs)
+	n.Stats.RxFrames.Add(1)
+	n.Stats.RxBytes.Add(uint64(r - NetHeaderSize))
+	return nil
+}
+
+// receiveDirect reads one frame from the backend straight into the
+// driver's buffers, holding room for the largest frame: with MRG_RXBUF as
+// many chains as that takes, otherwise one. If the driver has not posted
+// that much it returns rxWait, holding nothing, and the caller copies.
+// Between calls the device holds no chain or enough.
+func (n *Net) receiveDirect(m *mem.Memory, q *Queue, features uint64, fd int) (rxResult, error) {
+	res, err := n.holdChains(m, q, features&NetFeatureMrgRxbuf != 0, rxNeed)
+	if err != nil || res != rxDelivered {
+		return rxWait, err
+	}
+	r, err := n.rxIOV.Readv(fd)
 	if err != nil {
 		if !errors.Is(err, unix.EAGAIN) {
 			n.Stats.RxBackendErrs.Add(1)
@@ -587,28 +629,7 @@ func (n *Net) receiveDirect(m *mem.Memory, q *Queue, features uint64, fd int) (r
 	if r < NetHeaderSize {
 		return rxDropped, nil // the held chains serve the next frame
 	}
-	used, left, iovs := 0, uint32(r), 0
-	for left > 0 && used < len(n.rxHeld) {
-		c := &n.rxHeld[used]
-		c.room = min(c.room, left)
-		left -= c.room
-		iovs += c.iovs
-		used++
-	}
-	// num_buffers: 1 without MRG_RXBUF.
-	if err := m.PutUint16(n.rxHeld[0].first+netHdrNumBuffers, uint16(used)); err != nil {
-		return rxWait, err
-	}
-	for _, c := range n.rxHeld[:used] {
-		if err := q.PushUsed(m, c.head, c.room); err != nil {
-			return rxWait, err
-		}
-	}
-	n.rxHeld = n.rxHeld[:copy(n.rxHeld, n.rxHeld[used:])]
-	iov.DropFront(iovs)
-	n.Stats.RxFrames.Add(1)
-	n.Stats.RxBytes.Add(uint64(r - NetHeaderSize))
-	return rxDelivered, nil
+	return rxDelivered, n.commitHeld(m, q, r)
 }
 
 // releaseHeld gives the held chains back to the ring: the next Pop
@@ -625,68 +646,20 @@ func (n *Net) dropHeld() {
 }
 
 // deliver copies one frame (header first) into the driver's receive
-// buffers. With MRG_RXBUF it may span several chains and num_buffers says
-// how many; otherwise one chain must hold it all, and a frame too big for
-// the chain is dropped (the chain is kept for the next frame). If the
-// driver has not posted enough buffers, nothing is used and the frame
-// waits.
+// buffers: with MRG_RXBUF into as many chains as it takes, otherwise into
+// one, and a frame too big for that is dropped (rxDropped; the chains stay
+// posted for the next frame). If the driver has not posted enough
+// buffers, nothing is used and the frame waits (rxWait).
 func (n *Net) deliver(m *mem.Memory, q *Queue, features uint64, frame []byte) (rxResult, error) {
-	mergeable := features&NetFeatureMrgRxbuf != 0
-	heads, lens := n.rxHeads[:0], n.rxLens[:0]
-	var first Desc // where the header's num_buffers field lives
+	res, err := n.holdChains(m, q, features&NetFeatureMrgRxbuf != 0, uint64(len(frame)))
+	if err != nil || res != rxDelivered {
+		return res, err
+	}
 	off := 0
-	for off < len(frame) {
-		head, chain, ok, err := q.Pop(m)
-		if err != nil {
-			return rxWait, err
-		}
-		if !ok {
-			q.Unpop(len(heads))
-			return rxWait, nil
-		}
-		written := 0
-		for _, d := range chain {
-			if !d.Write {
-				return rxWait, errNetReadableRx
-			}
-			if off == len(frame) {
-				break
-			}
-			if len(heads) == 0 && written == 0 {
-				if d.Len < NetHeaderSize {
-					return rxWait, errNetShortRxHeader(d.Len)
-				}
-				first = d
-			}
-			c := min(int(d.Len), len(frame)-off)
-			if err := m.WriteAt(frame[off:off+c], d.Addr); err != nil {
-				return rxWait, err
-			}
-			off += c
-			written += c
-		}
-		heads, lens = append(heads, head), append(lens, uint32(written))
-		if !mergeable && off < len(frame) {
-			// Too big for one chain: drop it, keep the chain.
-			q.Unpop(1)
-			return rxDropped, nil
-		}
-		if len(heads) == int(q.Size) && off < len(frame) {
-			q.Unpop(len(heads)) // could never fit, even in an empty ring
-			return rxDropped, nil
-		}
+	for i := 0; i < n.rxIOV.Len() && off < len(frame); i++ {
+		off += copy(n.rxIOV.Buffer(i), frame[off:])
 	}
-	// num_buffers: 1 without MRG_RXBUF.
-	if err := m.PutUint16(first.Addr+netHdrNumBuffers, uint16(len(heads))); err != nil {
-		return rxWait, err
-	}
-	for i, h := range heads {
-		if err := q.PushUsed(m, h, lens[i]); err != nil {
-			return rxWait, err
-		}
-	}
-	n.rxHeads, n.rxLens = heads, lens
-	return rxDelivered, nil
+	return rxDelivered, n.commitHeld(m, q, len(frame))
 }
 
 func (n *Net) Reset() {
