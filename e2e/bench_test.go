@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// benchLine matches the figures govm-agent says for one side: the guest
+// benchLine matches the figures agentkit.SayBench says for one side: the guest
 // under govm (GOVM-BENCH), under QEMU (relabelled GOVM-QEMU-BENCH) and the
 // host (GOVM-HOST-BENCH).
 var benchLine = regexp.MustCompile(`(GOVM-(?:HOST-|QEMU-)?BENCH) seq-write-MBps=([0-9.]+) seq-read-MBps=([0-9.]+) rand-4k-read-IOPS=([0-9.]+) buffered=(true|false)`)
@@ -33,7 +33,7 @@ func BenchmarkVirtioBlk(b *testing.B) {
 	r := testRunner(b)
 	qemu := "export PATH=$PATH:/usr/bin\n" + // L1 keeps QEMU there, off its PATH
 		"for a in $(seq " + strconv.Itoa(bootTries) + "); do\n" +
-		"  govm-agent cpuwatch qemu-system-x86 &\n" +
+		"  govm-host cpuwatch qemu-system-x86 &\n" +
 		"  timeout -s KILL " + qemuLimit + " qemu-system-x86_64 -accel kvm -cpu " + qemuCPU + " -m 512M -smp 1" +
 		" -nodefaults -no-user-config -display none -serial file:/tmp/qemu-blk.log -no-reboot -L /usr/share/qemu" +
 		" -kernel {bzImage} -initrd {initrd} -append '" + strings.Replace(bootCmdline, "hang", "diskbench", 1) + "'" +
@@ -54,9 +54,9 @@ func BenchmarkVirtioBlk(b *testing.B) {
 				// name, over its whole run; govm's goes to a file, since in
 				// direct mode Before's shell must not keep its output open.
 				Before: "dd if=/dev/zero of={dir}/raw.img bs=1M count=64 2>/dev/null\n" +
-					"govm-agent cpuwatch govm >{dir}/cpuwatch.txt 2>&1 &\n",
+					"govm-host cpuwatch govm >{dir}/cpuwatch.txt 2>&1 &\n",
 				After: "for i in $(seq 20); do [ -s {dir}/cpuwatch.txt ] && break; sleep 0.2; done; cat {dir}/cpuwatch.txt\n" +
-					qemu + "wait\ngovm-agent bench {dir}/raw.img",
+					qemu + "wait\ngovm-host bench {dir}/raw.img",
 			})
 			if errors.Is(err, errEmulatorFault) {
 				benchNote(b, "round %d: every attempt was spoiled by the emulator: %v", round, err)
@@ -211,7 +211,7 @@ const (
 // and a stalled run is cut off here and tried again.
 const qemuLimit = "150"
 
-// bootLine matches a govm-agent boot report.
+// bootLine matches a govm-host boot report.
 var bootLine = regexp.MustCompile(`GOVM-HOST-BOOT (\w+)-(\d+) (?:ms=([0-9.]+) peak_kb=\d+ guest_kb=\d+ overhead_kb=(\d+)|failed=(.*))`)
 
 // BenchmarkBoot boots the same kernel and u-root initramfs with govm, QEMU
@@ -219,7 +219,7 @@ var bootLine = regexp.MustCompile(`GOVM-HOST-BOOT (\w+)-(\d+) (?:ms=([0-9.]+) pe
 // tool directive pins), in turns, on the same host (one L1 per
 // configuration when nested): a bzImage with 1 and 2 vCPUs, and an ELF
 // vmlinux (govm, and QEMU through PVH). Each boot is timed by the same
-// code (govm-agent boot) from exec to the agent's first console line, and
+// code (govm-host boot) from exec to the agent's first console line, and
 // at that line it reads the VMM's peak RSS less its guest RAM's resident
 // size: the VMM's memory overhead. It reports the median, min and max of
 // each, the boots that failed, and govm's time over each peer's round by
@@ -244,7 +244,7 @@ func BenchmarkBoot(b *testing.B) {
 			c := configs[h]
 			script := "export PATH=" + path + "\n" +
 				"boot() { name=$1; shift; for a in $(seq " + strconv.Itoa(bootTries) + "); do\n" +
-				"  govm-agent boot /tmp/$name " + bootMarker + " 180 \"$@\" >/tmp/$name.res\n" +
+				"  govm-host boot /tmp/$name " + bootMarker + " 180 \"$@\" >/tmp/$name.res\n" +
 				"  if grep -q 'stack guard page was hit' /tmp/$name.log; then echo \"GOVM-SPOILED $name\"; continue; fi\n" +
 				"  cat /tmp/$name.res; return; done; }\n"
 			for i := 1; i <= bootRounds; i++ {
@@ -322,7 +322,7 @@ var netFigures = regexp.MustCompile(`GOVM-(QEMU-)?NET-(RX|TX) \S+ bytes=(\d+) cr
 // hostSums matches the host side's hashes of what it sent and received.
 var hostSums = regexp.MustCompile(`GOVM-HOST-(RX|TX)SUM (govm|qemu) ([0-9a-f]{8})`)
 
-// cpuWatchLine is a line of govm-agent cpuwatch's report.
+// cpuWatchLine is a line of govm-host cpuwatch's report.
 var cpuWatchLine = regexp.MustCompile(`GOVM-HOST-CPUWATCH [^\r\n]*`)
 
 // guestCost is a line of the guest agent's own accounting of a transfer
@@ -408,9 +408,9 @@ func BenchmarkVirtioNet(b *testing.B) {
 		comm := map[string]string{"govm": "govm", "qemu": "qemu-system-x86"}[who]
 		return "echo 0 > /sys/module/tcp_cubic/parameters/hystart\n" +
 			"head -c " + n + " /dev/urandom > " + p + ".rx\n" +
-			"govm-agent sum " + p + ".rx > " + p + ".rxsum\n" +
-			"govm-agent send " + rx + " " + p + ".rx " + comm + " & servers=\"$servers $!\"\n" +
-			"govm-agent recv " + tx + " " + p + ".txsum " + comm + " & servers=\"$servers $!\"\n"
+			"govm-host sum " + p + ".rx > " + p + ".rxsum\n" +
+			"govm-host send " + rx + " " + p + ".rx " + comm + " & servers=\"$servers $!\"\n" +
+			"govm-host recv " + tx + " " + p + ".txsum " + comm + " & servers=\"$servers $!\"\n"
 	}
 	sums := func(who string) string {
 		p := "{dir}/" + who

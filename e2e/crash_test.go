@@ -50,7 +50,7 @@ while [ $valid -lt {rounds} ] && [ $round -lt {attempts} ]; do
 	[ -n "$last" ] || last=-1
 	l1fault=0; dmesg 2>/dev/null | tail -n +$((klog + 1)) | grep -qE 'Out of memory|Killed process|Oops|BUG:|general protection|segfault' && l1fault=1
 	echo "GOVM-ROUND {seed}-$round rc=$rc writing=$writing fault=$fault l1fault=$l1fault delay_ms=$ms flushed=$last secs=$(( $(date +%s) - start ))"
-	govm-agent checkrecs {dir}/rec.img $last
+	govm-host checkrecs {dir}/rec.img $last
 	if [ $writing -eq 0 ] && [ $rc -eq 137 ]; then
 		tail -n 6 {dir}/round.txt | sed 's/^/GOVM-DIAG console: /'
 		dmesg 2>/dev/null | tail -n +$((klog + 1)) | tail -n 12 | sed 's/^/GOVM-DIAG kernel: /'

@@ -112,7 +112,7 @@ func (r *Runner) runDirect(ctx context.Context, c Case) (*Result, error) {
 }
 
 // toolEnv is the environment of a direct run's Before and After: the
-// build directory first on PATH, so they find govm-agent as L1's do.
+// build directory first on PATH, so they find govm-host as L1's do.
 func (r *Runner) toolEnv() []string {
 	return append(os.Environ(), "PATH="+filepath.Dir(r.Assets.Govm)+":"+os.Getenv("PATH"))
 }

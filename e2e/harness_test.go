@@ -62,7 +62,7 @@ func TestVMMCPU(t *testing.T) {
 		"GOVM-HOST-CPU 5001 vmm govm-net0 threads=1 run_ms=324.2 wait_ms=16.7 slices=402",
 		"GOVM-HOST-CPU 5001 vmm govm-vcpu0 threads=1 run_ms=1318.1 wait_ms=1042.0 slices=382",
 		"GOVM-HOST-CPU 5001 vmm govm-vcpu1 threads=1 run_ms=10 wait_ms=1042.0 slices=382",
-		"GOVM-HOST-CPU 5001 peer govm-agent threads=4 run_ms=486.5 wait_ms=537.9 slices=1465",
+		"GOVM-HOST-CPU 5001 peer govm-host threads=4 run_ms=486.5 wait_ms=537.9 slices=1465",
 		"GOVM-HOST-CPU 5001 cpu0 user=1620 system=740 softirq=0 irq=0 guest=1210 idle=0",
 		"GOVM-HOST-CPU 5001 cpu1 user=0 system=0 softirq=0 irq=0 guest=10 idle=2350",
 		"GOVM-HOST-CPU 5010 wall_ms=883 vmm=qemu-system-x86 pid=143", // spoiled, run again

@@ -45,11 +45,11 @@ func TestVirtioNet(t *testing.T) {
 			"--append", "govm.net="+strings.Join([]string{n.mac, n.guest, n.host, n.rx, n.tx, n.bytes}, ","))
 		p := "{dir}/nic" + string(rune('0'+i))
 		// The host serves random bytes on the RX port and hashes what
-		// arrives on the TX port (govm-agent's host commands).
+		// arrives on the TX port (govm-host's commands).
 		before.WriteString("head -c " + n.bytes + " /dev/urandom > " + p + ".rx\n")
-		before.WriteString("govm-agent sum " + p + ".rx > " + p + ".rxsum\n")
-		before.WriteString("govm-agent send " + n.rx + " " + p + ".rx &\n")
-		before.WriteString("govm-agent recv " + n.tx + " " + p + ".txsum &\n")
+		before.WriteString("govm-host sum " + p + ".rx > " + p + ".rxsum\n")
+		before.WriteString("govm-host send " + n.rx + " " + p + ".rx &\n")
+		before.WriteString("govm-host recv " + n.tx + " " + p + ".txsum &\n")
 		after.WriteString("for i in 1 2 3 4 5 6 7 8 9 10; do [ -s " + p + ".txsum ] && break; sleep 1; done\n")
 		after.WriteString("echo GOVM-HOST-RXSUM " + n.mac + " $(cat " + p + ".rxsum)\n")
 		after.WriteString("echo GOVM-HOST-TXSUM " + n.mac + " $(cat " + p + ".txsum 2>/dev/null)\n")

@@ -2,7 +2,8 @@
 # Builds everything the demo VM and the end-to-end tests boot, into build/:
 #   build/kernel/bzImage, build/kernel/vmlinux    Debian's linux-image-cloud-amd64
 #   build/kernel/modules/*.ko                     kvm, kvm-amd, kvm-intel, irqbypass, tun (for L1)
-#   build/govm, build/govm-agent                  static binaries
+#   build/govm, build/govm-agent, build/govm-host static binaries (govm-host:
+#                                                 the tests' host side)
 #   build/uroot.cpio                              u-root initramfs with govm-agent as uinit
 #   build/gokvm                                   gokvm, pinned by go.mod's tool directive
 #   build/l1-peers.cpio                           QEMU and gokvm for L1, the benchmarks' peers
@@ -70,7 +71,7 @@ if [ ! -s "$B/kernel/vmlinux" ] || [ "$B/kernel/bzImage" -nt "$B/kernel/vmlinux"
 fi
 
 # 3. govm and the guest agent, static.
-log "building govm and govm-agent"
+log "building govm, govm-agent and govm-host"
 # Replace a binary only when it changed, so later steps see a stable mtime.
 build_static() {
 	CGO_ENABLED=0 go build -trimpath ${3:+-ldflags="$3"} -o "$1.tmp" "$2"
@@ -79,6 +80,7 @@ build_static() {
 # govm's link flags (see the Makefile): its heap on small pages.
 build_static "$B/govm" ./cmd/govm "${GOVM_LDFLAGS:--X=runtime.godebugDefault=disablethp=1}"
 build_static "$B/govm-agent" ./guest/cmd/govm-agent
+build_static "$B/govm-host" ./internal/govm-host
 # gokvm, the Go peer the benchmarks run next to govm, at the version go.mod's
 # tool directive pins.
 build_static "$B/gokvm" github.com/bobuhiro11/gokvm
@@ -130,7 +132,7 @@ fi
 # 6. The L1 base initramfs: busybox, the KVM modules, govm, the L2 kernel and
 #    initramfs. Test cases append a second cpio with /case.sh.
 if [ -s "$B/l1-base.cpio" ] && [ "$B/l1-base.cpio" -nt "$B/govm" ] && [ "$B/l1-base.cpio" -nt "$B/uroot.cpio" ] \
-	&& [ "$B/l1-base.cpio" -nt "$B/govm-agent" ] \
+	&& [ "$B/l1-base.cpio" -nt "$B/govm-host" ] \
 	&& [ "$B/l1-base.cpio" -nt scripts/l1-init ] && [ "$B/l1-base.cpio" -nt "$B/kernel/bzImage" ] \
 	&& [ "$B/l1-base.cpio" -nt scripts/assets.sh ]; then
 	log "up to date"
@@ -156,7 +158,7 @@ for b in mke2fs e2fsck debugfs; do
 done
 cp /etc/mke2fs.conf "$l1/etc/"
 cp "$B/govm" "$l1/bin/govm"
-cp "$B/govm-agent" "$l1/bin/govm-agent" # the disk benchmark's host side
+cp "$B/govm-host" "$l1/bin/govm-host" # the tests' host side
 cp "$B/kernel/bzImage" "$l1/l2/bzImage"
 cp "$B/uroot.cpio" "$l1/l2/initramfs.cpio"
 cp scripts/l1-init "$l1/init"

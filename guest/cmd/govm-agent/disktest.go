@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/govm/govm/internal/agentkit"
 	"golang.org/x/sys/unix"
 )
 
@@ -141,7 +142,7 @@ func sayQueues(d string, before map[string]uint64) {
 }
 
 // alignedBuffer returns n bytes (at most a page) aligned for O_DIRECT.
-func alignedBuffer(n int) []byte { return alignedBufferN(4096)[:n] }
+func alignedBuffer(n int) []byte { return agentkit.AlignedBuffer(4096)[:n] }
 
 // ext4Serial marks the disk holding an ext4 file system the host made:
 // ext4Test mounts it instead of writing raw patterns on it.

@@ -35,17 +35,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/govm/govm/guest"
+	"github.com/govm/govm/internal/agentkit"
 )
 
 func main() {
-	// With arguments it is a host-side tool for the tests (hostcmds.go).
-	if len(os.Args) > 1 {
-		if err := hostCommand(os.Args[1:]); err != nil {
-			fmt.Fprintln(os.Stderr, "govm-agent:", err)
-			os.Exit(1)
-		}
-		return
-	}
 	// /dev/kmsg is rate limited to a few lines by default; the agent says
 	// a dozen.
 	_ = os.WriteFile("/proc/sys/kernel/printk_devkmsg", []byte("on\n"), 0)
@@ -91,7 +84,7 @@ func main() {
 		writeRecords()
 		hang()
 	case "diskbench":
-		_ = sayBench(say, "GOVM-BENCH", "/dev/vda")
+		_ = agentkit.SayBench(say, "GOVM-BENCH", "/dev/vda")
 		shutdown("powering off", unix.LINUX_REBOOT_CMD_POWER_OFF)
 	case "nettest":
 		stop := watch(act)
@@ -253,14 +246,4 @@ func readFile(p string) string {
 // the kernel writes it to the console before the write returns, so a line
 // said just before a poweroff or an exit-port write is never lost, as it
 // can be in the tty's buffer. Without /dev/kmsg it falls back to stdout.
-func say(format string, args ...any) {
-	line := fmt.Sprintf(format, args...)
-	if f, err := os.OpenFile("/dev/kmsg", os.O_WRONLY, 0); err == nil {
-		_, err = f.WriteString("<3>" + line + "\n")
-		f.Close()
-		if err == nil {
-			return
-		}
-	}
-	fmt.Println(line)
-}
+func say(format string, args ...any) { agentkit.Say(format, args...) }

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/govm/govm/internal/agentkit"
 	"github.com/govm/govm/tap"
 )
 
@@ -223,10 +224,10 @@ func download(hostport string) (int64, string, float64, error) {
 		return 0, "", 1, err
 	}
 	defer c.Close()
-	h := newNetSum()
+	h := agentkit.NewNetSum()
 	start := time.Now()
 	n, err := io.CopyBuffer(h, stallReader{c}, make([]byte, 256<<10))
-	return n, netSumHex(h), time.Since(start).Seconds(), err
+	return n, agentkit.NetSumHex(h), time.Since(start).Seconds(), err
 }
 
 // stallReader fails a read that sees no data for stallTimeout, so a
@@ -288,13 +289,13 @@ func upload(hostport string, n int64) (int64, string, float64, error) {
 	if err != nil {
 		return 0, "", 1, err
 	}
-	h := newNetSum()
+	h := agentkit.NewNetSum()
 	buf := make([]byte, 256<<10)
-	gen := streamGen{x: 0x9e3779b97f4a7c15}
+	gen := agentkit.NewStreamGen(0x9e3779b97f4a7c15)
 	start := time.Now()
 	var sent int64
 	for sent < n {
-		gen.fill(buf)
+		gen.Fill(buf)
 		chunk := buf[:min(int64(len(buf)), n-sent)]
 		_ = c.SetWriteDeadline(time.Now().Add(stallTimeout))
 		if _, err := c.Write(chunk); err != nil {
@@ -302,7 +303,7 @@ func upload(hostport string, n int64) (int64, string, float64, error) {
 				sayNetCounters()
 			}
 			c.Close()
-			return sent, netSumHex(h), time.Since(start).Seconds(), err
+			return sent, agentkit.NetSumHex(h), time.Since(start).Seconds(), err
 		}
 		h.Write(chunk)
 		sent += int64(len(chunk))
@@ -311,7 +312,7 @@ func upload(hostport string, n int64) (int64, string, float64, error) {
 	// Wait for the host to close, so every byte is acknowledged.
 	_, _ = io.Copy(io.Discard, c)
 	c.Close()
-	return sent, netSumHex(h), time.Since(start).Seconds(), err
+	return sent, agentkit.NetSumHex(h), time.Since(start).Seconds(), err
 }
 
 // guestAcct is a snapshot of the guest's own CPU time and interrupt
@@ -325,7 +326,7 @@ type guestAcct struct {
 }
 
 func startGuestAcct() guestAcct {
-	return guestAcct{cpus: cpuTimes(), irqs: interruptCounts(), proto: protoCounters()}
+	return guestAcct{cpus: agentkit.CPUTimes(), irqs: interruptCounts(), proto: agentkit.ProtoCounters()}
 }
 
 // say prints, for the transfer dir since the snapshot:
@@ -334,15 +335,15 @@ func startGuestAcct() guestAcct {
 //	GOVM-NET-GUEST-IRQS dir NAME=N ... (interrupts that grew)
 //	GOVM-NET-GUEST-TCP dir Tcp.OutSegs=N ... (TCP counters that grew)
 func (a guestAcct) say(dir string) {
-	var d cpuSplit
-	for c, v := range cpuTimes() {
+	var d agentkit.CPUSplit
+	for c, v := range agentkit.CPUTimes() {
 		if was, ok := a.cpus[c]; ok {
-			d.add(was, v)
+			d.Add(was, v)
 		}
 	}
 	say("GOVM-NET-GUEST-CPU %s %s", dir, d)
-	say("GOVM-NET-GUEST-IRQS %s%s", dir, counterGrowth(a.irqs, interruptCounts(), nil, nil))
-	say("GOVM-NET-GUEST-TCP %s%s", dir, tcpGrowth(a.proto, protoCounters()))
+	say("GOVM-NET-GUEST-IRQS %s%s", dir, agentkit.CounterGrowth(a.irqs, interruptCounts(), nil, nil))
+	say("GOVM-NET-GUEST-TCP %s%s", dir, agentkit.TCPGrowth(a.proto, agentkit.ProtoCounters()))
 }
 
 // interruptCounts reads /proc/interrupts: each line's total over the

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/govm/govm/internal/agentkit"
 )
 
 // bootResult is what bootCommand measured of one VMM run.
@@ -37,10 +39,10 @@ func bootCommand(name, marker string, limit time.Duration, cmd []string) error {
 	defer log.Close()
 	r, err := runToMarker(log, marker, limit, cmd)
 	if err != nil {
-		printLine("GOVM-HOST-BOOT %s failed=%q", filepath.Base(name), err.Error())
+		agentkit.PrintLine("GOVM-HOST-BOOT %s failed=%q", filepath.Base(name), err.Error())
 		return nil
 	}
-	printLine("GOVM-HOST-BOOT %s ms=%.1f peak_kb=%d guest_kb=%d overhead_kb=%d",
+	agentkit.PrintLine("GOVM-HOST-BOOT %s ms=%.1f peak_kb=%d guest_kb=%d overhead_kb=%d",
 		filepath.Base(name), r.ms, r.peakKB, r.guestKB, r.peakKB-r.guestKB)
 	return nil
 }

@@ -1,4 +1,4 @@
-package main
+package agentkit
 
 import (
 	"fmt"
@@ -14,25 +14,25 @@ import (
 // timeouts, loss recovery, drops. Both ends of the network benchmark say
 // them, so a slow transfer shows whether TCP backed off.
 
-// protoCounterFiles are read by protoCounters.
+// protoCounterFiles are read by ProtoCounters.
 var protoCounterFiles = []string{"/proc/net/snmp", "/proc/net/netstat"}
 
-// protoCounters reads the counters as "Group.Name" (Tcp.RetransSegs,
+// ProtoCounters reads the counters as "Group.Name" (Tcp.RetransSegs,
 // TcpExt.TCPTimeouts).
-func protoCounters() map[string]uint64 {
+func ProtoCounters() map[string]uint64 {
 	out := map[string]uint64{}
 	for _, f := range protoCounterFiles {
 		b, err := os.ReadFile(f)
 		if err == nil {
-			parseProtoCounters(string(b), out)
+			ParseProtoCounters(string(b), out)
 		}
 	}
 	return out
 }
 
-// parseProtoCounters adds the counters of one file to out. Negative values
+// ParseProtoCounters adds the counters of one file to out. Negative values
 // (Tcp.MaxConn is -1) and lines that do not pair up are skipped.
-func parseProtoCounters(text string, out map[string]uint64) {
+func ParseProtoCounters(text string, out map[string]uint64) {
 	lines := strings.Split(text, "\n")
 	for i := 0; i+1 < len(lines); i += 2 {
 		names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
@@ -48,19 +48,19 @@ func parseProtoCounters(text string, out map[string]uint64) {
 	}
 }
 
-// tcpGrowth is " Name=delta" for each TCP counter (Tcp and TcpExt groups)
+// TCPGrowth is " Name=delta" for each TCP counter (Tcp and TcpExt groups)
 // that grew from before to after, sorted by name.
-func tcpGrowth(before, after map[string]uint64) string {
-	return counterGrowth(before, after, func(n string) bool {
+func TCPGrowth(before, after map[string]uint64) string {
+	return CounterGrowth(before, after, func(n string) bool {
 		return strings.HasPrefix(n, "Tcp.") || strings.HasPrefix(n, "TcpExt.")
 	}, nil)
 }
 
-// counterGrowth is " name=delta" for each counter in after that keep
+// CounterGrowth is " name=delta" for each counter in after that keep
 // accepts and that grew from before, sorted by name; a nil keep takes
 // every counter, and level (may be nil) names those said at their level after
 // instead (gauges), grown or not.
-func counterGrowth(before, after map[string]uint64, keep func(string) bool, level map[string]bool) string {
+func CounterGrowth(before, after map[string]uint64, keep func(string) bool, level map[string]bool) string {
 	var names []string
 	for n, v := range after {
 		if (keep == nil || keep(n)) && (v > before[n] || level[n]) {

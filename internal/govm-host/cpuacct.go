@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/govm/govm/internal/agentkit"
 )
 
 // Where a transfer's CPU time went, for the network benchmark's host end:
@@ -70,31 +71,6 @@ func findProcess(comm string) int {
 	return best
 }
 
-// cpuTimes is /proc/stat's "cpu" lines: per CPU, the ticks (USER_HZ) in
-// user, nice, system, idle, iowait, irq, softirq, steal, guest.
-func cpuTimes() map[string][]uint64 {
-	out := map[string][]uint64{}
-	f, err := os.Open("/proc/stat")
-	if err != nil {
-		return out
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 10 || !strings.HasPrefix(fields[0], "cpu") || fields[0] == "cpu" {
-			continue
-		}
-		var v []uint64
-		for _, s := range fields[1:10] {
-			n, _ := strconv.ParseUint(s, 10, 64)
-			v = append(v, n)
-		}
-		out[fields[0]] = v
-	}
-	return out
-}
-
 // cpuAcct is a snapshot of where CPU time has gone so far.
 type cpuAcct struct {
 	at        time.Time
@@ -114,9 +90,9 @@ func startCPUAcct(label, vmm string) *cpuAcct {
 	a.vmmPid = findProcess(vmm)
 	a.vmm = threadsCPU(a.vmmPid)
 	a.self = threadsCPU(a.selfPid)
-	a.cpus = cpuTimes()
+	a.cpus = agentkit.CPUTimes()
 	a.kvm = kvmStats(a.vmmPid)
-	a.proto = protoCounters()
+	a.proto = agentkit.ProtoCounters()
 	return a
 }
 
@@ -132,7 +108,7 @@ func (a *cpuAcct) say() {
 	fmt.Printf("GOVM-HOST-CPU %s wall_ms=%d vmm=%s pid=%d\n", a.label, ms, a.vmmComm, a.vmmPid)
 	sayThreads(a.label, "vmm", a.vmm, threadsCPU(a.vmmPid))
 	sayThreads(a.label, "peer", a.self, threadsCPU(a.selfPid))
-	now := cpuTimes()
+	now := agentkit.CPUTimes()
 	names := make([]string, 0, len(now))
 	for c := range now {
 		names = append(names, c)
@@ -143,14 +119,14 @@ func (a *cpuAcct) say() {
 		if !ok {
 			continue
 		}
-		var d cpuSplit
-		d.add(was, now[c])
+		var d agentkit.CPUSplit
+		d.Add(was, now[c])
 		fmt.Printf("GOVM-HOST-CPU %s %s %s\n", a.label, c, d)
 	}
 	if grown := kvmGrowth(a.kvm, kvmStats(a.vmmPid)); grown != "" {
 		fmt.Printf("GOVM-HOST-KVM %s%s\n", a.label, grown)
 	}
-	fmt.Printf("GOVM-HOST-TCP %s%s\n", a.label, tcpGrowth(a.proto, protoCounters()))
+	fmt.Printf("GOVM-HOST-TCP %s%s\n", a.label, agentkit.TCPGrowth(a.proto, agentkit.ProtoCounters()))
 }
 
 // kvmDebugfs holds KVM's statistics per VM, one directory per VM named
@@ -192,29 +168,7 @@ var kvmGauges = map[string]bool{"pages_4k": true, "pages_2m": true, "pages_1g": 
 // kvmGrowth is " name=delta" for each counter that grew, sorted by name,
 // and " name=level" for each gauge at its level after.
 func kvmGrowth(before, after map[string]uint64) string {
-	return counterGrowth(before, after, nil, kvmGauges)
-}
-
-// tickMs is the length of a /proc/stat tick (USER_HZ, 100 on Linux/x86).
-const tickMs = 1000 / 100
-
-// cpuSplit is CPU time in milliseconds by kind, between two cpuTimes
-// snapshots of one or more CPUs.
-type cpuSplit struct{ user, system, softirq, irq, guest, idle uint64 }
-
-// add counts the growth from was to now of one CPU's cpuTimes line.
-func (s *cpuSplit) add(was, now []uint64) {
-	d := func(i int) uint64 { return (now[i] - was[i]) * tickMs }
-	s.user += d(0) + d(1)
-	s.system += d(2)
-	s.idle += d(3) + d(4)
-	s.irq += d(5)
-	s.softirq += d(6)
-	s.guest += d(8)
-}
-
-func (s cpuSplit) String() string {
-	return fmt.Sprintf("user=%d system=%d softirq=%d irq=%d guest=%d idle=%d", s.user, s.system, s.softirq, s.irq, s.guest, s.idle)
+	return agentkit.CounterGrowth(before, after, nil, kvmGauges)
 }
 
 // sayThreads prints the growth of each thread name's accounting between

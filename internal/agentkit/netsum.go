@@ -1,4 +1,4 @@
-package main
+package agentkit
 
 import (
 	"encoding/binary"
@@ -17,17 +17,21 @@ import (
 // misses other damage with odds of 2^-32.
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// newNetSum starts a transfer's checksum.
-func newNetSum() hash.Hash32 { return crc32.New(castagnoli) }
+// NewNetSum starts a transfer's checksum.
+func NewNetSum() hash.Hash32 { return crc32.New(castagnoli) }
 
-// netSumHex is the checksum as the tests print it: 8 hex digits.
-func netSumHex(h hash.Hash32) string { return hex.EncodeToString(h.Sum(nil)) }
+// NetSumHex is the checksum as the tests print it: 8 hex digits.
+func NetSumHex(h hash.Hash32) string { return hex.EncodeToString(h.Sum(nil)) }
 
-// streamGen makes the bytes upload sends: xorshift64*, deterministic and
+// StreamGen makes the bytes upload sends: xorshift64*, deterministic and
 // cheap (a few instructions per 8 bytes).
-type streamGen struct{ x uint64 }
+type StreamGen struct{ x uint64 }
 
-func (g *streamGen) fill(b []byte) {
+// NewStreamGen starts a stream from a non-zero seed.
+func NewStreamGen(seed uint64) *StreamGen { return &StreamGen{x: seed} }
+
+// Fill fills b with the stream's next bytes.
+func (g *StreamGen) Fill(b []byte) {
 	for len(b) >= 8 {
 		g.x ^= g.x >> 12
 		g.x ^= g.x << 25

@@ -1,4 +1,4 @@
-package main
+package agentkit
 
 import (
 	"errors"
@@ -12,7 +12,7 @@ import (
 
 // The disk benchmark: the same code measures a virtio disk inside the
 // guest (govm.action=diskbench, on /dev/vda) and the image file on the
-// host (`govm-agent bench FILE`), so the two figures compare like with
+// host (`govm-host bench FILE`), so the two figures compare like with
 // like. Every access is O_DIRECT where the file system allows it (the guest
 // disk does; a nested L1 keeps the image on tmpfs, which does not), so
 // neither side measures a page cache it need not.
@@ -29,9 +29,9 @@ type BenchResult struct {
 	Buffered                                bool // O_DIRECT was refused
 }
 
-// diskBench runs the three measurements on path, which must hold at least
+// DiskBench runs the three measurements on path, which must hold at least
 // benchSeqBytes.
-func diskBench(path string) (BenchResult, error) {
+func DiskBench(path string) (BenchResult, error) {
 	var r BenchResult
 	f, err := os.OpenFile(path, os.O_RDWR|unix.O_DIRECT, 0)
 	if errors.Is(err, unix.EINVAL) {
@@ -51,7 +51,7 @@ func diskBench(path string) (BenchResult, error) {
 	if size < benchSeqBytes {
 		return r, fmt.Errorf("%s holds %d bytes; the benchmark needs %d", path, size, benchSeqBytes)
 	}
-	buf := alignedBufferN(benchBlock)
+	buf := AlignedBuffer(benchBlock)
 	for i := range buf {
 		buf[i] = byte(i * 7)
 	}
@@ -92,10 +92,10 @@ func diskBench(path string) (BenchResult, error) {
 	return r, nil
 }
 
-// sayBench runs diskBench and says the figures with out on lines
+// SayBench runs DiskBench and says the figures with out on lines
 // starting with prefix.
-func sayBench(out func(format string, args ...any), prefix, path string) error {
-	r, err := diskBench(path)
+func SayBench(out func(format string, args ...any), prefix, path string) error {
+	r, err := DiskBench(path)
 	if err != nil {
 		out("%s-ERROR %v", prefix, err)
 		return err
@@ -104,15 +104,12 @@ func sayBench(out func(format string, args ...any), prefix, path string) error {
 	return nil
 }
 
-// alignedBufferN returns n bytes aligned for O_DIRECT: an anonymous
+// AlignedBuffer returns n bytes aligned for O_DIRECT: an anonymous
 // mapping is page aligned.
-func alignedBufferN(n int) []byte {
+func AlignedBuffer(n int) []byte {
 	b, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
 		panic(err)
 	}
 	return b
 }
-
-// printLine is say for a host command: standard output.
-func printLine(format string, args ...any) { fmt.Printf(format+"\n", args...) }

@@ -1,3 +1,9 @@
+// Command govm-host is the host side of govm's end-to-end tests and
+// benchmarks, on the host or inside L1 when nested: it serves and checks
+// the network transfers, measures the disk image the guest measured,
+// checks crash-consistency records, follows a VMM's CPU time and times
+// VMM boots. The guest side is guest/cmd/govm-agent; what both ends agree
+// on is package agentkit.
 package main
 
 import (
@@ -10,27 +16,35 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/govm/govm/internal/agentkit"
 )
 
-// Host-side commands, for the tests' end of a transfer (inside L1 when
-// nested). They are the agent's own code rather than a shell's nc, whose
-// behaviour with a listening socket and an idle stdin varies.
+func main() {
+	if err := hostCommand(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "govm-host:", err)
+		os.Exit(1)
+	}
+}
+
+// The commands, Go code rather than a shell's nc, whose behaviour with a
+// listening socket and an idle stdin varies:
 //
-//	govm-agent send PORT FILE [VMM]
+//	govm-host send PORT FILE [VMM]
 //	                               serve FILE to the first connection on PORT
-//	govm-agent recv PORT SUMFILE [VMM]
+//	govm-host recv PORT SUMFILE [VMM]
 //	                               read the first connection on PORT to its
 //	                               end and write its CRC-32C to SUMFILE
 //	                               (with VMM, a process name: say where CPU
 //	                               time went meanwhile, cpuacct.go)
-//	govm-agent bench FILE          measure FILE as diskbench does /dev/vda
-//	govm-agent cpuwatch VMM        wait for a process named VMM, follow its
+//	govm-host bench FILE          measure FILE as diskbench does /dev/vda
+//	govm-host cpuwatch VMM        wait for a process named VMM, follow its
 //	                               threads' CPU time until it exits and say
 //	                               their totals (cpuacct.go)
-//	govm-agent time NAME CMD...    run CMD (output to NAME.log) and say its
+//	govm-host time NAME CMD...    run CMD (output to NAME.log) and say its
 //	                               wall time and exit status
-//	govm-agent checkrecs FILE N    check records 0..N (records.go) in FILE
-//	govm-agent boot NAME MARKER SECONDS CMD...
+//	govm-host checkrecs FILE N    check records 0..N (records.go) in FILE
+//	govm-host boot NAME MARKER SECONDS CMD...
 //	                               run a VMM until its console shows MARKER
 //	                               and say its boot time and memory (vmmboot.go)
 func hostCommand(args []string) error {
@@ -48,7 +62,7 @@ func hostCommand(args []string) error {
 	case len(args) == 2 && args[0] == "cpuwatch":
 		return cpuWatch(args[1])
 	case len(args) == 2 && args[0] == "bench":
-		return sayBench(printLine, "GOVM-HOST-BENCH", args[1])
+		return agentkit.SayBench(agentkit.PrintLine, "GOVM-HOST-BENCH", args[1])
 	case (len(args) == 3 || len(args) == 4) && args[0] == "send":
 		return serveOnce(args[1], vmmArg(args), func(c net.Conn) error {
 			f, err := os.Open(args[2])
@@ -65,27 +79,27 @@ func hostCommand(args []string) error {
 			return err
 		}
 		defer f.Close()
-		h := newNetSum()
+		h := agentkit.NewNetSum()
 		if _, err := io.Copy(h, f); err != nil {
 			return err
 		}
-		fmt.Println(netSumHex(h))
+		fmt.Println(agentkit.NetSumHex(h))
 		return nil
 	case (len(args) == 3 || len(args) == 4) && args[0] == "recv":
 		return serveOnce(args[1], vmmArg(args), func(c net.Conn) error {
-			h := newNetSum()
+			h := agentkit.NewNetSum()
 			if _, err := io.Copy(h, c); err != nil {
 				return err
 			}
 			// Written whole, then renamed: a reader sees all or nothing.
 			tmp := args[2] + ".tmp"
-			if err := os.WriteFile(tmp, []byte(netSumHex(h)+"\n"), 0o644); err != nil {
+			if err := os.WriteFile(tmp, []byte(agentkit.NetSumHex(h)+"\n"), 0o644); err != nil {
 				return err
 			}
 			return os.Rename(tmp, args[2])
 		})
 	}
-	return fmt.Errorf("usage: govm-agent bench FILE | send PORT FILE [VMM] | cpuwatch VMM | sum FILE | recv PORT SUMFILE [VMM] | time NAME CMD... | checkrecs FILE N | boot NAME MARKER SECONDS CMD")
+	return fmt.Errorf("usage: govm-host bench FILE | send PORT FILE [VMM] | cpuwatch VMM | sum FILE | recv PORT SUMFILE [VMM] | time NAME CMD... | checkrecs FILE N | boot NAME MARKER SECONDS CMD")
 }
 
 // vmmArg is send's and recv's optional VMM name: "" if not given.
@@ -141,6 +155,6 @@ func timeCommand(name string, cmd []string) error {
 	} else if err != nil {
 		return err
 	}
-	printLine("GOVM-HOST-TIME %s ms=%.0f exit=%d", filepath.Base(name), ms, code)
+	agentkit.PrintLine("GOVM-HOST-TIME %s ms=%.0f exit=%d", filepath.Base(name), ms, code)
 	return nil
 }

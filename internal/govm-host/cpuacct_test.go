@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/govm/govm/internal/agentkit"
 )
 
 func TestKVMGrowth(t *testing.T) {
@@ -42,8 +44,8 @@ IpExt: InNoRoutes
 IpExt: 0
 `
 	before := map[string]uint64{}
-	parseProtoCounters(snmp, before)
-	parseProtoCounters(netstat, before)
+	agentkit.ParseProtoCounters(snmp, before)
+	agentkit.ParseProtoCounters(netstat, before)
 	if before["Tcp.RetransSegs"] != 3 || before["TcpExt.TCPLossProbes"] != 4 || before["Ip.InReceives"] != 1000 {
 		t.Fatalf("parsed %v", before)
 	}
@@ -51,15 +53,15 @@ IpExt: 0
 		t.Error("kept the negative Tcp.MaxConn")
 	}
 	after := map[string]uint64{}
-	parseProtoCounters(strings.ReplaceAll(snmp, "1 -1 500 800 3", "1 -1 700 1800 5"), after)
-	parseProtoCounters(netstat, after)
+	agentkit.ParseProtoCounters(strings.ReplaceAll(snmp, "1 -1 500 800 3", "1 -1 700 1800 5"), after)
+	agentkit.ParseProtoCounters(netstat, after)
 	after["Ip.InReceives"] = 2000 // not TCP: not said
-	if got, want := tcpGrowth(before, after), " Tcp.InSegs=200 Tcp.OutSegs=1000 Tcp.RetransSegs=2"; got != want {
+	if got, want := agentkit.TCPGrowth(before, after), " Tcp.InSegs=200 Tcp.OutSegs=1000 Tcp.RetransSegs=2"; got != want {
 		t.Errorf("tcpGrowth = %q, want %q", got, want)
 	}
 	// A file cut short or out of step is skipped, not misread.
 	odd := map[string]uint64{}
-	parseProtoCounters("Tcp: InSegs OutSegs\nUdp: 1 2\n", odd)
+	agentkit.ParseProtoCounters("Tcp: InSegs OutSegs\nUdp: 1 2\n", odd)
 	if len(odd) != 0 {
 		t.Errorf("misread %v", odd)
 	}
