@@ -134,8 +134,22 @@ var ErrTooManyCPUs = errors.New("too many CPUs for the MADT")
 type Tables struct {
 	RSDPAddr uint64
 	Blob     []byte // all tables, laid out from RSDPAddr
-	// Offsets of each table inside Blob, for tests.
-	XSDT, FADT, MADT, DSDT int
+	// where each table starts inside Blob
+	xsdt, fadt, madt, dsdt int
+}
+
+// Table returns the table with signature sig (XSDT, FACP, APIC or DSDT)
+// as it stands in Blob, or nil if there is none.
+func (t *Tables) Table(sig string) []byte {
+	off := map[string]int{"XSDT": t.xsdt, "FACP": t.fadt, "APIC": t.madt, "DSDT": t.dsdt}[sig]
+	if off <= 0 || off+headerSize > len(t.Blob) {
+		return nil
+	}
+	n := int(binary.LittleEndian.Uint32(t.Blob[off+4:]))
+	if n < headerSize || off+n > len(t.Blob) {
+		return nil
+	}
+	return t.Blob[off : off+n]
 }
 
 // Build lays out RSDP, XSDT, FADT, MADT and DSDT contiguously (16-byte
@@ -164,23 +178,23 @@ func Build(base uint64, cfg Config) (*Tables, error) {
 	}
 	rsdpOff := place(make([]byte, rsdpSize))
 	dsdt := buildDSDT(cfg)
-	t.DSDT = place(dsdt)
-	fadt := buildFADT(base+uint64(t.DSDT), cfg)
-	t.FADT = place(fadt)
+	t.dsdt = place(dsdt)
+	fadt := buildFADT(base+uint64(t.dsdt), cfg)
+	t.fadt = place(fadt)
 	madt := buildMADT(cfg)
-	t.MADT = place(madt)
+	t.madt = place(madt)
 	xsdt := header("XSDT", headerSize+16, xsdtRevision)
-	xsdt = binary.LittleEndian.AppendUint64(xsdt, base+uint64(t.FADT))
-	xsdt = binary.LittleEndian.AppendUint64(xsdt, base+uint64(t.MADT))
+	xsdt = binary.LittleEndian.AppendUint64(xsdt, base+uint64(t.fadt))
+	xsdt = binary.LittleEndian.AppendUint64(xsdt, base+uint64(t.madt))
 	finish(xsdt)
-	t.XSDT = place(xsdt)
+	t.xsdt = place(xsdt)
 
 	rsdp := blob[rsdpOff : rsdpOff+rsdpSize]
 	copy(rsdp, "RSD PTR ")
 	copy(rsdp[9:], oemID)
 	rsdp[15] = rsdpRevision
 	binary.LittleEndian.PutUint32(rsdp[20:], rsdpSize)
-	binary.LittleEndian.PutUint64(rsdp[24:], base+uint64(t.XSDT))
+	binary.LittleEndian.PutUint64(rsdp[24:], base+uint64(t.xsdt))
 	rsdp[8] = checksum(rsdp[:20])
 	rsdp[32] = checksum(rsdp)
 	t.Blob = blob

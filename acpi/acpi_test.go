@@ -23,7 +23,7 @@ func TestTablesChecksumsAndLinks(t *testing.T) {
 	if string(rsdp[:8]) != "RSD PTR " || Sum(rsdp[:20]) != 0 || Sum(rsdp) != 0 || rsdp[15] != 2 {
 		t.Fatalf("bad RSDP % x", rsdp)
 	}
-	if le.Uint64(rsdp[24:]) != base+uint64(tb.XSDT) {
+	if le.Uint64(rsdp[24:]) != base+uint64(tb.xsdt) {
 		t.Fatal("RSDP does not point at the XSDT")
 	}
 	table := func(off int, sig string) []byte {
@@ -41,12 +41,12 @@ func TestTablesChecksumsAndLinks(t *testing.T) {
 		}
 		return tb
 	}
-	xsdt := table(tb.XSDT, "XSDT")
-	if len(xsdt) != headerSize+16 || le.Uint64(xsdt[36:]) != base+uint64(tb.FADT) || le.Uint64(xsdt[44:]) != base+uint64(tb.MADT) {
+	xsdt := table(tb.xsdt, "XSDT")
+	if len(xsdt) != headerSize+16 || le.Uint64(xsdt[36:]) != base+uint64(tb.fadt) || le.Uint64(xsdt[44:]) != base+uint64(tb.madt) {
 		t.Fatalf("XSDT entries % x", xsdt[36:])
 	}
-	fadt := table(tb.FADT, "FACP")
-	if len(fadt) != fadtSize || le.Uint64(fadt[fadtXDSDT:]) != base+uint64(tb.DSDT) {
+	fadt := table(tb.fadt, "FACP")
+	if len(fadt) != fadtSize || le.Uint64(fadt[fadtXDSDT:]) != base+uint64(tb.dsdt) {
 		t.Fatal("FADT does not point at the DSDT")
 	}
 	if le.Uint32(fadt[fadtFlags:])&fadtFlagHWReduced == 0 {
@@ -56,7 +56,7 @@ func TestTablesChecksumsAndLinks(t *testing.T) {
 		le.Uint64(fadt[fadtSleepStatus+4:]) != 0x601 || le.Uint64(fadt[fadtResetReg+4:]) != 0x602 || fadt[fadtResetValue] != ResetValue {
 		t.Fatal("FADT register blocks wrong")
 	}
-	madt := table(tb.MADT, "APIC")
+	madt := table(tb.madt, "APIC")
 	// Two LAPIC entries, one IOAPIC, one LAPIC NMI.
 	wantLen := madtEntries + 2*madtLAPICLen + madtIOAPICLen + madtLAPICNMILen
 	if len(madt) != wantLen {
@@ -72,7 +72,7 @@ func TestTablesChecksumsAndLinks(t *testing.T) {
 	if e[0] != madtTypeIOAPIC || le.Uint32(e[4:]) != 0xfec00000 {
 		t.Fatalf("IOAPIC entry % x", e[:12])
 	}
-	dsdt := table(tb.DSDT, "DSDT")
+	dsdt := table(tb.dsdt, "DSDT")
 	body := dsdt[headerSize:]
 	wantS5 := []byte{0x08, '_', 'S', '5', '_', 0x12, 0x07, 0x04, 0x0a, 0x05, 0x00, 0x00, 0x00}
 	if !bytes.HasPrefix(body, wantS5) {
@@ -124,7 +124,7 @@ func TestPRT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dsdt := tb.Blob[tb.DSDT:]
+	dsdt := tb.Blob[tb.dsdt:]
 	dsdt = dsdt[:binary.LittleEndian.Uint32(dsdt[4:])]
 	i := bytes.Index(dsdt, []byte("_PRT"))
 	if i < 0 || dsdt[i-1] != amlNameOp {
@@ -144,5 +144,22 @@ func TestPRT(t *testing.T) {
 		if _, err := Build(0xe0000, cfg); err == nil {
 			t.Errorf("routes %v accepted", bad[:1])
 		}
+	}
+}
+
+// TestTable: each table Build lays out is found by its signature, whole.
+func TestTable(t *testing.T) {
+	tb, err := Build(0xe0000, Config{CPUs: 2, IOAPICAddr: 0xfec00000, LAPICAddr: 0xfee00000, SleepPort: 0x600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sig := range []string{"XSDT", "FACP", "APIC", "DSDT"} {
+		b := tb.Table(sig)
+		if len(b) < headerSize || string(b[:4]) != sig || int(binary.LittleEndian.Uint32(b[4:])) != len(b) {
+			t.Errorf("%s: % x", sig, b[:min(len(b), 8)])
+		}
+	}
+	if tb.Table("SSDT") != nil {
+		t.Error("a table Build does not make was found")
 	}
 }

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/govm/govm/kvm"
+	"github.com/govm/govm/kvm/kvmtest"
 )
 
 // unitPackage is a package whose compiled tests run inside L1.
@@ -156,7 +156,7 @@ func kvmBenchCount() string {
 // counted twice.
 func BenchmarkKVMUnitBenches(b *testing.B) {
 	r := testRunner(b)
-	if err := kvm.Available(kvm.DevicePath); err == nil || r.Mode != Nested {
+	if err := kvmtest.Available(); err == nil || r.Mode != Nested {
 		b.Skip("this host's /dev/kvm runs them as unit benchmarks")
 	}
 	pkgs := []unitPackage{{"machine", "./machine"}, {"govm", "./cmd/govm"}}

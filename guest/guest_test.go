@@ -1,7 +1,6 @@
 package guest
 
 import (
-	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -21,9 +20,8 @@ func TestIsGovmTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dsdt := tb.Blob[tb.DSDT:]
-	dsdt = dsdt[:binary.LittleEndian.Uint32(dsdt[4:])]
-	if string(dsdt[:4]) != "DSDT" || !IsGovmTable(dsdt) {
+	dsdt := tb.Table("DSDT")
+	if len(dsdt) < 36 || string(dsdt[:4]) != "DSDT" || !IsGovmTable(dsdt) {
 		t.Fatalf("govm's DSDT header % x not recognised", dsdt[:36])
 	}
 	for name, h := range map[string]string{

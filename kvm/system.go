@@ -132,16 +132,6 @@ func Open(path string) (*System, error) {
 	return s, nil
 }
 
-// Available reports whether the KVM device at path opens and speaks API
-// version 12 (tests skip on hosts where it does not).
-func Available(path string) error {
-	s, err := Open(path)
-	if err != nil {
-		return err
-	}
-	return s.Close()
-}
-
 // Close closes /dev/kvm.
 func (s *System) Close() error { return unix.Close(s.fd) }
 

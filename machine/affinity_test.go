@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/govm/govm/kvm/kvmtest"
 	"golang.org/x/sys/unix"
 )
 
@@ -96,7 +97,7 @@ func allowedCPUs(t *testing.T) []int {
 // i-th CPU of the list, as the kernel reports it in
 // /proc/PID/task/TID/status.
 func TestVCPUAffinity(t *testing.T) {
-	requireKVM(t)
+	kvmtest.Require(t)
 	cpus := allowedCPUs(t)
 	want := []int{cpus[len(cpus)-1], cpus[0]} // the list's order, not the CPUs'
 	m, err := New(Config{CPUs: 2, CPUAffinity: want, test: tinyGuest(nil, nil)})

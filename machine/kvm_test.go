@@ -14,19 +14,13 @@ import (
 	"github.com/govm/govm/bus"
 	"github.com/govm/govm/bus/bustest"
 	"github.com/govm/govm/kvm"
+	"github.com/govm/govm/kvm/kvmtest"
 )
 
 // These tests run tiny hand-assembled guests on the host's real /dev/kvm.
 // They run wherever /dev/kvm works, including hosts whose KVM cannot boot
 // Linux (a few hundred real-mode instructions are fine even when each is
 // emulated).
-
-func requireKVM(t testing.TB) {
-	t.Helper()
-	if err := kvm.Available(kvm.DevicePath); err != nil {
-		t.Skipf("no usable %s: %v", kvm.DevicePath, err)
-	}
-}
 
 // Guest layout: 64 KiB of RAM at 0, code at 0x1000, data at 0x1100, a test
 // MMIO device at 0x20000 (segment 0x2000), a test port device at 0x510.
@@ -99,7 +93,7 @@ func newTestMachine(t *testing.T, code []byte, cpus int, console *bytes.Buffer, 
 // testMMIOBase and testPort.
 func tinyMachine(t testing.TB, code []byte, cpus int, console *bytes.Buffer, mmio, pio bus.Device) *Machine {
 	t.Helper()
-	requireKVM(t)
+	kvmtest.Require(t)
 	var mm, pm []mapping
 	if mmio != nil {
 		mm = []mapping{{Base: testMMIOBase, Size: 0x1000, Name: "test mmio", Dev: mmio}}
@@ -197,7 +191,7 @@ func TestStopKicksBlockedAP(t *testing.T) {
 }
 
 func TestBadCPUCounts(t *testing.T) {
-	requireKVM(t)
+	kvmtest.Require(t)
 	for _, n := range []int{0, -1, 100000} {
 		_, err := New(Config{CPUs: n, test: tinyGuest(nil, nil)})
 		if !errors.Is(err, ErrCPUs) {

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/govm/govm/kvm"
+	"github.com/govm/govm/kvm/kvmtest"
 )
 
 func TestDefaultRoutes(t *testing.T) {
@@ -32,7 +33,7 @@ func TestDefaultRoutes(t *testing.T) {
 // TestMSIRouteOnKVM sets up, retargets, fires and releases irqfd MSI
 // routes on the host's real KVM, and checks GSIs are reused.
 func TestMSIRouteOnKVM(t *testing.T) {
-	requireKVM(t)
+	kvmtest.Require(t)
 	sys, err := kvm.Open(kvm.DevicePath)
 	if err != nil {
 		t.Fatal(err)

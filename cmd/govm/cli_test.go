@@ -13,6 +13,7 @@ import (
 
 	"github.com/govm/govm/hostinfo"
 	"github.com/govm/govm/kvm"
+	"github.com/govm/govm/kvm/kvmtest"
 	"github.com/govm/govm/machine"
 )
 
@@ -204,7 +205,7 @@ func TestBadInput(t *testing.T) {
 	// there is none, make test runs them inside L1 (e2e's
 	// TestKVMUnitTests).
 	needKVM := map[string]bool{"random bytes as kernel": true, "old boot protocol": true, "cpu-affinity unavailable": true}
-	kvmErr := kvm.Available(kvm.DevicePath)
+	kvmErr := kvmtest.Available()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if needGo[tt.name] && goErr != nil {

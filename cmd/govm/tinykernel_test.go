@@ -22,6 +22,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/govm/govm/kvm"
+	"github.com/govm/govm/kvm/kvmtest"
 )
 
 // tinyELF builds an x86_64 ELF "kernel" whose 64-bit entry point runs code:
@@ -68,13 +69,6 @@ var (
 	poweroff = []byte{0x66, 0xba, 0x00, 0x06, 0xb0, 0x34, 0xee, 0xeb, 0xfe}
 )
 
-func requireKVM(t *testing.T) {
-	t.Helper()
-	if err := kvm.Available(kvm.DevicePath); err != nil {
-		t.Skipf("no usable %s: %v", kvm.DevicePath, err)
-	}
-}
-
 // writeTinyKernel writes a tinyELF of the code pieces to dir/name and
 // returns its path.
 func writeTinyKernel(t testing.TB, dir, name string, code ...[]byte) string {
@@ -97,7 +91,7 @@ func readMetrics(t testing.TB, path string) metricsFile {
 }
 
 func TestRunTinyKernel(t *testing.T) {
-	requireKVM(t)
+	kvmtest.Require(t)
 	bin := buildGovm(t)
 	dir := t.TempDir()
 	exits := writeTinyKernel(t, dir, "exit7", printOK, exit7)
@@ -168,7 +162,7 @@ func TestRunTinyKernel(t *testing.T) {
 // for its vCPUs in KVM_RUN plus one, even when it may run on one CPU only,
 // unless the user set GOMAXPROCS.
 func TestProcs(t *testing.T) {
-	requireKVM(t)
+	kvmtest.Require(t)
 	bin := buildGovm(t)
 	dir := t.TempDir()
 	kernel := writeTinyKernel(t, dir, "exit7", printOK, exit7)
@@ -224,7 +218,7 @@ func TestProcs(t *testing.T) {
 // second. Issue #6's goals: first KVM_RUN within 5 ms, overhead within
 // 5 MiB.
 func BenchmarkStartup(b *testing.B) {
-	if err := kvm.Available(kvm.DevicePath); err != nil {
+	if err := kvmtest.Available(); err != nil {
 		b.Skipf("no usable %s: %v", kvm.DevicePath, err)
 	}
 	bin := buildGovm(b)
@@ -313,7 +307,7 @@ func median(v []float64) float64 {
 // TestTerminalRestored runs govm with a pty as its terminal and checks the
 // terminal settings are back as they were after each kind of exit.
 func TestTerminalRestored(t *testing.T) {
-	requireKVM(t)
+	kvmtest.Require(t)
 	bin := buildGovm(t)
 	dir := t.TempDir()
 	write := func(name string, code ...[]byte) string { return writeTinyKernel(t, dir, name, code...) }
