@@ -19,7 +19,7 @@ func FuzzPorts(f *testing.F) {
 	f.Add([]byte{2, 4, 1, 0xfe, 3, 0, 1, 1, 4, 0, 1, 7, 5, 0, 1, 123, 6, 0, 2, 0x20})
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		none := func(PowerAction) {}
-		host := NewPCIHost()
+		host := pci.NewHost()
 		cfg := pci.NewConfig(0x1af4, 0x1042, 1, 0, 0)
 		cfg.AddMem64BAR(0, 0x4000, 0xc000_0000)
 		cfg.AddCapability(pci.CapMSIX, make([]byte, 10), []byte{0, 0xc0})

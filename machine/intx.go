@@ -5,8 +5,8 @@ import (
 	"sync"
 
 	"github.com/govm/govm/acpi"
-	"github.com/govm/govm/devices"
 	"github.com/govm/govm/kvm"
+	"github.com/govm/govm/pci"
 )
 
 // Legacy PCI interrupts (INTx): the INTA# of the device in slot s drives
@@ -25,7 +25,7 @@ func slotGSI(slot int) uint32 { return pciINTxBase + uint32(slot-1)%pciINTxLines
 // host bridge).
 func pciRoutes() []acpi.PCIRoute {
 	var r []acpi.PCIRoute
-	for s := 1; s < devices.PCISlots; s++ {
+	for s := 1; s < pci.Slots; s++ {
 		r = append(r, acpi.PCIRoute{Slot: uint8(s), GSI: slotGSI(s)})
 	}
 	return r

@@ -3,7 +3,7 @@ package machine
 import (
 	"testing"
 
-	"github.com/govm/govm/devices"
+	"github.com/govm/govm/pci"
 )
 
 // TestINTxWiredOR: a shared line goes high with its first asserter and
@@ -52,7 +52,7 @@ func TestSlotGSI(t *testing.T) {
 			t.Errorf("slot %d: GSI %d, want %d", c.slot, g, c.gsi)
 		}
 	}
-	if r := pciRoutes(); len(r) != devices.PCISlots-1 || r[0].Slot != 1 || r[0].GSI != 16 {
+	if r := pciRoutes(); len(r) != pci.Slots-1 || r[0].Slot != 1 || r[0].GSI != 16 {
 		t.Errorf("routes %v", r)
 	}
 }

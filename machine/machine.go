@@ -16,6 +16,7 @@ import (
 	"github.com/govm/govm/devices"
 	"github.com/govm/govm/kvm"
 	"github.com/govm/govm/mem"
+	"github.com/govm/govm/pci"
 	"github.com/govm/govm/virtio"
 )
 
@@ -123,7 +124,7 @@ type Machine struct {
 	mmio    *bus.Bus
 	vcpus   []*vcpu
 	Serial  *devices.Serial
-	pciHost *devices.PCIHost
+	pciHost *pci.Host
 	closers []func() error
 	// virtioDevs are the virtio devices placed on PCI, slots 1 and up.
 	virtioDevs []*virtio.PCIDevice
@@ -329,7 +330,7 @@ func (m *Machine) addDevices(pio, mmio []mapping) error {
 		}
 	}
 	m.Serial = devices.NewSerial(m.cfg.Console, irqLine{vm: m.vm, gsi: devices.COM1IRQ})
-	m.pciHost = devices.NewPCIHost()
+	m.pciHost = pci.NewHost()
 	for _, d := range []struct {
 		base, size uint64
 		name       string
@@ -339,7 +340,7 @@ func (m *Machine) addDevices(pio, mmio []mapping) error {
 		{devices.I8042DataPort, 1, "i8042 data", devices.NewI8042(power)},
 		{devices.I8042CommandPort, 1, "i8042 command", &offsetDevice{devices.NewI8042(power), devices.I8042CommandPort - devices.I8042DataPort}},
 		{devices.CMOSPort, devices.CMOSPorts, "cmos", devices.NewCMOS(nil)},
-		{devices.PCIConfigAddrPort, devices.PCIConfigPorts, "pci host", m.pciHost},
+		{pci.ConfigAddrPort, pci.ConfigPorts, "pci host", m.pciHost},
 		{ACPIPMPort, acpi.PortCount, "acpi pm", devices.NewACPIPM(power)},
 		{devices.ExitPortAddr, devices.ExitPorts, "exit port", devices.NewNotifyPort(func(code uint8) {
 			m.stop(Result{Reason: StopGuestExit, Code: int(code), Detail: fmt.Sprintf("guest exit code %d", code), VCPU: -1})

@@ -1,8 +1,10 @@
 // Package pci owns PCI configuration space (PCI Local Bus Specification
 // 3.0, chapter 6): a type-0 header with BAR sizing, the capability list,
-// and write masks so a guest changes only the bits it may. Devices build
-// their config space with it; the host bridge's configuration mechanism
-// (package devices) routes accesses to it.
+// and write masks so a guest changes only the bits it may; and the host
+// bridge with configuration mechanism #1 (host.go), which routes the
+// guest's accesses to each slot's space. Devices build their config space
+// with it; the virtio-PCI transport is package virtio, and the routing of
+// each slot's INTx line to the I/O APIC is the machine's (machine/intx.go).
 package pci
 
 import (

@@ -1,4 +1,4 @@
-package devices
+package pci
 
 import (
 	"encoding/binary"
@@ -10,8 +10,8 @@ import (
 // and 0xCFC-0xCFF is the data window. Device 0 on bus 0 is the host bridge;
 // every other slot is empty and reads as all ones.
 const (
-	PCIConfigAddrPort = 0xcf8
-	PCIConfigPorts    = 8 // 0xCF8-0xCFF
+	ConfigAddrPort = 0xcf8
+	ConfigPorts    = 8 // 0xCF8-0xCFF
 
 	pciAddrOff   = 0
 	pciDataOff   = 4
@@ -22,41 +22,40 @@ const (
 	pciClassBridge  = 0x06
 	pciSubclassHost = 0x00
 	pciHeaderType0  = 0x00
-	pciConfigSpace  = 256
 )
 
-// ConfigSpace is a PCI function's configuration space (package pci).
-type ConfigSpace interface {
+// Function is a PCI function's configuration space (a *Config).
+type Function interface {
 	Read(off int, data []byte)
 	Write(off int, data []byte)
 }
 
-// PCISlots is the number of device slots on bus 0.
-const PCISlots = 32
+// Slots is the number of device slots on bus 0.
+const Slots = 32
 
-// PCIHost is the configuration-space access mechanism with a host bridge
+// Host is the configuration-space access mechanism with a host bridge
 // at 00:00.0 and single-function devices in the other slots of bus 0.
-type PCIHost struct {
+type Host struct {
 	mu     sync.Mutex
 	addr   uint32
-	bridge [pciConfigSpace]byte
-	slots  [PCISlots]ConfigSpace
+	bridge [ConfigSize]byte
+	slots  [Slots]Function
 }
 
 // Attach places a function in slot (1-31); call before the guest runs.
-func (h *PCIHost) Attach(slot int, f ConfigSpace) bool {
+func (h *Host) Attach(slot int, f Function) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if slot < 1 || slot >= PCISlots || h.slots[slot] != nil {
+	if slot < 1 || slot >= Slots || h.slots[slot] != nil {
 		return false
 	}
 	h.slots[slot] = f
 	return true
 }
 
-// NewPCIHost returns the host bridge.
-func NewPCIHost() *PCIHost {
-	h := &PCIHost{}
+// NewHost returns the host bridge.
+func NewHost() *Host {
+	h := &Host{}
 	le := binary.LittleEndian
 	le.PutUint16(h.bridge[0x00:], pciVendorIntel)
 	le.PutUint16(h.bridge[0x02:], pciDeviceHost)
@@ -68,7 +67,7 @@ func NewPCIHost() *PCIHost {
 
 // target decodes the selected function and register offset; slot is -1
 // for disabled cycles and absent functions, 0 for the host bridge.
-func (h *PCIHost) target() (slot int, reg uint32) {
+func (h *Host) target() (slot int, reg uint32) {
 	if h.addr&pciEnableBit == 0 {
 		return -1, 0
 	}
@@ -82,7 +81,7 @@ func (h *PCIHost) target() (slot int, reg uint32) {
 }
 
 // Read serves the address and data ports.
-func (h *PCIHost) Read(off uint64, data []byte) {
+func (h *Host) Read(off uint64, data []byte) {
 	// A device function serializes itself; the host lock is not held
 	// while it runs.
 	if f, reg := h.readLocked(off, data); f != nil {
@@ -93,7 +92,7 @@ func (h *PCIHost) Read(off uint64, data []byte) {
 // readLocked serves reads of the address register, the host bridge and
 // empty slots; for a device function it returns the function to call and
 // the register offset.
-func (h *PCIHost) readLocked(off uint64, data []byte) (ConfigSpace, uint32) {
+func (h *Host) readLocked(off uint64, data []byte) (Function, uint32) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if off < pciDataOff {
@@ -113,7 +112,7 @@ func (h *PCIHost) readLocked(off uint64, data []byte) (ConfigSpace, uint32) {
 	}
 	for i := range data {
 		switch p := o + uint32(i); {
-		case slot == 0 && p < pciConfigSpace:
+		case slot == 0 && p < ConfigSize:
 			data[i] = h.bridge[p]
 		default:
 			data[i] = 0xff
@@ -124,7 +123,7 @@ func (h *PCIHost) readLocked(off uint64, data []byte) (ConfigSpace, uint32) {
 
 // Write serves the address and data ports. The host bridge's registers are
 // read-only.
-func (h *PCIHost) Write(off uint64, data []byte) {
+func (h *Host) Write(off uint64, data []byte) {
 	h.mu.Lock()
 	if off == pciAddrOff && len(data) == 4 {
 		h.addr = binary.LittleEndian.Uint32(data)
@@ -132,7 +131,7 @@ func (h *PCIHost) Write(off uint64, data []byte) {
 		return
 	}
 	slot, reg := h.target()
-	var f ConfigSpace
+	var f Function
 	if slot > 0 && off >= pciDataOff {
 		f = h.slots[slot]
 	}
