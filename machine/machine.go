@@ -247,10 +247,6 @@ func New(cfg Config) (_ *Machine, err error) {
 			return nil, err
 		}
 	}
-	cpuid, err := m.sys.SupportedCPUID()
-	if err != nil {
-		return nil, err
-	}
 	if err = m.addDevices(test.PIO, test.MMIO); err != nil {
 		return nil, err
 	}
@@ -260,30 +256,43 @@ func New(cfg Config) (_ *Machine, err error) {
 	if err = m.addNICs(); err != nil {
 		return nil, err
 	}
-	cpuidOpt := cpuidOptions{noXSave: !m.tune.xsave, tscDeadline: m.sys.CheckExtension(kvm.CapTSCDeadlineTimer) > 0}
-	for i := 0; i < cfg.CPUs; i++ {
-		kv, err := m.vm.CreateVCPU(i)
-		if err != nil {
-			return nil, err
-		}
-		v := &vcpu{id: i, kvm: kv}
-		m.vcpus = append(m.vcpus, v)
-		if err := kv.SetCPUID(vcpuCPUID(cpuid, i, cfg.CPUs, cpuidOpt)); err != nil {
-			return nil, fmt.Errorf("vCPU %d: %w", i, err)
-		}
-		if err := setMSRs(kv); err != nil {
-			return nil, fmt.Errorf("vCPU %d: %w", i, err)
-		}
-		if i == 0 {
-			if err := setBootState(kv, state); err != nil {
-				return nil, fmt.Errorf("vCPU 0: %w", err)
-			}
-		}
+	if err = m.makeVCPUs(state); err != nil {
+		return nil, err
 	}
 	if err = join(); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// makeVCPUs creates the vCPUs with their CPUID tables and MSRs, and gives
+// vCPU 0 the boot state.
+func (m *Machine) makeVCPUs(state *boot.CPUState) error {
+	cpuid, err := m.sys.SupportedCPUID()
+	if err != nil {
+		return err
+	}
+	n := m.cfg.CPUs
+	opt := cpuidOptions{noXSave: !m.tune.xsave, tscDeadline: m.sys.CheckExtension(kvm.CapTSCDeadlineTimer) > 0}
+	for i := range n {
+		kv, err := m.vm.CreateVCPU(i)
+		if err != nil {
+			return err
+		}
+		m.vcpus = append(m.vcpus, &vcpu{id: i, kvm: kv})
+		if err := kv.SetCPUID(vcpuCPUID(cpuid, i, n, opt)); err != nil {
+			return fmt.Errorf("vCPU %d: %w", i, err)
+		}
+		if err := setMSRs(kv); err != nil {
+			return fmt.Errorf("vCPU %d: %w", i, err)
+		}
+		if i == 0 {
+			if err := setBootState(kv, state); err != nil {
+				return fmt.Errorf("vCPU 0: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // loadGuest writes the ACPI tables and loads the kernel.

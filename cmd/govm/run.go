@@ -120,89 +120,22 @@ func openImage(flag, path string) (*os.File, int64, error) {
 
 func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) {
 	started := time.Now()
-	memSize, err := ParseSize(o.mem)
-	if err != nil {
-		return ExitError, usageError{fmt.Errorf("--mem: %w", err)}
-	}
-	if o.cpus < 1 {
-		return ExitError, usageError{fmt.Errorf("--cpus %d: need at least 1", o.cpus)}
-	}
-	if o.timeout < 0 {
-		return ExitError, usageError{fmt.Errorf("--timeout %v: must be positive", o.timeout)}
-	}
-	var affinity []int
-	if o.cpuAffinity != "" {
-		if affinity, err = machine.ParseCPUList(o.cpuAffinity); err != nil {
-			return ExitError, usageError{fmt.Errorf("--cpu-affinity: %w", err)}
+	var open []io.Closer // the files the VM reads and writes while it runs
+	defer func() {
+		for _, c := range open {
+			c.Close()
 		}
-		if len(affinity) != o.cpus {
-			return ExitError, usageError{fmt.Errorf("--cpu-affinity %s: %d CPUs for %d vCPUs (one per vCPU)", o.cpuAffinity, len(affinity), o.cpus)}
-		}
-	}
-	nics, err := parseNets(o.nets)
-	if err != nil {
-		return ExitError, err
-	}
-	disks, err := parseDisks(o.disks)
-	if err != nil {
-		return ExitError, err
-	}
+	}()
 	sink := &consoleSink{outs: []io.Writer{stdout}}
-	var err2 error
-	if sink.expect, err2 = compileFlag("expect", o.expect); err2 != nil {
-		return ExitError, err2
-	}
-	if sink.failOn, err2 = compileFlag("fail-on", o.failOn); err2 != nil {
-		return ExitError, err2
-	}
-	kf, ksize, err := openImage("kernel", o.kernel)
+	cfg, err := o.config(started, sink, stderr, &open)
 	if err != nil {
 		return ExitError, err
 	}
-	defer kf.Close()
-	bc := boot.Config{Kernel: kf, KernelSize: ksize, Cmdline: DefaultCmdline}
-	for _, a := range o.appends {
-		if a = strings.TrimSpace(a); a != "" {
-			bc.Cmdline += " " + a
-		}
+	metricsOut, err := o.outputs(sink, &open)
+	if err != nil {
+		return ExitError, err
 	}
-	if len(o.uroot) > 0 {
-		res, err := buildUroot(o.uroot, stderr)
-		if err != nil {
-			return ExitError, err
-		}
-		o.initrd = res.Path
-	}
-	if o.initrd != "" {
-		f, size, err := openImage("initrd", o.initrd)
-		if err != nil {
-			return ExitError, err
-		}
-		defer f.Close()
-		bc.Initrd, bc.InitrdSize = f, size
-	}
-
-	if o.consoleLog != "" {
-		f, err := createOut(o.consoleLog)
-		if err != nil {
-			return ExitError, fmt.Errorf("--console-log: %w", err)
-		}
-		defer f.Close()
-		sink.outs = append(sink.outs, f)
-	}
-	var metricsOut *outFile
-	if o.metrics != "" {
-		// Fail now, not after the guest ran, if the file cannot be written.
-		if metricsOut, err = createOut(o.metrics); err != nil {
-			return ExitError, fmt.Errorf("--metrics: %w", err)
-		}
-		defer metricsOut.Close()
-	}
-
-	m, err := machine.New(machine.Config{
-		KVMPath: o.kvmPath, MemSize: memSize, CPUs: o.cpus, Boot: bc, Console: sink, Started: started,
-		Disks: disks, NICs: nics, CPUAffinity: affinity,
-	})
+	m, err := machine.New(cfg)
 	if err != nil {
 		return ExitError, explain(err, o.kvmPath)
 	}
@@ -214,7 +147,102 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 			"guest kernel code is emulated instruction by instruction and Linux will not boot here; "+
 			"use a host with hardware virtualization, or the nested path (make run)")
 	}
+	return o.runVM(m, sink, metricsOut, stdin, stderr)
+}
 
+// config checks the flags that describe the VM and opens its kernel and
+// initrd (added to open), in the order a user's mistakes are reported.
+func (o *runOptions) config(started time.Time, sink *consoleSink, stderr io.Writer, open *[]io.Closer) (machine.Config, error) {
+	memSize, err := ParseSize(o.mem)
+	if err != nil {
+		return machine.Config{}, usageError{fmt.Errorf("--mem: %w", err)}
+	}
+	if o.cpus < 1 {
+		return machine.Config{}, usageError{fmt.Errorf("--cpus %d: need at least 1", o.cpus)}
+	}
+	if o.timeout < 0 {
+		return machine.Config{}, usageError{fmt.Errorf("--timeout %v: must be positive", o.timeout)}
+	}
+	var affinity []int
+	if o.cpuAffinity != "" {
+		if affinity, err = machine.ParseCPUList(o.cpuAffinity); err != nil {
+			return machine.Config{}, usageError{fmt.Errorf("--cpu-affinity: %w", err)}
+		}
+		if len(affinity) != o.cpus {
+			return machine.Config{}, usageError{fmt.Errorf("--cpu-affinity %s: %d CPUs for %d vCPUs (one per vCPU)", o.cpuAffinity, len(affinity), o.cpus)}
+		}
+	}
+	nics, err := parseNets(o.nets)
+	if err != nil {
+		return machine.Config{}, err
+	}
+	disks, err := parseDisks(o.disks)
+	if err != nil {
+		return machine.Config{}, err
+	}
+	if sink.expect, err = compileFlag("expect", o.expect); err != nil {
+		return machine.Config{}, err
+	}
+	if sink.failOn, err = compileFlag("fail-on", o.failOn); err != nil {
+		return machine.Config{}, err
+	}
+	kf, ksize, err := openImage("kernel", o.kernel)
+	if err != nil {
+		return machine.Config{}, err
+	}
+	*open = append(*open, kf)
+	bc := boot.Config{Kernel: kf, KernelSize: ksize, Cmdline: DefaultCmdline}
+	for _, a := range o.appends {
+		if a = strings.TrimSpace(a); a != "" {
+			bc.Cmdline += " " + a
+		}
+	}
+	if len(o.uroot) > 0 {
+		res, err := buildUroot(o.uroot, stderr)
+		if err != nil {
+			return machine.Config{}, err
+		}
+		o.initrd = res.Path
+	}
+	if o.initrd != "" {
+		f, size, err := openImage("initrd", o.initrd)
+		if err != nil {
+			return machine.Config{}, err
+		}
+		*open = append(*open, f)
+		bc.Initrd, bc.InitrdSize = f, size
+	}
+	return machine.Config{
+		KVMPath: o.kvmPath, MemSize: memSize, CPUs: o.cpus, Boot: bc, Console: sink, Started: started,
+		Disks: disks, NICs: nics, CPUAffinity: affinity,
+	}, nil
+}
+
+// outputs opens --console-log and --metrics (added to open) before the
+// guest starts, so a bad path fails at once rather than after the run.
+func (o *runOptions) outputs(sink *consoleSink, open *[]io.Closer) (*outFile, error) {
+	if o.consoleLog != "" {
+		f, err := createOut(o.consoleLog)
+		if err != nil {
+			return nil, fmt.Errorf("--console-log: %w", err)
+		}
+		*open = append(*open, f)
+		sink.outs = append(sink.outs, f)
+	}
+	if o.metrics == "" {
+		return nil, nil
+	}
+	f, err := createOut(o.metrics)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics: %w", err)
+	}
+	*open = append(*open, f)
+	return f, nil
+}
+
+// runVM runs the VM until the guest, the timeout, a console match, a
+// signal or the user ends it, and reports the verdict.
+func (o *runOptions) runVM(m *machine.Machine, sink *consoleSink, metricsOut *outFile, stdin *os.File, stderr io.Writer) (int, error) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	if o.timeout > 0 {
