@@ -78,7 +78,7 @@ func runCase(t *testing.T, r *Runner, c Case, wantExit int) *Result {
 	}
 	res, err := r.Run(context.Background(), c)
 	if errors.Is(err, errEmulatorFault) && r.Mode == Nested {
-		// Every attempt was spoiled by the emulated L1 (see README):
+		// Every attempt was spoiled by the emulated L1 (docs/nested-tcg-fault.md):
 		// they say nothing about govm either way. Reported as a skip
 		// with the reason, never as a pass; direct runs never get here.
 		t.Skipf("nested: every attempt (%d at most, within the suite's retry budget) was spoiled by QEMU TCG's emulation fault; none reached a verdict (last: %v)", nestedAttempts, err)

@@ -9,5 +9,6 @@ package e2e
 // The harness, one concern per file: assets.go (what scripts/assets.sh
 // built and the mode), case.go (a case and its result), runner.go
 // (running and retrying), fault.go (which failures are the emulator's),
-// direct.go and nested.go (the two ways to run govm), l1script.tmpl (the
-// case as L1 runs it), cpio.go (the case's archive for L1).
+// direct.go and nested.go (the two ways to run govm), l1.go (the one L1
+// launcher, which make run shares), l1script.tmpl (the case as L1 runs
+// it), cpio.go (the case's archive for L1).

@@ -16,7 +16,7 @@ import (
 // l1Pin, on L1's command line, runs the case (govm, its guest, the
 // host-side servers, the peers) on L1's CPU 0 only (scripts/l1-init) and
 // keeps L1's other CPU idle. It is the workaround for a fault in QEMU's
-// TCG emulation of SVM (README, "The nested emulator's fault"): when
+// TCG emulation of SVM (docs/nested-tcg-fault.md): when
 // VMRUN injects an interrupt, TCG delivers it at once but leaves the
 // vector as the CPU's pending exception, and if the emulator is asked to
 // leave its execution loop before the next exception, #VMEXIT or
