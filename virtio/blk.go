@@ -63,7 +63,7 @@ const (
 	blkCfgMaxWZSeg       = 52
 	blkCfgWZMayUnmap     = 56
 	blkCfgSize           = 60
-	blkWriteZeroesUnmap  = 1 // segment flag
+	blkWriteZeroesUnmap  = 1 // segment flag: may deallocate (5.2.6, write zeroes only)
 )
 
 // Request parse errors. Each makes the request fail with a status; a chain
@@ -445,25 +445,47 @@ func (b *Blk) execute(m *mem.Memory, bq *blkQueue, req *BlkRequest) (status uint
 		if !b.discard {
 			return BlkStatusUnsupp, 0
 		}
-		for _, s := range req.Data {
-			for p := uint64(0); p+blkSegSize <= uint64(s.Len); p += blkSegSize {
-				var seg [blkSegSize]byte
-				if m.ReadAt(seg[:], s.Addr+p) != nil {
-					return BlkStatusIOErr, 0
-				}
-				sector := binary.LittleEndian.Uint64(seg[0:])
-				n := uint64(binary.LittleEndian.Uint32(seg[8:]))
-				if sector > b.capacity || n > b.capacity-sector || n > blkMaxDiscard {
-					return BlkStatusIOErr, 0
-				}
-				zero := req.Type == BlkTypeWriteZeroes
-				if err := b.backend.Punch(int64(sector)*SectorSize, int64(n)*SectorSize, zero); err != nil {
-					return BlkStatusIOErr, 0
+		// Every segment is checked before any is applied, so a refused
+		// request changes nothing.
+		for pass := range 2 {
+			for _, s := range req.Data {
+				for p := uint64(0); p+blkSegSize <= uint64(s.Len); p += blkSegSize {
+					var seg [blkSegSize]byte
+					if m.ReadAt(seg[:], s.Addr+p) != nil {
+						return BlkStatusIOErr, 0
+					}
+					sector := binary.LittleEndian.Uint64(seg[0:])
+					n := uint64(binary.LittleEndian.Uint32(seg[8:]))
+					flags := binary.LittleEndian.Uint32(seg[12:])
+					if pass == 0 {
+						if st := blkSegmentStatus(req.Type, sector, n, flags, b.capacity); st != BlkStatusOK {
+							return st, 0
+						}
+						continue
+					}
+					zero := req.Type == BlkTypeWriteZeroes
+					if err := b.backend.Punch(int64(sector)*SectorSize, int64(n)*SectorSize, zero); err != nil {
+						return BlkStatusIOErr, 0
+					}
 				}
 			}
 		}
 	}
 	return BlkStatusOK, written
+}
+
+// blkSegmentStatus judges one discard or write-zeroes segment: UNSUPP
+// for a flag the device does not know, or the unmap flag on a discard
+// (virtio 1.2, 5.2.6.2); IOERR for a range past the disk or longer than
+// the device offered; OK otherwise.
+func blkSegmentStatus(typ uint32, sector, n uint64, flags uint32, capacity uint64) uint8 {
+	if flags&^blkWriteZeroesUnmap != 0 || typ == BlkTypeDiscard && flags&blkWriteZeroesUnmap != 0 {
+		return BlkStatusUnsupp
+	}
+	if sector > capacity || n > capacity-sector || n > blkMaxDiscard {
+		return BlkStatusIOErr
+	}
+	return BlkStatusOK
 }
 
 // flush makes what every queue wrote durable (fdatasync); once that

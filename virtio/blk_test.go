@@ -638,3 +638,48 @@ func BenchmarkBlkRequest(b *testing.B) {
 		}
 	}
 }
+
+// TestBlkDiscardFlags: discard and write-zeroes take only the flags the
+// spec gives them (virtio 1.2, 5.2.6.2): the unmap flag on a write
+// zeroes, none on a discard; anything else is UNSUPP and changes nothing,
+// even when an earlier segment of the same request was good.
+func TestBlkDiscardFlags(t *testing.T) {
+	seg := func(sector uint64, n, flags uint32) []byte {
+		b := make([]byte, blkSegSize)
+		binary.LittleEndian.PutUint64(b[0:], sector)
+		binary.LittleEndian.PutUint32(b[8:], n)
+		binary.LittleEndian.PutUint32(b[12:], flags)
+		return b
+	}
+	tests := []struct {
+		name   string
+		typ    uint32
+		segs   []byte
+		want   uint8
+		zeroed bool // sectors 2-3 read as zeroes after
+	}{
+		{"discard", BlkTypeDiscard, seg(2, 2, 0), BlkStatusOK, true},
+		{"discard with unmap", BlkTypeDiscard, seg(2, 2, blkWriteZeroesUnmap), BlkStatusUnsupp, false},
+		{"discard with an unknown flag", BlkTypeDiscard, seg(2, 2, 4), BlkStatusUnsupp, false},
+		{"write zeroes", BlkTypeWriteZeroes, seg(2, 2, 0), BlkStatusOK, true},
+		{"write zeroes with unmap", BlkTypeWriteZeroes, seg(2, 2, blkWriteZeroesUnmap), BlkStatusOK, true},
+		{"write zeroes with an unknown flag", BlkTypeWriteZeroes, seg(2, 2, 2), BlkStatusUnsupp, false},
+		{"a good segment, then a bad one", BlkTypeWriteZeroes, append(seg(2, 2, 0), seg(6, 1, 0x80)...), BlkStatusUnsupp, false},
+		{"past the disk's end", BlkTypeDiscard, seg(60, 8, 0), BlkStatusIOErr, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newBlkRig(t, false)
+			for i := range r.disk.data {
+				r.disk.data[i] = 0xaa
+			}
+			if st, _ := r.request(t, tt.typ, 0, tt.segs, false); st != tt.want {
+				t.Fatalf("status %d, want %d", st, tt.want)
+			}
+			zeroed := r.disk.data[2*SectorSize] == 0 && r.disk.data[4*SectorSize-1] == 0
+			if zeroed != tt.zeroed || r.disk.data[SectorSize] != 0xaa || r.disk.data[4*SectorSize] != 0xaa {
+				t.Errorf("sectors 2-3 zeroed %v, want %v (neighbours %#x %#x)", zeroed, tt.zeroed, r.disk.data[SectorSize], r.disk.data[4*SectorSize])
+			}
+		})
+	}
+}
