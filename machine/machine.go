@@ -128,7 +128,7 @@ type Machine struct {
 	closers []func() error
 	// virtioDevs are the virtio devices placed on PCI, slots 1 and up.
 	virtioDevs []*virtio.PCIDevice
-	msi        *msiRouter // GSI routes for MSIs; nil without an irqchip
+	msi        *msiRouter // GSI routes for MSIs
 	intx       *intxLines // shared PCI INTx lines
 	nets       []*virtio.Net
 
