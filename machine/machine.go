@@ -14,6 +14,7 @@ import (
 	"github.com/govm/govm/boot"
 	"github.com/govm/govm/bus"
 	"github.com/govm/govm/devices"
+	"github.com/govm/govm/hostinfo"
 	"github.com/govm/govm/kvm"
 	"github.com/govm/govm/mem"
 	"github.com/govm/govm/pci"
@@ -117,6 +118,7 @@ type NICStats struct {
 type Machine struct {
 	cfg     Config
 	tune    tuning
+	host    hostinfo.Facts // as probed when the tuning was decided
 	sys     *kvm.System
 	vm      *kvm.VM
 	mem     *mem.Memory
@@ -165,15 +167,12 @@ func New(cfg Config) (_ *Machine, err error) {
 			return nil, err
 		}
 	}
-	tune := test.Tuning
-	if tune == nil {
-		t, err := hostTuning()
-		if err != nil {
-			return nil, err
-		}
-		tune = &t
+	m := &Machine{cfg: cfg, done: make(chan struct{})}
+	if test.Tuning != nil {
+		m.tune = *test.Tuning
+	} else if m.tune, m.host, err = hostTuning(); err != nil {
+		return nil, err
 	}
-	m := &Machine{cfg: cfg, tune: *tune, done: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			m.Close()
@@ -432,6 +431,10 @@ func (m *Machine) threads() int {
 	}
 	return n
 }
+
+// Host is what New learned of the host it runs on (zero for a test
+// guest given its tuning).
+func (m *Machine) Host() hostinfo.Facts { return m.host }
 
 // Memory returns guest RAM.
 func (m *Machine) Memory() *mem.Memory { return m.mem }

@@ -62,9 +62,11 @@ func decideTuning(host hostinfo.Facts, getenv func(string) string) (tuning, erro
 	return t, nil
 }
 
-// hostTuning decides the tuning for the host govm runs on.
-func hostTuning() (tuning, error) {
-	return decideTuning(hostinfo.Probe(hostinfo.DefaultPaths), os.Getenv)
+// hostTuning probes the host govm runs on and decides its tuning.
+func hostTuning() (tuning, hostinfo.Facts, error) {
+	host := hostinfo.Probe(hostinfo.DefaultPaths)
+	t, err := decideTuning(host, os.Getenv)
+	return t, host, err
 }
 
 // applyProcess applies the process-wide part of the tuning before the

@@ -19,7 +19,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/govm/govm/boot"
-	"github.com/govm/govm/hostinfo"
 	"github.com/govm/govm/kvm"
 	"github.com/govm/govm/machine"
 )
@@ -142,7 +141,7 @@ func (o *runOptions) run(stdin *os.File, stdout, stderr io.Writer) (int, error) 
 	defer m.Close()
 	// Said up front, before the guest starts, so nobody stares at a
 	// silent console.
-	if !hostinfo.Probe(hostinfo.DefaultPaths).CanBootLinux() {
+	if !m.Host().CanBootLinux() {
 		fmt.Fprintln(stderr, "govm: warning: this host's /dev/kvm is served by kvm_pvm without VT-x/AMD-V: "+
 			"guest kernel code is emulated instruction by instruction and Linux will not boot here; "+
 			"use a host with hardware virtualization, or the nested path (make run)")
