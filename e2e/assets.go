@@ -111,3 +111,13 @@ const (
 	l1Initrd  = "/l2/initramfs.cpio"
 	l1VMLinux = "/l2/vmlinux"
 )
+
+// Expand fills {bzImage}, {vmlinux} and {initrd} in args with where the
+// assets are for govm in mode: here, or inside L1.
+func (a *Assets) Expand(mode Mode, args []string) []string {
+	var r Runner
+	if mode == Nested {
+		return r.expand(args, l1BzImage, l1VMLinux, l1Initrd)
+	}
+	return r.expand(args, a.BzImage, a.VMLinux, a.Initrd)
+}

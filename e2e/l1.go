@@ -98,13 +98,11 @@ func appendFile(w io.Writer, path string) error {
 }
 
 // RunNestedInteractive runs `govm run ARGS` in an L1 guest with the
-// terminal as its console, for make run: the placeholders {bzImage} and
-// {initrd} name the L2 kernel and initramfs inside L1. It returns when
-// L1 powers off.
+// terminal as its console, for make run; args name the assets as they
+// are inside L1 (Assets.Expand). It returns when L1 powers off.
 func RunNestedInteractive(ctx context.Context, a *Assets, args []string) error {
-	r := &Runner{Assets: a}
 	govm := "govm run"
-	for _, arg := range r.expand(args, l1BzImage, l1VMLinux, l1Initrd) {
+	for _, arg := range args {
 		govm += " " + shellQuote(arg)
 	}
 	script := fmt.Sprintf("cd /tmp\necho GOVM-START\n%s </dev/console\necho %s=$?\n", govm, markerRC)

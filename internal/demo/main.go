@@ -17,7 +17,8 @@ import (
 )
 
 // demoArgs are govm run's flags for the demo VM, with {bzImage} and
-// {initrd} for the kernel and initramfs wherever govm runs.
+// {initrd} for the kernel and initramfs wherever govm runs (e2e's
+// Assets.Expand fills them in).
 var demoArgs = []string{"--kernel", "{bzImage}", "--initrd", "{initrd}", "--mem", "512M", "--cpus", "2"}
 
 func main() {
@@ -41,11 +42,8 @@ func run(extra []string) error {
 	if err != nil {
 		return err
 	}
-	args := append(append([]string(nil), demoArgs...), extra...)
+	args := a.Expand(mode, append(append([]string(nil), demoArgs...), extra...))
 	if mode == e2e.Direct {
-		for i, arg := range args {
-			args[i] = strings.NewReplacer("{bzImage}", a.BzImage, "{initrd}", a.Initrd).Replace(arg)
-		}
 		fmt.Fprintf(os.Stderr, "make run: govm run %s   (Ctrl-A x quits)\n", strings.Join(args, " "))
 		cmd := exec.Command(a.Govm, append([]string{"run"}, args...)...)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
