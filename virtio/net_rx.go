@@ -80,7 +80,7 @@ func (n *Net) receiveBatch(m *mem.Memory, q *Queue, features uint64, fd int) (in
 	return delivered, false, nil
 }
 
-// The driver errors both receive paths report (the transport then asks
+// The driver errors holdChains reports (the transport then asks
 // for a reset).
 var errNetReadableRx = errors.New("virtio-net: device-readable buffer in a receive chain")
 
