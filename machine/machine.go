@@ -37,7 +37,13 @@ type Config struct {
 	Started time.Time
 	// Disks are virtio-blk devices on the PCI bus.
 	Disks []Disk
-	// NICs are virtio-net interfaces on TAP devices, after the disks on PCI.
+	// Shares are host directories served over virtio-fs, after the disks
+	// on PCI.
+	Shares []Share
+	// Ports, if any, are the ports of one multiport virtio-console after
+	// the shares.
+	Ports []virtio.ConsolePort
+	// NICs are virtio-net interfaces on TAP devices, last on PCI.
 	NICs []NIC
 
 	// test, set only by this package's tests (export_test.go), runs a
@@ -250,6 +256,12 @@ func New(cfg Config) (_ *Machine, err error) {
 		return nil, err
 	}
 	if err = m.addDisks(); err != nil {
+		return nil, err
+	}
+	if err = m.addShares(); err != nil {
+		return nil, err
+	}
+	if err = m.addConsole(); err != nil {
 		return nil, err
 	}
 	if err = m.addNICs(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/govm/govm/share"
 	"github.com/govm/govm/tap"
 	"github.com/govm/govm/virtio"
 )
@@ -23,6 +24,14 @@ type Disk struct {
 	// Queues is how many request queues the disk offers; 0: one per
 	// vCPU, up to virtio.BlkMaxQueues.
 	Queues int
+}
+
+// Share is a host directory the guest mounts with
+// `mount -t virtiofs TAG DIR`.
+type Share struct {
+	Dir      string
+	Tag      string
+	ReadOnly bool
 }
 
 // NIC is a virtio-net interface on a TAP device.
@@ -115,6 +124,37 @@ func (m *Machine) addDisks() error {
 		}
 	}
 	return nil
+}
+
+// addShares places a virtio-fs device on PCI for each share, with a
+// request queue per vCPU.
+func (m *Machine) addShares() error {
+	for i, sh := range m.cfg.Shares {
+		srv, err := share.New(sh.Dir, sh.ReadOnly)
+		if err != nil {
+			return fmt.Errorf("--share %s: %w", sh.Dir, err)
+		}
+		dev, err := virtio.NewFS(sh.Tag, srv, min(m.cfg.CPUs, virtio.FSMaxRequestQueues))
+		if err != nil {
+			return fmt.Errorf("--share %s: %w", sh.Dir, err)
+		}
+		if err := m.addPCIDevice(fmt.Sprintf("virtio-fs %d (%s)", i, sh.Tag), fmt.Sprintf("govm-fs%d", i), dev); err != nil {
+			return fmt.Errorf("--share %s: %w", sh.Dir, err)
+		}
+	}
+	return nil
+}
+
+// addConsole places the multiport console on PCI, if it has ports.
+func (m *Machine) addConsole() error {
+	if len(m.cfg.Ports) == 0 {
+		return nil
+	}
+	dev, err := virtio.NewConsole(m.cfg.Ports)
+	if err != nil {
+		return err
+	}
+	return m.addPCIDevice("virtio-console", "govm-console", dev)
 }
 
 // tapBackend is a TAP as a virtio-net backend: the device model knows
