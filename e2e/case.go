@@ -26,6 +26,10 @@ type Case struct {
 	// Files are created in a scratch directory before govm starts (inside
 	// L1 in nested mode); {dir} in Args and After names it.
 	Files map[string][]byte
+	// RootFiles are created at these paths (relative to /) in L1 in
+	// nested mode, as files a host has installed (/lib/modules/...); in
+	// direct mode the host's own are used.
+	RootFiles map[string][]byte
 	// Before is a shell snippet run before govm starts, in the same place
 	// as After (to make large disk images where they are used).
 	Before string

@@ -109,6 +109,9 @@ func (r *Runner) runNested(ctx context.Context, c Case) (*Result, error) {
 	for name, data := range c.Files {
 		files = append(files, cpioFile{Name: "case/" + name, Mode: 0o644, Data: data})
 	}
+	for name, data := range c.RootFiles {
+		files = append(files, cpioFile{Name: name, Mode: 0o644, Data: data})
+	}
 	if tree != nil {
 		files = append(files, tree.Files...)
 	}

@@ -9,8 +9,11 @@ package execimg
 
 import (
 	"bufio"
+	"bytes"
+	"debug/elf"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,6 +51,11 @@ func moduleName(path string) string {
 // those built into the kernel (modules.builtin).
 func Resolve(dir string, names []string) ([]Module, error) {
 	deps, err := readDep(filepath.Join(dir, "modules.dep"))
+	if errors.Is(err, os.ErrNotExist) {
+		// An unpacked kernel package: depmod never ran. Read each
+		// module's own list of dependencies, as depmod would.
+		deps, err = scanModinfo(dir)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -134,4 +142,71 @@ func readBuiltin(file string) (map[string]bool, error) {
 		m[moduleName(l)] = true
 	}
 	return m, nil
+}
+
+// scanModinfo builds the dependency map from the modules under dir: the
+// "depends=" entry of each one's .modinfo section names what it needs.
+func scanModinfo(dir string) (map[string]depEntry, error) {
+	m := map[string]depEntry{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() || !strings.Contains(d.Name(), ".ko") {
+			return nil
+		}
+		rel, _ := filepath.Rel(dir, path)
+		m[moduleName(path)] = depEntry{path: rel}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: no modules.dep, and %w", dir, err)
+	}
+	if len(m) == 0 {
+		return nil, fmt.Errorf("%s: no modules.dep and no modules", dir)
+	}
+	for name, e := range m {
+		deps, err := modinfoDepends(filepath.Join(dir, e.path))
+		if err != nil {
+			return nil, err
+		}
+		// Listed so that the last is loaded first, as in modules.dep.
+		for i := len(deps) - 1; i >= 0; i-- {
+			e.deps = append(e.deps, deps[i])
+		}
+		m[name] = e
+	}
+	return m, nil
+}
+
+// modinfoDepends reads a module's "depends=" list.
+func modinfoDepends(path string) ([]string, error) {
+	b, err := readModule(path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := elf.NewFile(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	sec := f.Section(".modinfo")
+	if sec == nil {
+		return nil, nil
+	}
+	info, err := sec.Data()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	for kv := range bytes.SplitSeq(info, []byte{0}) {
+		if v, ok := bytes.CutPrefix(kv, []byte("depends=")); ok {
+			var out []string
+			for d := range strings.SplitSeq(string(v), ",") {
+				if d != "" {
+					out = append(out, strings.ReplaceAll(d, "-", "_"))
+				}
+			}
+			return out, nil
+		}
+	}
+	return nil, nil
 }

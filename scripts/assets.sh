@@ -2,6 +2,7 @@
 # Builds everything the demo VM and the end-to-end tests boot, into build/:
 #   build/kernel/bzImage, build/kernel/vmlinux    Debian's linux-image-cloud-amd64
 #   build/kernel/modules/*.ko                     kvm, kvm-amd, kvm-intel, irqbypass, tun (for L1)
+#   build/kernel/lib-modules/RELEASE/             the guest modules govm exec loads, as in /lib/modules
 #   build/govm, build/govm-agent, build/govm-host static binaries (govm-host:
 #                                                 the tests' host side)
 #   build/uroot.cpio                              u-root initramfs with govm-agent as uinit
@@ -31,7 +32,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 
 # 1. The kernel: Debian's cloud kernel, as both L1 and L2.
-if [ ! -s "$B/kernel/bzImage" ] || [ ! -d "$B/kernel/guest-modules" ]; then
+if [ ! -s "$B/kernel/bzImage" ] || [ ! -d "$B/kernel/guest-modules" ] || [ ! -d "$B/kernel/lib-modules" ]; then
 	log "fetching linux-image-cloud-amd64"
 	tmp=$(mktemp -d)
 	( cd "$tmp"
@@ -52,6 +53,16 @@ if [ ! -s "$B/kernel/bzImage" ] || [ ! -d "$B/kernel/guest-modules" ]; then
 		net/core/failover drivers/net/net_failover drivers/net/virtio_net; do
 		cp "$mdir/$m.ko" "$B/kernel/guest-modules/"
 	done
+	# What govm exec's initramfs takes from /lib/modules/RELEASE: the
+	# modules of virtio, the console, virtio-fs and overlayfs, and the
+	# lists (no modules.dep: depmod never ran on an unpacked package).
+	rel=$(cat "$B/kernel/version")
+	rm -rf "$B/kernel/lib-modules"
+	mkdir -p "$B/kernel/lib-modules/$rel"
+	( cd "$tmp/x/lib/modules/$rel"
+	  cp modules.builtin modules.order "$B/kernel/lib-modules/$rel/"
+	  find kernel/drivers/virtio kernel/drivers/char/virtio_console.ko kernel/fs/fuse kernel/fs/overlayfs -name '*.ko*' |
+	    cpio -pdm --quiet "$B/kernel/lib-modules/$rel" )
 	rm -rf "$tmp"
 fi
 

@@ -12,6 +12,8 @@ import (
 	"runtime"
 
 	"github.com/spf13/cobra"
+
+	"github.com/govm/govm/guest/execinit"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -27,6 +29,10 @@ type usageError struct{ error }
 func init() { runtime.LockOSThread() }
 
 func main() {
+	// In govm exec's initramfs this executable is the guest's init.
+	if os.Getpid() == 1 {
+		execinit.Main()
+	}
 	os.Exit(execute(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
@@ -44,7 +50,7 @@ func execute(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newRunCmd(stdin, stdout, stderr, &code), newVersionCmd(stdout), newCheckCmd(stdout, &code),
-		newInitramfsCmd(stdout, stderr))
+		newInitramfsCmd(stdout, stderr), newExecCmd(stdin, stdout, stderr, &code))
 	root.SetArgs(args)
 	if err := root.Execute(); err != nil {
 		var ue usageError

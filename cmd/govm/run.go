@@ -44,6 +44,7 @@ type runOptions struct {
 	metrics     string
 	disks       []string
 	nets        []string
+	shares      []string
 	cpuAffinity string
 }
 
@@ -84,6 +85,8 @@ The kernel command line is "` + DefaultCmdline + `" followed by --append.
 	f.StringArrayVar(&o.nets, "net", nil, "add a virtio-net NIC on a TAP: tap=NAME (attach, or create if missing) or tap (create),\n"+
 		"options ,mac=52:54:..., ,host-ip=ADDR/LEN (set on the host side and bring it up) (repeatable)")
 	f.StringVar(&o.cpuAffinity, "cpu-affinity", "", "pin vCPU i to the i-th host CPU of this list, one per vCPU (e.g. 2,3 or 4-7)")
+	f.StringArrayVar(&o.shares, "share", nil, "share a host directory over virtio-fs: HOSTDIR[:TAG][,ro] (TAG default share0, share1, ...;\n"+
+		"the guest mounts it with mount -t virtiofs TAG DIR; ro refuses every write on the host side) (repeatable)")
 	f.StringVar(&o.metrics, "metrics", "", "write boot time, exits by kind and console bytes as JSON to this file")
 	_ = c.MarkFlagRequired("kernel")
 	c.MarkFlagsMutuallyExclusive("initrd", "uroot")
@@ -179,6 +182,10 @@ func (o *runOptions) config(started time.Time, sink *consoleSink, stderr io.Writ
 	if err != nil {
 		return machine.Config{}, err
 	}
+	shares, err := parseShares(o.shares)
+	if err != nil {
+		return machine.Config{}, err
+	}
 	if sink.expect, err = compileFlag("expect", o.expect); err != nil {
 		return machine.Config{}, err
 	}
@@ -213,7 +220,7 @@ func (o *runOptions) config(started time.Time, sink *consoleSink, stderr io.Writ
 	}
 	return machine.Config{
 		KVMPath: o.kvmPath, MemSize: memSize, CPUs: o.cpus, Boot: bc, Console: sink, Started: started,
-		Disks: disks, NICs: nics, CPUAffinity: affinity,
+		Disks: disks, NICs: nics, CPUAffinity: affinity, Shares: shares,
 	}, nil
 }
 

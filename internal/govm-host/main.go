@@ -43,6 +43,8 @@ func main() {
 //	                               their totals (cpuacct.go)
 //	govm-host time NAME CMD...    run CMD (output to NAME.log) and say its
 //	                               wall time and exit status
+//	govm-host pty INPUT CMD...    run CMD on a terminal, type INPUT, show
+//	                               the terminal and say CMD's exit status
 //	govm-host checkrecs FILE N    check records 0..N (records.go) in FILE
 //	govm-host boot NAME MARKER SECONDS CMD...
 //	                               run a VMM until its console shows MARKER
@@ -57,6 +59,8 @@ func hostCommand(args []string) error {
 			return fmt.Errorf("boot: %q is not a number of seconds", args[3])
 		}
 		return bootCommand(args[1], args[2], time.Duration(secs)*time.Second, args[4:])
+	case len(args) >= 3 && args[0] == "pty":
+		return ptyCommand(args[1], args[2:])
 	case len(args) == 3 && args[0] == "checkrecs":
 		return checkRecords(args[1], args[2])
 	case len(args) == 2 && args[0] == "cpuwatch":

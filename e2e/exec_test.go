@@ -1,0 +1,156 @@
+package e2e
+
+import (
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// execScript runs govm exec the ways a user does, one VM each, and
+// reports each run as "EXEC name key=value" lines. $1 is the kernel, $D
+// the scratch directory, $MODFLAGS how govm finds the modules.
+const execScript = `
+set -u
+K=$1
+mkdir -p $D/work $D/ro
+echo data > $D/ro/f
+chmod +x $D/exectest.test
+cd $D/work
+run() {
+	name=$1; shift
+	govm exec --kernel "$K" --timeout 150s --console-log "$D/$name.console" $MODFLAGS "$@" \
+		>"$D/$name.out" 2>"$D/$name.err" <"${STDIN:-/dev/null}"
+	echo "EXEC $name rc=$?"
+}
+run uname -- uname -r
+echo "EXEC uname out=$(cat $D/uname.out)"
+run true -- sh -c true
+run exit7 -- sh -c 'exit 7'
+run false -- sh -c false
+run missing -- no-such-command-xyz
+echo "EXEC missing err=$(cat $D/missing.err)"
+run signal -- sh -c 'kill -TERM $$'
+run streams -- sh -c 'echo to-stdout; echo to-stderr >&2'
+echo "EXEC streams out=$(cat $D/streams.out) err=$(cat $D/streams.err)"
+head -c 10485760 /dev/urandom > $D/big
+run big -- cat $D/big
+echo "EXEC big want=$(govm-host sum $D/big) got=$(govm-host sum $D/big.out)"
+echo hello-stdin > $D/in
+STDIN=$D/in run stdin -- cat
+echo "EXEC stdin out=$(cat $D/stdin.out)"
+run writes -- sh -c 'echo outside > /etc/govm-outside && echo inside > inside.txt && cat /etc/govm-outside'
+echo "EXEC writes guest=$(cat $D/writes.out) host-outside=$(cat /etc/govm-outside 2>/dev/null || echo absent) host-inside=$(cat $D/work/inside.txt)"
+run ro --share $D/ro:data,ro -- sh -c "cat $D/ro/f && echo x > $D/ro/new"
+echo "EXEC ro out=$(cat $D/ro.out) files=$(ls $D/ro | tr '\n' ' ')"
+run gopass -- $D/exectest.test -test.run TestPass
+run gofail -- $D/exectest.test -test.run TestFail
+echo "EXEC gofail out=$(grep -c 'fails on purpose' $D/gofail.out)"
+govm-host pty 'tty; stty size; exit 3\n' govm exec --kernel "$K" --timeout 150s $MODFLAGS -- sh > $D/pty.out
+echo "EXEC pty tty=$(grep -c '^/dev/pts/' $D/pty.out) size=$(grep -c '^30 100' $D/pty.out) $(grep -o 'exit=[0-9]*' $D/pty.out)"
+for f in $D/*.console; do [ -s "$f" ] && { echo "== $f"; tail -n 5 "$f"; }; done
+exit 0
+`
+
+// TestExec runs host commands in fresh VMs with govm exec: the guest
+// kernel's release, exit codes and signals, separate byte-exact streams,
+// stdin, writes kept from the host but for the working directory, a
+// read-only share, and a Go test binary built on the host.
+func TestExec(t *testing.T) {
+	r := testRunner(t)
+	bin := buildExecTest(t)
+	rel, err := os.ReadFile(filepath.Join(r.Assets.Dir, "kernel/version"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := strings.TrimSpace(string(rel))
+	mods := filepath.Join(r.Assets.Dir, "kernel/lib-modules", release)
+	c := Case{
+		Program: "sh", Args: []string{"{dir}/exec.sh", "{bzImage}"}, Timeout: 20 * time.Minute,
+		Files: map[string][]byte{"exectest.test": bin},
+		Env:   []string{"D={dir}", "MODFLAGS="},
+	}
+	if r.Mode == Nested {
+		// As an installed kernel has them: govm finds them by release.
+		c.RootFiles = map[string][]byte{}
+		err := filepath.WalkDir(mods, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := os.ReadFile(p)
+			rp, _ := filepath.Rel(mods, p)
+			c.RootFiles[filepath.Join("lib/modules", release, rp)] = b
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		c.Env[1] = "MODFLAGS=--modules " + mods
+	}
+	c.Files["exec.sh"] = []byte(execScript)
+	res := runCase(t, r, c, 0)
+	got := map[string]string{}
+	for _, m := range regexp.MustCompile(`(?m)^EXEC (\S+) (.*)$`).FindAllStringSubmatch(res.Output, -1) {
+		got[m[1]] += m[2] + "\n"
+	}
+	for _, c := range []struct{ name, want string }{
+		{"uname", "rc=0\nout=" + release + "\n"},
+		{"true", "rc=0\n"},
+		{"exit7", "rc=7\n"},
+		{"false", "rc=1\n"},
+		{"missing", "rc=127\nerr=govm: no-such-command-xyz: command not found\n"},
+		{"signal", "rc=143\n"},
+		{"streams", "rc=0\nout=to-stdout err=to-stderr\n"},
+		{"stdin", "rc=0\nout=hello-stdin\n"},
+		{"writes", "rc=0\nguest=outside host-outside=absent host-inside=inside\n"},
+		{"ro", "rc=1\nout=data files=f \n"},
+		{"gopass", "rc=0\n"},
+		{"gofail", "rc=1\nout=1\n"},
+		{"pty", "tty=1 size=1 exit=3\n"},
+	} {
+		if got[c.name] != c.want {
+			t.Errorf("%s:\n got %q\nwant %q", c.name, got[c.name], c.want)
+		}
+	}
+	if m := regexp.MustCompile(`(?m)^EXEC big rc=0\nEXEC big want=(\S+) got=(\S+)$`).FindStringSubmatch(res.Output); m == nil || m[1] != m[2] {
+		t.Errorf("10 MiB through stdout: %q", m)
+	}
+	if t.Failed() {
+		t.Logf("output:\n%s", res.Output)
+	}
+}
+
+// buildExecTest builds testdata/exectest with go test -c, static, and
+// checks it passes and fails on the host as it must in the guest.
+func buildExecTest(t *testing.T) []byte {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "exectest.test")
+	cmd := exec.Command("go", "test", "-c", "-o", out, "./testdata/exectest")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go test -c: %v\n%s", err, b)
+	}
+	for _, c := range []struct {
+		run  string
+		code int
+	}{{"TestPass", 0}, {"TestFail", 1}} {
+		err := exec.Command(out, "-test.run", c.run).Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		if code != c.code {
+			t.Fatalf("on the host, %s exits %d (%v), want %d", c.run, code, err, c.code)
+		}
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
