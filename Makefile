@@ -70,6 +70,7 @@ soak: assets
 # Each fuzz target for FUZZTIME (go test runs their seeds as tests).
 FUZZTIME ?= 15m
 FUZZ_TARGETS := virtio:FuzzVirtqueue virtio:FuzzBlkRequest virtio:FuzzNetTx virtio:FuzzPCITransport \
+	virtio:FuzzFSRequest virtio:FuzzConsoleControl \
 	boot:FuzzLoad devices:FuzzPorts
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -31,6 +31,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -43,6 +44,7 @@ type Share struct {
 	dir      string
 	readOnly bool
 	mu       sync.Mutex // held by every path operation
+	broken   atomic.Bool
 	server   *fuse.ProtocolServer
 }
 
@@ -79,7 +81,7 @@ func New(dir string, readOnly bool) (*Share, error) {
 	opts := &fs.Options{EntryTimeout: &timeout, AttrTimeout: &timeout, NegativeTimeout: &timeout}
 	opts.Logger = discardLogger
 	raw := fs.NewNodeFS(root.RootNode, opts)
-	s.server = fuse.NewProtocolServer(raw, &fuse.MountOptions{MaxWrite: MaxWrite, Logger: discardLogger})
+	s.server = fuse.NewProtocolServer(raw, &fuse.MountOptions{MaxWrite: MaxWrite, Logger: discardLogger, PanicHandler: s.panicked})
 	return s, nil
 }
 
@@ -92,8 +94,26 @@ func (s *Share) Dir() string { return s.dir }
 // ReadOnly reports whether the share refuses modifications.
 func (s *Share) ReadOnly() bool { return s.readOnly }
 
+// ErrBroken is returned for every request once the FUSE server panicked.
+var ErrBroken = errors.New("share: the file server failed; every request now fails")
+
+// panicked is go-fuse's panic handler. go-fuse recovers a panic in a
+// request but may leave its node locks held, and a later request would
+// wait on them for good: from the first panic on, the share answers
+// every request with EIO instead.
+func (s *Share) panicked(r any) fuse.Status {
+	s.broken.Store(true)
+	return fuse.EIO
+}
+
+// Broken reports whether the server failed (see panicked).
+func (s *Share) Broken() bool { return s.broken.Load() }
+
 // Serve serves one FUSE request (virtio.FSServer).
 func (s *Share) Serve(in, out [][]byte) (int, error) {
+	if s.broken.Load() {
+		return 0, ErrBroken
+	}
 	n, st := s.server.HandleRequest(in, out)
 	if !st.Ok() {
 		return 0, fmt.Errorf("fuse: %v", st)
@@ -135,6 +155,26 @@ func (n *node) parentOK(name string, modifies bool) syscall.Errno {
 		return syscall.EINVAL
 	case modifies && n.share.readOnly:
 		return syscall.EROFS
+	}
+	return 0
+}
+
+// hostPath is the node's path on the host.
+func (n *node) hostPath() string {
+	return filepath.Join(n.RootData.Path, n.Path(n.Root()))
+}
+
+// regularAt reports whether path is a regular file now. Opening
+// anything else could block a queue's worker for good (a FIFO with no
+// writer) or reach the host's devices; path operations are serialised, so
+// the guest cannot swap the file between this check and the open.
+func regularAt(path string) syscall.Errno {
+	var st syscall.Stat_t
+	if err := syscall.Lstat(path, &st); err != nil {
+		return fs.ToErrno(err)
+	}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return syscall.EACCES
 	}
 	return 0
 }
@@ -207,6 +247,9 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	if e := n.parentOK(name, true); e != 0 {
 		return nil, nil, 0, e
 	}
+	if e := regularAt(filepath.Join(n.hostPath(), name)); e != 0 && e != syscall.ENOENT {
+		return nil, nil, 0, e
+	}
 	return n.LoopbackNode.Create(ctx, name, flags, mode, out)
 }
 
@@ -257,6 +300,9 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	}
 	if n.share.readOnly && flags&openFlagsWrite != 0 {
 		return nil, 0, syscall.EROFS
+	}
+	if e := regularAt(n.hostPath()); e != 0 {
+		return nil, 0, e
 	}
 	return n.LoopbackNode.Open(ctx, flags)
 }

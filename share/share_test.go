@@ -1,6 +1,7 @@
 package share
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -134,7 +135,6 @@ func TestConfinement(t *testing.T) {
 		{"rename to dot-dot", fusetest.OpRename, fusetest.RootID, &fusetest.RenameIn{Newdir: sub}, []string{"file", ".."}, -int32(syscall.EINVAL)},
 		{"link into symlink", fusetest.OpLink, abs, &fuse.LinkIn{Oldnodeid: file}, []string{"x"}, -int32(syscall.ENOTDIR)},
 		{"mknod char device", fusetest.OpMknod, fusetest.RootID, &fuse.MknodIn{Mode: syscall.S_IFCHR | 0o666, Rdev: 1<<8 | 3}, []string{"null"}, -int32(syscall.EPERM)},
-		{"unknown node", fusetest.OpGetattr, 1 << 40, &fuse.GetAttrIn{}, nil, errno},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r.t = t
@@ -217,5 +217,22 @@ func TestNewErrors(t *testing.T) {
 		if _, err := New(p, false); err == nil {
 			t.Errorf("New(%s): no error", p)
 		}
+	}
+}
+
+// TestBrokenAfterPanic: go-fuse panics on a node id it never gave out
+// and may leave locks held when it does; the share then fails every
+// request rather than risk a worker waiting for good.
+func TestBrokenAfterPanic(t *testing.T) {
+	r := newRig(t, false)
+	if rep := r.req(fusetest.OpGetattr, 1<<40, &fuse.GetAttrIn{}); rep.Errno != -int32(syscall.EIO) {
+		t.Fatalf("unknown node: errno %d, want EIO", rep.Errno)
+	}
+	if !r.s.Broken() {
+		t.Fatal("not broken after a panic")
+	}
+	out := make([]byte, 4096)
+	if _, err := r.s.Serve([][]byte{fusetest.Request(fusetest.OpLookup, 9, 1, nil, []string{"file"}, nil)}, [][]byte{out}); !errors.Is(err, ErrBroken) {
+		t.Fatalf("after the panic: %v, want ErrBroken", err)
 	}
 }
