@@ -359,24 +359,30 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 	return n.LoopbackNode.Listxattr(ctx, dest)
 }
 
-func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	defer n.lock()()
+// xattrWritable checks a request that changes n's extended attributes,
+// which the host sets through n's path: a symlink would be followed.
+func (n *node) xattrWritable() syscall.Errno {
 	switch {
 	case n.share.readOnly:
 		return syscall.EROFS
 	case n.isLink():
 		return syscall.EOPNOTSUPP
 	}
+	return 0
+}
+
+func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	defer n.lock()()
+	if e := n.xattrWritable(); e != 0 {
+		return e
+	}
 	return n.LoopbackNode.Setxattr(ctx, attr, data, flags)
 }
 
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	defer n.lock()()
-	switch {
-	case n.share.readOnly:
-		return syscall.EROFS
-	case n.isLink():
-		return syscall.EOPNOTSUPP
+	if e := n.xattrWritable(); e != 0 {
+		return e
 	}
 	return n.LoopbackNode.Removexattr(ctx, attr)
 }

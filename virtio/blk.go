@@ -352,30 +352,9 @@ func (b *Blk) Process(qi int) error {
 	if q == nil {
 		return nil
 	}
-	old := q.UsedIdx()
-	for {
-		for {
-			head, chain, ok, err := q.Pop(m)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				break
-			}
-			n := b.serve(m, bq, chain)
-			if err := q.PushUsed(m, head, n); err != nil {
-				return err
-			}
-		}
-		q.SetAvailEvent(m)
-		if !q.HasAvailable(m) {
-			break
-		}
-	}
-	if q.UsedIdx() != old && q.NeedsInterrupt(m, old) {
-		b.interrupt(qi)
-	}
-	return nil
+	return q.ServeAvailable(m, qi, b.interrupt, func(chain []Desc) (uint32, error) {
+		return b.serve(m, bq, chain), nil
+	})
 }
 
 // serve parses and executes one request from bq and returns the bytes

@@ -213,32 +213,9 @@ func (c *Console) transmit(port, qi int) error {
 	})
 }
 
-// drain pops every available chain on queue qi, serves it and
-// interrupts the driver once if it asked to be.
+// drain serves every available chain on queue qi.
 func (c *Console) drain(qi int, serve func([]Desc) (uint32, error)) error {
-	q, m := c.queues[qi], c.mem
-	old := q.UsedIdx()
-	for {
-		head, chain, ok, err := q.Pop(m)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			break
-		}
-		n, err := serve(chain)
-		if err != nil {
-			return err
-		}
-		if err := q.PushUsed(m, head, n); err != nil {
-			return err
-		}
-	}
-	q.SetAvailEvent(m)
-	if q.UsedIdx() != old && q.NeedsInterrupt(m, old) {
-		c.interrupt(qi)
-	}
-	return nil
+	return c.queues[qi].ServeAvailable(c.mem, qi, c.interrupt, serve)
 }
 
 // controlFromDriver acts on the driver's control messages: it answers

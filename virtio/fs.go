@@ -155,29 +155,9 @@ func (f *FS) Process(qi int) error {
 	if q == nil {
 		return nil
 	}
-	old := q.UsedIdx()
-	for {
-		for {
-			head, chain, ok, err := q.Pop(m)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				break
-			}
-			if err := q.PushUsed(m, head, f.serve(m, fq, chain)); err != nil {
-				return err
-			}
-		}
-		q.SetAvailEvent(m)
-		if !q.HasAvailable(m) {
-			break
-		}
-	}
-	if q.UsedIdx() != old && q.NeedsInterrupt(m, old) {
-		f.interrupt(qi)
-	}
-	return nil
+	return q.ServeAvailable(m, qi, f.interrupt, func(chain []Desc) (uint32, error) {
+		return f.serve(m, fq, chain), nil
+	})
 }
 
 // serve hands one chain to the server and returns the used length. A

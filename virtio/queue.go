@@ -251,3 +251,39 @@ func (q *Queue) HasAvailable(m *mem.Memory) bool {
 	idx, err := q.availIdx(m)
 	return err == nil && idx != q.lastAvail
 }
+
+// ServeAvailable serves every chain the driver has made available on q,
+// in order: serve returns the bytes it wrote to the chain (the used
+// length). It re-checks the ring after publishing avail_event, so a
+// chain made available meanwhile is not left behind, and interrupts the
+// driver once, for queue qi, if it asked to be. An error from the ring or
+// from serve means the driver broke the rules.
+func (q *Queue) ServeAvailable(m *mem.Memory, qi int, interrupt func(int), serve func(chain []Desc) (uint32, error)) error {
+	old := q.UsedIdx()
+	for {
+		for {
+			head, chain, ok, err := q.Pop(m)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				break
+			}
+			n, err := serve(chain)
+			if err != nil {
+				return err
+			}
+			if err := q.PushUsed(m, head, n); err != nil {
+				return err
+			}
+		}
+		q.SetAvailEvent(m)
+		if !q.HasAvailable(m) {
+			break
+		}
+	}
+	if q.UsedIdx() != old && q.NeedsInterrupt(m, old) {
+		interrupt(qi)
+	}
+	return nil
+}

@@ -148,25 +148,13 @@ func (o *execOptions) exec(args []string, stdin *os.File, stdout, stderr io.Writ
 
 // runExec runs the VM and turns how it ended into govm's exit status.
 func (o *execOptions) runExec(m *machine.Machine, sink *consoleSink, ctl *control, cfg *execinit.Config, stdin *os.File, stderr io.Writer, quit chan struct{}) (int, error) {
-	ctx, cancel := context.WithCancelCause(context.Background())
-	defer cancel(nil)
-	if o.timeout > 0 {
-		t := time.AfterFunc(o.timeout, func() { cancel(errTimeout) })
-		defer t.Stop()
-	}
+	ctx, cancel, stop := vmContext(o.timeout)
+	defer stop()
 	sink.onMatch = func(k matchKind, line string) {
 		if k == matchPanic {
 			cancel(errPanicLine)
 		}
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	go func() {
-		if s, ok := <-sigs; ok {
-			cancel(fmt.Errorf("govm received %v", s))
-		}
-	}()
 	if cfg.TTY {
 		old, err := term.MakeRaw(int(stdin.Fd()))
 		if err != nil {

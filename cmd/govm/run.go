@@ -249,12 +249,8 @@ func (o *runOptions) outputs(sink *consoleSink, open *[]io.Closer) (*outFile, er
 // runVM runs the VM until the guest, the timeout, a console match, a
 // signal or the user ends it, and reports the verdict.
 func (o *runOptions) runVM(m *machine.Machine, sink *consoleSink, metricsOut *outFile, stdin *os.File, stderr io.Writer) (int, error) {
-	ctx, cancel := context.WithCancelCause(context.Background())
-	defer cancel(nil)
-	if o.timeout > 0 {
-		t := time.AfterFunc(o.timeout, func() { cancel(errTimeout) })
-		defer t.Stop()
-	}
+	ctx, cancel, stop := vmContext(o.timeout)
+	defer stop()
 	sink.onMatch = func(k matchKind, line string) {
 		switch k {
 		case matchExpect:
@@ -265,15 +261,6 @@ func (o *runOptions) runVM(m *machine.Machine, sink *consoleSink, metricsOut *ou
 			cancel(errPanicLine)
 		}
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	go func() {
-		if s, ok := <-sigs; ok {
-			cancel(fmt.Errorf("govm received %v", s))
-		}
-	}()
-
 	quit := make(chan struct{})
 	if term.IsTerminal(int(stdin.Fd())) {
 		old, err := term.MakeRaw(int(stdin.Fd()))
@@ -312,6 +299,32 @@ func (o *runOptions) runVM(m *machine.Machine, sink *consoleSink, metricsOut *ou
 		fmt.Fprintf(stderr, "govm: %s\n", v.message)
 	}
 	return v.code, nil
+}
+
+// vmContext is the context a VM runs under: canceled with errTimeout
+// after timeout (if positive), or by SIGINT or SIGTERM. stop releases
+// the timer and the signal handler.
+func vmContext(timeout time.Duration) (ctx context.Context, cancel context.CancelCauseFunc, stop func()) {
+	ctx, cancel = context.WithCancelCause(context.Background())
+	var t *time.Timer
+	if timeout > 0 {
+		t = time.AfterFunc(timeout, func() { cancel(errTimeout) })
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		if s, ok := <-sigs; ok {
+			cancel(fmt.Errorf("govm received %v", s))
+		}
+	}()
+	return ctx, cancel, func() {
+		signal.Stop(sigs)
+		close(sigs)
+		if t != nil {
+			t.Stop()
+		}
+		cancel(nil)
+	}
 }
 
 // verdict is how a run ended: govm's exit code, a word for --metrics and
