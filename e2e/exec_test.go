@@ -50,6 +50,25 @@ echo "EXEC ro out=$(cat $D/ro.out) files=$(ls $D/ro | tr '\n' ' ')"
 run gopass -- $D/exectest.test -test.run TestPass
 run gofail -- $D/exectest.test -test.run TestFail
 echo "EXEC gofail out=$(grep -c 'fails on purpose' $D/gofail.out)"
+# As go test -exec runs it: the binary in go's build directory under the
+# host's /tmp (a mount of its own in L1), go's flags, the package's
+# directory as the working directory.
+mkdir -p /tmp/go-build4242/b001 $D/pkg
+cp $D/exectest.test /tmp/go-build4242/b001/exectest.test
+( cd $D/pkg && run gotestexec -- /tmp/go-build4242/b001/exectest.test -test.paniconexit0 -test.timeout=10m0s -test.v=true -test.run TestPass )
+echo "EXEC gotestexec out=$(grep -c '^--- PASS: TestPass' $D/gotestexec.out)"
+# As a user who may open /dev/kvm and nothing else (in L1 only: this
+# adds a user to /etc/passwd).
+if [ "$NESTED" = 1 ]; then
+chmod 0666 /dev/kvm
+mkdir -p $D/user && chown 1234:1234 $D/user
+grep -q '^root:' /etc/passwd 2>/dev/null || echo 'root:x:0:0::/root:/bin/sh' >> /etc/passwd
+echo "tester:x:1234:1234::$D/user:/bin/sh" >> /etc/passwd
+echo 'tester:x:1234:' >> /etc/group
+( cd $D/user && su tester -c \
+	"cd $D/user && govm exec --kernel $K --timeout 150s $MODFLAGS -- sh -c 'id -u; id -g; echo made > mine'" >$D/user.out 2>&1; echo "EXEC user rc=$?" )
+echo "EXEC user out=$(cat $D/user.out | tr '\n' ' ')owner=$(stat -c %u:%g $D/user/mine)"
+fi
 govm-host pty 'tty; stty size; exit 3\n' govm exec --kernel "$K" --timeout 150s $MODFLAGS -- sh > $D/pty.out
 echo "EXEC pty tty=$(grep -c '^/dev/pts/' $D/pty.out) size=$(grep -c '^30 100' $D/pty.out) $(grep -o 'exit=[0-9]*' $D/pty.out)"
 for f in $D/*.console; do [ -s "$f" ] && { echo "== $f"; tail -n 5 "$f"; }; done
@@ -59,7 +78,9 @@ exit 0
 // TestExec runs host commands in fresh VMs with govm exec: the guest
 // kernel's release, exit codes and signals, separate byte-exact streams,
 // stdin, writes kept from the host but for the working directory, a
-// read-only share, and a Go test binary built on the host.
+// read-only share, a Go test binary built on the host (also run as go
+// test -exec runs it), a pty, and a user who may open /dev/kvm and
+// nothing else.
 func TestExec(t *testing.T) {
 	r := testRunner(t)
 	bin := buildExecTest(t)
@@ -72,9 +93,10 @@ func TestExec(t *testing.T) {
 	c := Case{
 		Program: "sh", Args: []string{"{dir}/exec.sh", "{bzImage}"}, Timeout: 20 * time.Minute,
 		Files: map[string][]byte{"exectest.test": bin},
-		Env:   []string{"D={dir}", "MODFLAGS="},
+		Env:   []string{"D={dir}", "MODFLAGS=", "NESTED=0"},
 	}
 	if r.Mode == Nested {
+		c.Env[2] = "NESTED=1"
 		// As an installed kernel has them: govm finds them by release.
 		c.RootFiles = map[string][]byte{}
 		err := filepath.WalkDir(mods, func(p string, d fs.DirEntry, err error) error {
@@ -112,7 +134,13 @@ func TestExec(t *testing.T) {
 		{"gopass", "rc=0\n"},
 		{"gofail", "rc=1\nout=1\n"},
 		{"pty", "tty=1 size=1 exit=3\n"},
+		{"gotestexec", "rc=0\nout=1\n"},
+		{"user", "rc=0\nout=1234 1234 owner=1234:1234\n"},
 	} {
+		if c.name == "user" && r.Mode != Nested {
+			t.Log("the unprivileged run is nested only: it adds a user to /etc/passwd")
+			continue
+		}
 		if got[c.name] != c.want {
 			t.Errorf("%s:\n got %q\nwant %q", c.name, got[c.name], c.want)
 		}

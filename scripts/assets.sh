@@ -3,6 +3,8 @@
 #   build/kernel/bzImage, build/kernel/vmlinux    Debian's linux-image-cloud-amd64
 #   build/kernel/modules/*.ko                     kvm, kvm-amd, kvm-intel, irqbypass, tun (for L1)
 #   build/kernel/lib-modules/RELEASE/             the guest modules govm exec loads, as in /lib/modules
+#   build/kernel-generic/                         Debian's generic kernel (it has 9p) and its modules, for
+#                                                 the exec benchmark's QEMU-over-9p peer
 #   build/govm, build/govm-agent, build/govm-host static binaries (govm-host:
 #                                                 the tests' host side)
 #   build/uroot.cpio                              u-root initramfs with govm-agent as uinit
@@ -19,6 +21,18 @@ mkdir -p "$B/kernel/modules"
 UROOT_VERSION=v0.16.0
 
 log() { echo "assets: $*" >&2; }
+
+# lib_modules SRC DST copies the part of an unpacked /lib/modules/RELEASE
+# that govm exec (virtio, the console, virtio-fs, overlayfs) and the 9p
+# peer of its benchmark load, with the lists (there is no modules.dep:
+# depmod never ran on an unpacked package).
+lib_modules() {
+	rm -rf "$2"; mkdir -p "$2"
+	cp "$1/modules.builtin" "$1/modules.order" "$2/"
+	( cd "$1" && find kernel/drivers/virtio kernel/drivers/char/virtio_console.ko kernel/fs/fuse \
+		kernel/fs/overlayfs kernel/fs/9p kernel/net/9p kernel/fs/netfs kernel/fs/fscache -name '*.ko*' 2>/dev/null |
+		cpio -pdm --quiet "$2" )
+}
 
 need_pkgs=()
 for p in qemu-system-x86:qemu-system-x86_64 busybox-static:busybox cpio:cpio lz4:lz4 e2fsprogs:mkfs.ext4; do
@@ -53,16 +67,27 @@ if [ ! -s "$B/kernel/bzImage" ] || [ ! -d "$B/kernel/guest-modules" ] || [ ! -d 
 		net/core/failover drivers/net/net_failover drivers/net/virtio_net; do
 		cp "$mdir/$m.ko" "$B/kernel/guest-modules/"
 	done
-	# What govm exec's initramfs takes from /lib/modules/RELEASE: the
-	# modules of virtio, the console, virtio-fs and overlayfs, and the
-	# lists (no modules.dep: depmod never ran on an unpacked package).
+	# What govm exec's initramfs takes from /lib/modules/RELEASE.
 	rel=$(cat "$B/kernel/version")
-	rm -rf "$B/kernel/lib-modules"
-	mkdir -p "$B/kernel/lib-modules/$rel"
-	( cd "$tmp/x/lib/modules/$rel"
-	  cp modules.builtin modules.order "$B/kernel/lib-modules/$rel/"
-	  find kernel/drivers/virtio kernel/drivers/char/virtio_console.ko kernel/fs/fuse kernel/fs/overlayfs -name '*.ko*' |
-	    cpio -pdm --quiet "$B/kernel/lib-modules/$rel" )
+	lib_modules "$tmp/x/lib/modules/$rel" "$B/kernel/lib-modules/$rel"
+	rm -rf "$tmp"
+fi
+
+# 1b. Debian's generic kernel, which has 9p (the cloud kernel has not),
+#     for the exec benchmark's QEMU peer over 9p; both VMMs boot it there.
+if [ ! -s "$B/kernel-generic/bzImage" ] || [ ! -d "$B/kernel-generic/lib-modules" ]; then
+	log "fetching linux-image-amd64"
+	tmp=$(mktemp -d)
+	( cd "$tmp"
+	  apt-get download linux-image-amd64 >/dev/null 2>&1 || { apt-get update -qq && apt-get download linux-image-amd64 >/dev/null; }
+	  dep=$(dpkg-deb -f linux-image-amd64_*.deb Depends | tr ',' '\n' | grep -o 'linux-image-[0-9][^ ]*' | head -1)
+	  apt-get download "$dep" >/dev/null
+	  dpkg-deb -x linux-image-[0-9]*.deb x )
+	mkdir -p "$B/kernel-generic"
+	cp "$tmp"/x/boot/vmlinuz-* "$B/kernel-generic/bzImage"
+	rel=$(basename "$tmp"/x/boot/vmlinuz-* | sed 's/^vmlinuz-//')
+	echo "$rel" > "$B/kernel-generic/version"
+	lib_modules "$tmp/x/lib/modules/$rel" "$B/kernel-generic/lib-modules/$rel"
 	rm -rf "$tmp"
 fi
 
