@@ -20,7 +20,10 @@ import (
 
 // Sizes of what BenchmarkExec reads through each VMM's share.
 const (
-	execTreeFiles = 10000     // files in the tree walked, 100 per directory
+	// execTreeFiles are the files of the tree walked, 100 per directory.
+	// QEMU's 9p walks 300 in about a second nested but stalls for good
+	// somewhere below 1000 (on L1's rootfs and on a tmpfs alike).
+	execTreeFiles = 300
 	execBigBytes  = 256 << 20 // the file read
 	execRounds    = 3
 )
@@ -56,7 +59,7 @@ var execTimes = regexp.MustCompile(`GOVM-HOST-TIME (govm|qemu)-(true|walk|read)(
 // vimto use, side by side in one L1 per round, with the same kernel
 // (Debian's generic 6.1: the cloud kernel has no 9p): the wall time of
 // `exec -- sh -c true` (boot to power-off), and inside the guest the time
-// to walk a tree of 10000 files (find) and to read a 256 MiB file (dd).
+// to walk a tree of 300 files (find) and to read a 256 MiB file (dd).
 // It reports each figure's median, min and max, and govm's over QEMU's
 // round by round (paired-qemu.exec-*: below 1 is faster).
 func BenchmarkExec(b *testing.B) {
@@ -140,16 +143,23 @@ func BenchmarkExec(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			// A run that failed gives no figure and is noted; the
+			// round's other pairs still count.
 			figs := map[string]float64{}
 			for _, m := range execTimes.FindAllStringSubmatch(res.Output, -1) {
 				if m[4] != "0" {
-					b.Fatalf("%s-%s exited %s; output:\n%s", m[1], m[2], m[4], tail(res.Output, 60))
+					benchNote(b, "round %d: %s-%s exited %s", round, m[1], m[2], m[4])
+					continue
 				}
 				ms, _ := strconv.ParseFloat(m[3], 64)
 				figs[m[1]+".exec-"+m[2]+"-ms"] = ms
 			}
-			if len(figs) != 6 {
-				b.Fatalf("round %d: %d of 6 figures: %v; output:\n%s", round, len(figs), figs, tail(res.Output, 60))
+			for _, who := range []string{"govm", "qemu"} {
+				for _, what := range []string{"true", "walk", "read"} {
+					if _, ok := figs[who+".exec-"+what+"-ms"]; !ok {
+						benchNote(b, "round %d: no %s figure from %s", round, what, who)
+					}
+				}
 			}
 			rounds = append(rounds, figs)
 		}

@@ -71,7 +71,9 @@ echo "EXEC user out=$(cat $D/user.out | tr '\n' ' ')owner=$(stat -c %u:%g $D/use
 fi
 govm-host pty 'tty; stty size; exit 3\n' govm exec --kernel "$K" --timeout 150s $MODFLAGS -- sh > $D/pty.out
 echo "EXEC pty tty=$(grep -c '^/dev/pts/' $D/pty.out) size=$(grep -c '^30 100' $D/pty.out) $(grep -o 'exit=[0-9]*' $D/pty.out)"
-for f in $D/*.console; do [ -s "$f" ] && { echo "== $f"; tail -n 5 "$f"; }; done
+# The emulator's fault leaves its signature on a guest's console: the
+# harness retries the case on it (docs/nested-tcg-fault.md).
+for f in $D/*.console; do grep -H 'stack guard page was hit' "$f"; done
 exit 0
 `
 

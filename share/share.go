@@ -304,7 +304,10 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	if e := regularAt(n.hostPath()); e != 0 {
 		return nil, 0, e
 	}
-	return n.LoopbackNode.Open(ctx, flags)
+	// overlayfs in the guest opens its lower files with O_NOATIME, which
+	// open(2) refuses (EPERM) to anyone but the file's owner: a govm run
+	// by a user could not open root's files. Access times are the host's.
+	return n.LoopbackNode.Open(ctx, flags&^syscall.O_NOATIME)
 }
 
 func (n *node) OpendirHandle(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {

@@ -199,6 +199,12 @@ func (o *execOptions) runExec(m *machine.Machine, sink *consoleSink, ctl *contro
 	default:
 		fmt.Fprintf(stderr, "govm: the VM stopped before the command ran: %s; its console:\n%s\n", describe(v, res), sink.Tail())
 	}
+	if v.kind == "timeout" {
+		fmt.Fprintln(stderr, "govm: the guest when stopped:")
+		for _, l := range res.State {
+			fmt.Fprintf(stderr, "  %s\n", l)
+		}
+	}
 	if res.Reason == machine.StopGuestExit && !ranCommand {
 		return execinit.StatusInitError, nil
 	}
