@@ -194,16 +194,20 @@ func (o *execOptions) runExec(m *machine.Machine, sink *consoleSink, ctl *contro
 		return ExitOK, nil
 	case initErr != "":
 		fmt.Fprintf(stderr, "govm: the guest could not run the command: %s\n", initErr)
+	case v.kind == "timeout":
+		// As govm run says it: where each vCPU and queue was.
+		fmt.Fprintf(stderr, "govm: timeout after %v (exit %d) %s the command ran; the guest when stopped:\n",
+			o.timeout, ExitTimeout, map[bool]string{true: "while", false: "before"}[ranCommand])
+		for _, l := range res.State {
+			fmt.Fprintf(stderr, "  %s\n", l)
+		}
+		if !ranCommand {
+			fmt.Fprintf(stderr, "last console lines:\n%s\n", sink.Tail())
+		}
 	case ranCommand:
 		fmt.Fprintf(stderr, "govm: the VM stopped while the command ran: %s\n", describe(v, res))
 	default:
 		fmt.Fprintf(stderr, "govm: the VM stopped before the command ran: %s; its console:\n%s\n", describe(v, res), sink.Tail())
-	}
-	if v.kind == "timeout" {
-		fmt.Fprintln(stderr, "govm: the guest when stopped:")
-		for _, l := range res.State {
-			fmt.Fprintf(stderr, "  %s\n", l)
-		}
 	}
 	if res.Reason == machine.StopGuestExit && !ranCommand {
 		return execinit.StatusInitError, nil
@@ -216,8 +220,6 @@ func describe(v verdict, res machine.Result) string {
 	switch {
 	case v.message != "":
 		return v.message
-	case v.kind == "timeout":
-		return fmt.Sprintf("timeout (exit %d)", ExitTimeout)
 	}
 	return fmt.Sprintf("%s (exit %d)", res.Reason, v.code)
 }
