@@ -141,6 +141,16 @@ func serveOnce(port, vmm string, serve func(net.Conn) error) error {
 
 // timeCommand runs cmd with its output in name.log and says how long it
 // took, as "GOVM-HOST-TIME name ms=N exit=N".
+// exitStatus is a finished command's exit status, or the error that kept
+// it from running.
+func exitStatus(err error) (int, error) {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), nil
+	}
+	return 0, err
+}
+
 func timeCommand(name string, cmd []string) error {
 	log, err := os.Create(name + ".log")
 	if err != nil {
@@ -152,11 +162,8 @@ func timeCommand(name string, cmd []string) error {
 	start := time.Now()
 	err = c.Run()
 	ms := float64(time.Since(start).Microseconds()) / 1000
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
+	code, err := exitStatus(err)
+	if err != nil {
 		return err
 	}
 	agentkit.PrintLine("GOVM-HOST-TIME %s ms=%.0f exit=%d", filepath.Base(name), ms, code)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -24,12 +23,8 @@ func ptyCommand(input string, cmd []string) error {
 	}
 	go func() { _, _ = io.WriteString(f, strings.ReplaceAll(input, `\n`, "\r")) }()
 	_, _ = io.Copy(os.Stdout, f) // ends with EIO when cmd is gone
-	err = c.Wait()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
+	code, err := exitStatus(c.Wait())
+	if err != nil {
 		return err
 	}
 	fmt.Println()
