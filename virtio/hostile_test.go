@@ -173,13 +173,26 @@ func TestHostileDriver(t *testing.T) {
 		{"queue size not a power of two", func(r *pciRig) {
 			r.negotiate(FeatureVersion1)
 			r.setupQueue(12, descBase, availAt, usedAt)
+			if got := r.read(ccQueueSize, 2); got != 0 {
+				t.Errorf("queue size reads %d after writing 12, want 0 (refused)", got)
+			}
 			r.driverOK()
 		}, needsReset},
 		{"queue size above the maximum", func(r *pciRig) {
 			r.negotiate(FeatureVersion1)
 			r.setupQueue(1024, descBase, availAt, usedAt)
+			if got := r.read(ccQueueSize, 2); got != 0 {
+				t.Errorf("queue size reads %d after writing 1024, want 0 (refused)", got)
+			}
 			r.driverOK()
 		}, needsReset},
+		{"queue size reduced to a power of two", func(r *pciRig) {
+			r.negotiate(FeatureVersion1)
+			r.setupQueue(8, descBase, availAt, usedAt)
+			if got := r.read(ccQueueSize, 2); got != 8 {
+				t.Errorf("queue size reads %d after writing 8, want 8", got)
+			}
+		}, ignored},
 		{"descriptor ring outside RAM", func(r *pciRig) {
 			r.negotiate(FeatureVersion1)
 			r.setupQueue(16, ramSize, availAt, usedAt)

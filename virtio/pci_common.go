@@ -128,7 +128,7 @@ func (p *PCIDevice) writeCommon(off uint64, data []byte) {
 		p.queueSel = uint16(v)
 	case ccQueueSize:
 		if queueCfg {
-			q.size = uint16(v)
+			q.size = acceptedQueueSize(uint16(v), p.dev.QueueMax())
 		}
 	case ccQueueMSIX:
 		if q != nil && p.phase == phaseConfig {
@@ -151,4 +151,17 @@ func (p *PCIDevice) writeCommon(off uint64, data []byte) {
 			setAddr(&q.q.Used, off-ccQueueDevice, v, len(data))
 		}
 	}
+}
+
+// acceptedQueueSize is what a queue_size write sets: the size written if
+// it is a power of two no larger than the device's maximum (a split
+// queue's size is a power of two, virtio 1.2 2.7), and otherwise 0, the
+// size of a queue that is unavailable (4.1.4.3). A driver reads back
+// what the device took, and enabling the queue at size 0 makes the
+// device need reset.
+func acceptedQueueSize(v, max uint16) uint16 {
+	if v == 0 || v > max || v&(v-1) != 0 {
+		return 0
+	}
+	return v
 }

@@ -602,3 +602,14 @@ func TestNotifyAfterSequences(t *testing.T) {
 		})
 	}
 }
+
+func TestAcceptedQueueSize(t *testing.T) {
+	for _, c := range []struct{ v, max, want uint16 }{
+		{256, 256, 256}, {1, 256, 1}, {128, 256, 128}, {0, 256, 0},
+		{12, 256, 0}, {255, 256, 0}, {512, 256, 0}, {0xffff, 256, 0}, {0x8000, 0x8000, 0x8000},
+	} {
+		if got := acceptedQueueSize(c.v, c.max); got != c.want {
+			t.Errorf("acceptedQueueSize(%d, max %d) = %d, want %d", c.v, c.max, got, c.want)
+		}
+	}
+}
