@@ -41,7 +41,6 @@ import (
 
 // Share is a host directory served to a guest.
 type Share struct {
-	dir      string
 	readOnly bool
 	mu       sync.Mutex // held by every path operation
 	broken   atomic.Bool
@@ -74,7 +73,7 @@ func New(dir string, readOnly bool) (*Share, error) {
 	if st.Mode&syscall.S_IFMT != syscall.S_IFDIR {
 		return nil, fmt.Errorf("%s: %w", dir, ErrNotDir)
 	}
-	s := &Share{dir: real, readOnly: readOnly}
+	s := &Share{readOnly: readOnly}
 	root := &fs.LoopbackRoot{Path: real, Dev: st.Dev}
 	root.RootNode = &node{LoopbackNode: &fs.LoopbackNode{RootData: root}, share: s}
 	timeout := cacheTimeout
@@ -87,12 +86,6 @@ func New(dir string, readOnly bool) (*Share, error) {
 
 // MaxWrite is the largest WRITE the server takes (and the guest sends).
 const MaxWrite = 1 << 20
-
-// Dir is the host directory served (absolute, symlinks resolved).
-func (s *Share) Dir() string { return s.dir }
-
-// ReadOnly reports whether the share refuses modifications.
-func (s *Share) ReadOnly() bool { return s.readOnly }
 
 // ErrBroken is returned for every request once the FUSE server panicked.
 var ErrBroken = errors.New("share: the file server failed; every request now fails")

@@ -70,22 +70,14 @@ timeout) when the VM failed.`,
 			return err
 		},
 	}
+	o.addVMFlags(c)
 	f := c.Flags()
 	f.SetInterspersed(false)
-	f.StringVarP(&o.kernel, "kernel", "k", "", "kernel image: a bzImage (required)")
-	f.StringArrayVar(&o.appends, "append", nil, "extra kernel command line (repeatable)")
-	f.StringVarP(&o.mem, "mem", "m", "512M", "guest RAM, e.g. 512M or 2G")
-	f.IntVarP(&o.cpus, "cpus", "c", 1, "number of vCPUs")
-	f.StringVar(&o.kvmPath, "kvm", "/dev/kvm", "KVM device")
-	f.DurationVar(&o.timeout, "timeout", 0, "stop the VM after this long and exit 35")
-	f.StringVar(&o.consoleLog, "console-log", "", "write the kernel's console to this file")
-	f.StringArrayVar(&o.disks, "disk", nil, "attach a disk image as virtio-blk: PATH[,ro][,serial=ID] (repeatable)")
-	f.StringArrayVar(&o.nets, "net", nil, "add a virtio-net NIC on a TAP (see govm run); none by default")
-	f.StringVar(&o.cpuAffinity, "cpu-affinity", "", "pin vCPU i to the i-th host CPU of this list")
-	f.StringArrayVar(&o.shares, "share", nil, "also share HOSTDIR[:TAG][,ro], mounted at the same path in the guest (repeatable)")
+	// What differs from govm run: where the console and the shares go.
+	f.Lookup("console-log").Usage = "write the kernel's console to this file (it is not shown otherwise)"
+	f.Lookup("share").Usage = "also share HOSTDIR[:TAG][,ro], mounted at the same path in the guest (repeatable)"
 	f.BoolVar(&o.rootRW, "rw", false, "mount the host's root read-write: the command's writes reach the host")
 	f.StringVar(&o.modules, "modules", "", "kernel modules directory (default /lib/modules/RELEASE); 'none' for a kernel with the drivers built in")
-	_ = c.MarkFlagRequired("kernel")
 	return c
 }
 
@@ -217,8 +209,7 @@ func (o *execOptions) runExec(m *machine.Machine, sink *consoleSink, ctl *contro
 
 // describe is one phrase for how the VM ended.
 func describe(v verdict, res machine.Result) string {
-	switch {
-	case v.message != "":
+	if v.message != "" {
 		return v.message
 	}
 	return fmt.Sprintf("%s (exit %d)", res.Reason, v.code)

@@ -68,29 +68,36 @@ The kernel command line is "` + DefaultCmdline + `" followed by --append.
 			return err
 		},
 	}
+	o.addVMFlags(c)
 	f := c.Flags()
-	f.StringVarP(&o.kernel, "kernel", "k", "", "kernel image: a bzImage or an uncompressed ELF vmlinux (required)")
 	f.StringVarP(&o.initrd, "initrd", "i", "", "initial ramdisk (cpio archive, optionally compressed)")
 	f.StringSliceVar(&o.uroot, "uroot", nil, "build a u-root initramfs with these Go main packages (the first is uinit) and boot it;\n"+
 		"needs a Go toolchain; cached by content (see govm initramfs)")
+	f.StringVar(&o.expect, "expect", "", "exit 0 as soon as a console line matches this regular expression")
+	f.StringVar(&o.failOn, "fail-on", "", "exit 36 as soon as a console line matches this regular expression")
+	f.StringVar(&o.metrics, "metrics", "", "write boot time, exits by kind and console bytes as JSON to this file")
+	c.MarkFlagsMutuallyExclusive("initrd", "uroot")
+	return c
+}
+
+// addVMFlags adds the flags that describe the VM, which govm run and
+// govm exec share, to c; kernel is required.
+func (o *runOptions) addVMFlags(c *cobra.Command) {
+	f := c.Flags()
+	f.StringVarP(&o.kernel, "kernel", "k", "", "kernel image: a bzImage or an uncompressed ELF vmlinux (required)")
 	f.StringArrayVar(&o.appends, "append", nil, "extra kernel command line, added after govm's default (repeatable)")
 	f.StringVarP(&o.mem, "mem", "m", "512M", "guest RAM, e.g. 512M or 2G (a plain number is MiB)")
 	f.IntVarP(&o.cpus, "cpus", "c", 1, "number of vCPUs")
 	f.StringVar(&o.kvmPath, "kvm", kvm.DevicePath, "KVM device")
 	f.DurationVar(&o.timeout, "timeout", 0, "stop the VM after this long (e.g. 2m) and exit 35")
 	f.StringVar(&o.consoleLog, "console-log", "", "also write everything the guest prints to this file")
-	f.StringVar(&o.expect, "expect", "", "exit 0 as soon as a console line matches this regular expression")
-	f.StringVar(&o.failOn, "fail-on", "", "exit 36 as soon as a console line matches this regular expression")
 	f.StringArrayVar(&o.disks, "disk", nil, "attach a disk image as virtio-blk: PATH[,ro][,serial=ID][,queues=N] (N request queues; default one per vCPU, up to 16) (repeatable)")
 	f.StringArrayVar(&o.nets, "net", nil, "add a virtio-net NIC on a TAP: tap=NAME (attach, or create if missing) or tap (create),\n"+
 		"options ,mac=52:54:..., ,host-ip=ADDR/LEN (set on the host side and bring it up) (repeatable)")
 	f.StringVar(&o.cpuAffinity, "cpu-affinity", "", "pin vCPU i to the i-th host CPU of this list, one per vCPU (e.g. 2,3 or 4-7)")
 	f.StringArrayVar(&o.shares, "share", nil, "share a host directory over virtio-fs: HOSTDIR[:TAG][,ro] (TAG default share0, share1, ...;\n"+
 		"the guest mounts it with mount -t virtiofs TAG DIR; ro refuses every write on the host side) (repeatable)")
-	f.StringVar(&o.metrics, "metrics", "", "write boot time, exits by kind and console bytes as JSON to this file")
 	_ = c.MarkFlagRequired("kernel")
-	c.MarkFlagsMutuallyExclusive("initrd", "uroot")
-	return c
 }
 
 // openImage opens a file the VM needs and checks it is a readable regular

@@ -46,13 +46,8 @@ func end(status int) {
 var errNotFound = errors.New("command not found")
 
 func run() (int, error) {
-	for _, m := range []struct{ src, dir, fs string }{
-		{"proc", "/proc", "proc"}, {"sys", "/sys", "sysfs"}, {"dev", "/dev", "devtmpfs"},
-	} {
-		os.MkdirAll(m.dir, 0o755)
-		if err := unix.Mount(m.src, m.dir, m.fs, 0, ""); err != nil && !errors.Is(err, unix.EBUSY) {
-			return StatusInitError, fmt.Errorf("mount %s: %w", m.dir, err)
-		}
+	if err := mountAll("/", kernelMounts[:3], true); err != nil {
+		return StatusInitError, err
 	}
 	if err := loadModules(ModulesList); err != nil {
 		return StatusInitError, err
@@ -78,7 +73,7 @@ func run() (int, error) {
 	if err != nil {
 		return fail(err)
 	}
-	streams, err := openStreams(ports, cfg.TTY)
+	streams, err := openStreams(ports)
 	if err != nil {
 		return fail(err)
 	}
@@ -141,10 +136,33 @@ func findPorts(names []string, wait time.Duration) (map[string]string, error) {
 	}
 }
 
+// kernelMounts are the kernel's file systems a command expects; the
+// init itself needs the first three.
+var kernelMounts = []struct{ src, dir, fs, opts string }{
+	{"proc", "/proc", "proc", ""},
+	{"sys", "/sys", "sysfs", ""},
+	{"dev", "/dev", "devtmpfs", ""},
+	{"devpts", "/dev/pts", "devpts", "newinstance,ptmxmode=0666,mode=0620"},
+	{"shm", "/dev/shm", "tmpfs", "mode=1777"},
+}
+
+// mountAll mounts each of ms at its directory under root, made if
+// missing; with busyOK, one already mounted there is fine.
+func mountAll(root string, ms []struct{ src, dir, fs, opts string }, busyOK bool) error {
+	for _, m := range ms {
+		dir := filepath.Join(root, m.dir)
+		os.MkdirAll(dir, 0o755)
+		if err := unix.Mount(m.src, dir, m.fs, 0, m.opts); err != nil && !(busyOK && errors.Is(err, unix.EBUSY)) {
+			return fmt.Errorf("mount %s: %w", m.dir, err)
+		}
+	}
+	return nil
+}
+
 // streams are the command's standard files.
 type streams struct{ stdin, stdout, stderr *os.File }
 
-func openStreams(ports map[string]string, tty bool) (streams, error) {
+func openStreams(ports map[string]string) (streams, error) {
 	var s streams
 	var err error
 	if s.stdin, err = os.Open(ports[PortStdin]); err != nil {
@@ -199,18 +217,8 @@ func mountRoot(cfg *Config) error {
 			return err
 		}
 	}
-	for _, m := range []struct{ src, dir, fs, opts string }{
-		{"proc", "/proc", "proc", ""},
-		{"sys", "/sys", "sysfs", ""},
-		{"dev", "/dev", "devtmpfs", ""},
-		{"devpts", "/dev/pts", "devpts", "newinstance,ptmxmode=0666,mode=0620"},
-		{"shm", "/dev/shm", "tmpfs", "mode=1777"},
-	} {
-		dir := filepath.Join(newRoot, m.dir)
-		os.MkdirAll(dir, 0o755)
-		if err := unix.Mount(m.src, dir, m.fs, 0, m.opts); err != nil {
-			return fmt.Errorf("mount %s: %w", m.dir, err)
-		}
+	if err := mountAll(newRoot, kernelMounts, false); err != nil {
+		return err
 	}
 	if err := unix.Chroot(newRoot); err != nil {
 		return fmt.Errorf("chroot: %w", err)
@@ -262,12 +270,10 @@ func setReadAhead(dir string) {
 func runCommand(cfg *Config, s streams, ctl *os.File, lines *bufio.Reader) (int, error) {
 	path, err := lookPath(cfg)
 	if err != nil {
-		fmt.Fprintf(s.stderr, "govm: %s: %v\n", cfg.Args[0], err)
-		fmt.Fprintln(ctl, MsgStarted)
 		if errors.Is(err, errNotFound) || errors.Is(err, os.ErrNotExist) {
-			return StatusNotFound, nil
+			return notStarted(cfg, s, ctl, err, StatusNotFound)
 		}
-		return StatusNotExec, nil
+		return notStarted(cfg, s, ctl, err, StatusNotExec)
 	}
 	cmd := &exec.Cmd{Path: path, Args: cfg.Args, Env: cfg.Env, Dir: cfg.Dir}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
@@ -278,12 +284,19 @@ func runCommand(cfg *Config, s streams, ctl *os.File, lines *bufio.Reader) (int,
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = s.stdin, s.stdout, s.stderr
 	if err := cmd.Start(); err != nil {
-		fmt.Fprintf(s.stderr, "govm: %s: %v\n", cfg.Args[0], err)
-		fmt.Fprintln(ctl, MsgStarted)
-		return StatusNotExec, nil
+		return notStarted(cfg, s, ctl, err, StatusNotExec)
 	}
 	fmt.Fprintln(ctl, MsgStarted)
 	return waitStatus(cmd.Wait()), nil
+}
+
+// notStarted reports a command that could not start as a shell does,
+// on its stderr, and ends with status: the VM's verdict is the command's
+// from here on, as if it had run.
+func notStarted(cfg *Config, s streams, ctl *os.File, err error, status int) (int, error) {
+	fmt.Fprintf(s.stderr, "govm: %s: %v\n", cfg.Args[0], err)
+	fmt.Fprintln(ctl, MsgStarted)
+	return status, nil
 }
 
 // lookPath finds the command in the caller's PATH, as its shell would.

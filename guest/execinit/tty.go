@@ -30,9 +30,7 @@ func runOnTTY(cmd *exec.Cmd, cfg *Config, s streams, ctl *os.File, lines *bufio.
 	err = cmd.Start()
 	tty.Close()
 	if err != nil {
-		fmt.Fprintf(s.stderr, "govm: %s: %v\n", cfg.Args[0], err)
-		fmt.Fprintln(ctl, MsgStarted)
-		return StatusNotExec, nil
+		return notStarted(cfg, s, ctl, err, StatusNotExec)
 	}
 	fmt.Fprintln(ctl, MsgStarted)
 	go func() { _, _ = io.Copy(ptmx, s.stdin) }()
