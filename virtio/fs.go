@@ -58,11 +58,10 @@ type FS struct {
 
 // fsQueue is one queue and the buffers serving it reuses.
 type fsQueue struct {
-	mu      sync.Mutex
-	queue   *Queue
-	in, out *mem.IOVec
-	inB     [][]byte
-	outB    [][]byte
+	mu       sync.Mutex
+	queue    *Queue
+	in, out  [][]byte // the request's readable and writable buffers
+	outBytes uint64   // the writable buffers' total length
 }
 
 var errFSDirection = errors.New("virtio-fs: readable buffer after a writable one")
@@ -84,8 +83,7 @@ func NewFS(tag string, server FSServer, requestQueues int) (*FS, error) {
 	copy(f.tag[:], tag)
 	for i := range f.queues {
 		q := &f.queues[i]
-		q.in, q.out = mem.NewIOVec(fsQueueMax), mem.NewIOVec(fsQueueMax)
-		q.inB, q.outB = make([][]byte, 0, fsQueueMax), make([][]byte, 0, fsQueueMax)
+		q.in, q.out = make([][]byte, 0, fsQueueMax), make([][]byte, 0, fsQueueMax)
 	}
 	return f, nil
 }
@@ -161,15 +159,15 @@ func (f *FS) Process(qi int) error {
 }
 
 // serve hands one chain to the server and returns the used length. A
-// chain the server cannot take (out of guest RAM, buffers in the wrong
-// order, a reply area too small) is answered with EIO when it has room
-// for a reply header, and with nothing otherwise.
+// chain that cannot carry a request and its reply (buffers out of guest
+// RAM or in the wrong order, no room for a reply header) is returned
+// unanswered; a request the server cannot take is answered with EIO.
 func (f *FS) serve(m *mem.Memory, fq *fsQueue, chain []Desc) uint32 {
-	if err := fsBuffers(m, chain, fq); err != nil || fq.out.Bytes() < fuseOutHeaderSize {
-		return fsErrorReply(fq)
+	if fsBuffers(m, chain, fq) != nil || fq.outBytes < fuseOutHeaderSize {
+		return 0
 	}
-	n, err := f.server.Serve(fq.inB, fq.outB)
-	if err != nil || n < 0 || uint64(n) > fq.out.Bytes() {
+	n, err := f.server.Serve(fq.in, fq.out)
+	if err != nil || n < 0 || uint64(n) > fq.outBytes {
 		return fsErrorReply(fq)
 	}
 	return uint32(n)
@@ -178,46 +176,41 @@ func (f *FS) serve(m *mem.Memory, fq *fsQueue, chain []Desc) uint32 {
 // fsBuffers splits a chain into its readable and writable guest buffers
 // (readable first, 2.7.4.2), each checked against guest RAM.
 func fsBuffers(m *mem.Memory, chain []Desc, fq *fsQueue) error {
-	fq.in.Reset()
-	fq.out.Reset()
-	fq.inB, fq.outB = fq.inB[:0], fq.outB[:0]
+	fq.in, fq.out, fq.outBytes = fq.in[:0], fq.out[:0], 0
 	seenWrite := false
 	for _, d := range chain {
-		v := fq.in
-		if d.Write {
-			seenWrite, v = true, fq.out
-		} else if seenWrite {
+		if !d.Write && seenWrite {
 			return errFSDirection
 		}
-		if err := v.Add(m, d.Addr, uint64(d.Len)); err != nil {
+		seenWrite = seenWrite || d.Write
+		b, err := m.Slice(d.Addr, uint64(d.Len))
+		switch {
+		case err != nil:
 			return err
+		case len(b) == 0:
+		case d.Write:
+			fq.out = append(fq.out, b)
+			fq.outBytes += uint64(len(b))
+		default:
+			fq.in = append(fq.in, b)
 		}
-	}
-	for i := range fq.in.Len() {
-		fq.inB = append(fq.inB, fq.in.Buffer(i))
-	}
-	for i := range fq.out.Len() {
-		fq.outB = append(fq.outB, fq.out.Buffer(i))
 	}
 	return nil
 }
 
-// fsErrorReply writes an EIO reply for the request in fq.inB, if both a
-// request header and room for the reply are there, and returns its
+// fsErrorReply writes an EIO reply for the request in fq.in, if it has a
+// request header, into fq.out (which has room for one) and returns its
 // length.
 func fsErrorReply(fq *fsQueue) uint32 {
 	var in [fuseInHeaderSize]byte
-	if gather(in[:], fq.inB) < fuseInHeaderSize {
-		return 0
-	}
-	if fq.out.Bytes() < fuseOutHeaderSize {
+	if gather(in[:], fq.in) < fuseInHeaderSize {
 		return 0
 	}
 	var out [fuseOutHeaderSize]byte
 	binary.LittleEndian.PutUint32(out[0:], fuseOutHeaderSize)
 	binary.LittleEndian.PutUint32(out[4:], uint32(fuseEIO))
 	copy(out[fuseUniqueOffset:], in[fuseUniqueOffset:fuseUniqueOffset+8])
-	scatter(fq.outB, out[:])
+	scatter(fq.out, out[:])
 	return fuseOutHeaderSize
 }
 
