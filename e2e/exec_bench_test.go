@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,16 +82,7 @@ func BenchmarkExec(b *testing.B) {
 	for i := range execTreeFiles {
 		files[fmt.Sprintf("tree/d%03d/f%05d", i/100, i)] = nil
 	}
-	root := map[string][]byte{}
-	err = filepath.WalkDir(mods, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := os.ReadFile(p)
-		rp, _ := filepath.Rel(mods, p)
-		root[filepath.Join("lib/modules", rel, rp)] = data
-		return err
-	})
+	root, err := installedModules(mods, rel)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -129,12 +119,13 @@ func BenchmarkExec(b *testing.B) {
 		script.WriteString(run(vmm, "walk", "sh -c 'find $D/tree >/dev/null'"))
 		script.WriteString(run(vmm, "read", "sh -c 'dd if=$D/big of=/dev/null bs=1M'"))
 	}
+	files["bench.sh"] = []byte(script.String())
 	for range b.N {
 		var rounds []map[string]float64
 		for round := 1; round <= execRounds; round++ {
 			res, err := r.Run(context.Background(), Case{
 				Program: "sh", Args: []string{"{dir}/bench.sh"}, Env: []string{"D={dir}"}, Timeout: 30 * time.Minute, NeedPeers: true,
-				Files: withFile(files, "bench.sh", []byte(script.String())), RootFiles: root,
+				Files: files, RootFiles: root,
 			})
 			if errors.Is(err, errEmulatorFault) {
 				benchNote(b, "round %d: spoiled by the emulator: %v", round, err)
@@ -165,16 +156,6 @@ func BenchmarkExec(b *testing.B) {
 		}
 		reportRounds(b, rounds)
 	}
-}
-
-// withFile returns files plus one more.
-func withFile(files map[string][]byte, name string, data []byte) map[string][]byte {
-	out := make(map[string][]byte, len(files)+1)
-	for k, v := range files {
-		out[k] = v
-	}
-	out[name] = data
-	return out
 }
 
 // qemu9pInitrd is QEMU's guest initramfs: busybox, qemu9pInit and the 9p

@@ -124,17 +124,7 @@ func TestExec(t *testing.T) {
 	if r.Mode == Nested {
 		c.Env[2] = "NESTED=1"
 		// As an installed kernel has them: govm finds them by release.
-		c.RootFiles = map[string][]byte{}
-		err := filepath.WalkDir(mods, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return err
-			}
-			b, err := os.ReadFile(p)
-			rp, _ := filepath.Rel(mods, p)
-			c.RootFiles[filepath.Join("lib/modules", release, rp)] = b
-			return err
-		})
-		if err != nil {
+		if c.RootFiles, err = installedModules(mods, release); err != nil {
 			t.Fatal(err)
 		}
 	} else {
@@ -180,6 +170,22 @@ func TestExec(t *testing.T) {
 	if t.Failed() {
 		t.Logf("output:\n%s", res.Output)
 	}
+}
+
+// installedModules are the files of the modules directory mods as L1
+// should hold them, under lib/modules/RELEASE.
+func installedModules(mods, release string) (map[string][]byte, error) {
+	files := map[string][]byte{}
+	err := filepath.WalkDir(mods, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		rp, _ := filepath.Rel(mods, p)
+		files[filepath.Join("lib/modules", release, rp)] = b
+		return err
+	})
+	return files, err
 }
 
 // buildExecTest builds testdata/exectest with go test -c, static, and

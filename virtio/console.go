@@ -20,8 +20,10 @@ const (
 
 	ConsoleFeatureMultiport = 1 << 1 // VIRTIO_CONSOLE_F_MULTIPORT
 
-	// ConsoleMaxPorts bounds the ports a device offers.
+	// ConsoleMaxPorts bounds the ports a device offers, and
+	// ConsoleNameMax a port's name (sent in one PORT_NAME message).
 	ConsoleMaxPorts = 16
+	ConsoleNameMax  = 64
 
 	consoleQueueMax = 128
 	// Queues (5.3.2): port 0's receive and transmit, then the control
@@ -63,8 +65,7 @@ type Console struct {
 	mem       *mem.Memory
 	interrupt func(int)
 	queues    []*Queue
-	ctrlOut   [][consoleCtrlSize + 64]byte // control messages waiting for buffers
-	ctrlLen   []int
+	ctrlOut   [][]byte // control messages waiting for the driver's buffers
 	pumping   bool
 	ctrlBuf   [consoleCtrlSize]byte
 }
@@ -85,8 +86,8 @@ func NewConsole(ports []ConsolePort) (*Console, error) {
 	}
 	c := &Console{ports: make([]consolePort, len(ports))}
 	for i, p := range ports {
-		if p.Name == "" || len(p.Name) > 64 {
-			return nil, fmt.Errorf("virtio-console: port %d: name must be 1 to 64 bytes", i)
+		if p.Name == "" || len(p.Name) > ConsoleNameMax {
+			return nil, fmt.Errorf("virtio-console: port %d: name must be 1 to %d bytes", i, ConsoleNameMax)
 		}
 		c.ports[i] = consolePort{ConsolePort: p, hostOpen: true, wake: make(chan struct{}, 1)}
 	}
@@ -141,7 +142,7 @@ func (c *Console) Activate(m *mem.Memory, features uint64, queues []*Queue, inte
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.mem, c.interrupt, c.queues = m, interrupt, queues
-	c.ctrlOut, c.ctrlLen = c.ctrlOut[:0], c.ctrlLen[:0]
+	c.ctrlOut = c.ctrlOut[:0]
 	for i := range c.ports {
 		c.ports[i].guestOpen = false
 	}
@@ -284,13 +285,11 @@ func (c *Console) queueCtrl(id uint32, event, value uint16, name string) {
 	if len(c.ctrlOut) >= consoleCtrlQueueLimit {
 		return
 	}
-	var msg [consoleCtrlSize + 64]byte
+	msg := make([]byte, consoleCtrlSize, consoleCtrlSize+len(name))
 	binary.LittleEndian.PutUint32(msg[0:], id)
 	binary.LittleEndian.PutUint16(msg[4:], event)
 	binary.LittleEndian.PutUint16(msg[6:], value)
-	n := consoleCtrlSize + copy(msg[consoleCtrlSize:], name)
-	c.ctrlOut = append(c.ctrlOut, msg)
-	c.ctrlLen = append(c.ctrlLen, n)
+	c.ctrlOut = append(c.ctrlOut, append(msg, name...))
 }
 
 // flushCtrl moves pending control messages into the driver's control
@@ -310,7 +309,7 @@ func (c *Console) flushCtrl() error {
 		if !ok {
 			break
 		}
-		msg := c.ctrlOut[sent][:c.ctrlLen[sent]]
+		msg := c.ctrlOut[sent]
 		n, err := writeChain(m, chain, msg)
 		if err != nil {
 			return err
@@ -325,7 +324,6 @@ func (c *Console) flushCtrl() error {
 		// fitted; the message waits for the next one.
 	}
 	c.ctrlOut = c.ctrlOut[:copy(c.ctrlOut, c.ctrlOut[sent:])]
-	c.ctrlLen = c.ctrlLen[:copy(c.ctrlLen, c.ctrlLen[sent:])]
 	q.SetAvailEvent(m)
 	if q.UsedIdx() != old && q.NeedsInterrupt(m, old) {
 		c.interrupt(consoleCtrlRx)
