@@ -161,6 +161,9 @@ func (m *Machine) addConsole() error {
 // offloads by what the guest negotiated, the TAP by TUNSETOFFLOAD's flags.
 type tapBackend struct{ *tap.TAP }
 
+// Caps: a TAP opened with IFF_VNET_HDR carries the header both ways.
+func (b tapBackend) Caps() virtio.NetBackendCaps { return virtio.NetBackendCaps{VnetHeader: true} }
+
 // SetOffload tells the TAP which offloaded frames it may hand the guest.
 func (b tapBackend) SetOffload(o virtio.NetOffloads) error {
 	return b.TAP.SetOffload(tapOffloadFlags(o))

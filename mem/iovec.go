@@ -115,13 +115,13 @@ func (v *IOVec) rwFullAt(fd int, off int64, trap uintptr) error {
 			return io.ErrUnexpectedEOF
 		}
 		off += int64(n)
-		v.advance(n)
+		v.Advance(n)
 	}
 	return nil
 }
 
-// advance drops the first n bytes of the list (no more than it holds).
-func (v *IOVec) advance(n int) {
+// Advance drops the first n bytes of the list (no more than it holds).
+func (v *IOVec) Advance(n int) {
 	k := 0
 	for k < len(v.iov) && n >= int(v.iov[k].Len) {
 		n -= int(v.iov[k].Len)

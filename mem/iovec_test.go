@@ -35,7 +35,7 @@ func TestIOVecAdvance(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			v.advance(tc.n)
+			v.Advance(tc.n)
 			var left []byte
 			for i := range v.Len() {
 				left = append(left, v.Buffer(i)...)

@@ -446,9 +446,9 @@ var builderRequires = []string{
 	"github.com/hugelgupf/go-shlex v0.0.0-20200702092117-c80c9d0918fa",
 	"github.com/pierrec/lz4/v4 v4.1.22",
 	"golang.org/x/exp v0.0.0-20250305212735-054e65f0b394",
-	"golang.org/x/mod v0.29.0",
-	"golang.org/x/sync v0.18.0",
-	"golang.org/x/tools v0.38.0",
+	"golang.org/x/mod v0.35.0",
+	"golang.org/x/sync v0.20.0",
+	"golang.org/x/tools v0.43.0",
 	"mvdan.cc/sh/v3 v3.11.0",
 }
 

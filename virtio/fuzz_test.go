@@ -174,21 +174,26 @@ func FuzzBlkRequest(f *testing.F) {
 
 func FuzzNetTx(f *testing.F) {
 	frame := make([]byte, NetHeaderSize+60)
-	f.Add(frame, uint64(0))
+	f.Add(frame, uint64(0), true)
+	f.Add(frame[:NetHeaderSize+13], uint64(0), false)
 	gso := make([]byte, NetHeaderSize+1514)
 	gso[0] = 1 // NEEDS_CSUM
 	gso[1] = 1 // GSO TCPv4
 	binary.LittleEndian.PutUint16(gso[4:], 1448)
 	binary.LittleEndian.PutUint16(gso[6:], 34)
 	binary.LittleEndian.PutUint16(gso[8:], 16)
-	f.Add(gso, uint64(NetFeatureCsum|NetFeatureHostTSO4))
-	f.Fuzz(func(t *testing.T, data []byte, features uint64) {
+	f.Add(gso, uint64(NetFeatureCsum|NetFeatureHostTSO4), true)
+	f.Fuzz(func(t *testing.T, data []byte, features uint64, withHdr bool) {
 		_ = CheckTxHeader(data, features)
 		m := fuzzMemory(t, data)
 		var hdr [NetHeaderSize]byte
 		iov := mem.NewIOVec(mem.IOVecMax)
-		payload, err := txFrame(m, fuzzChain(data), &hdr, iov, features)
-		if err == nil && (payload > netMaxFrame || iov.Bytes() != uint64(payload)+NetHeaderSize) {
+		payload, err := txFrame(m, fuzzChain(data), &hdr, iov, features, withHdr)
+		sent := uint64(payload)
+		if withHdr {
+			sent += NetHeaderSize
+		}
+		if err == nil && (payload > netMaxFrame || payload < netEthHeader || iov.Bytes() != sent) {
 			t.Fatalf("payload %d, %d bytes to send", payload, iov.Bytes())
 		}
 	})

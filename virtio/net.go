@@ -19,6 +19,7 @@ import (
 const (
 	NetFeatureCsum      = 1 << 0  // device takes partially checksummed frames
 	NetFeatureGuestCsum = 1 << 1  // driver takes partially checksummed frames
+	NetFeatureMTU       = 1 << 3  // config space has the link's MTU
 	NetFeatureMAC       = 1 << 5  // config space has the MAC
 	NetFeatureGuestTSO4 = 1 << 7  // driver takes TSOv4 frames
 	NetFeatureGuestTSO6 = 1 << 8  // driver takes TSOv6 frames
@@ -33,7 +34,10 @@ const (
 	// only header a VERSION_1 device uses.
 	NetHeaderSize = 12
 
-	netHdrNumBuffers    = 10 // offset of num_buffers in the header
+	netHdrNumBuffers = 10 // offset of num_buffers in the header
+	// netEthHeader is the shortest frame sent: an Ethernet header
+	// (destination, source, type; IEEE 802.3 3.1.1).
+	netEthHeader        = 14
 	netHdrFlagNeedsCsum = 1
 	netGSONone          = 0
 	netGSOTCPv4         = 1
@@ -57,23 +61,43 @@ const (
 	netCfgMAC      = 0
 	netCfgStatus   = 6
 	netCfgMaxPairs = 8
-	netCfgSize     = 10
-	netLinkUp      = 1
+	netCfgMTU      = 10
+	netCfgSize     = 12
+	// NetMinMTU is the least MTU a device may offer: IPv4's minimum
+	// datagram (RFC 791) less nothing, as Linux's virtio_net requires 68.
+	NetMinMTU = 68
+	netLinkUp = 1
 )
 
 // NetBackend is the host side of a NIC: a non-blocking file descriptor on
-// which each read returns one frame and each write sends one, every frame
-// led by a NetHeaderSize virtio-net header (a TAP with IFF_VNET_HDR).
+// which each read returns one frame and each write sends one (a TAP, one
+// end of a SOCK_SEQPACKET pair).
 type NetBackend interface {
 	Fd() int
+	// Caps says how frames travel on Fd; it does not change.
+	Caps() NetBackendCaps
 	// SetOffload says which offloaded frames the backend may hand the
-	// guest: those its driver negotiated.
+	// guest: those its driver negotiated. Only called with offloads when
+	// Caps().VnetHeader is set.
 	SetOffload(o NetOffloads) error
+}
+
+// NetBackendCaps is what a backend does with frames.
+type NetBackendCaps struct {
+	// VnetHeader: every frame both ways is led by a NetHeaderSize
+	// virtio-net header (a TAP with IFF_VNET_HDR), so checksum and
+	// segmentation offloads pass through. Without it frames are bare
+	// Ethernet: no offload is offered, and the device writes the guest's
+	// receive header itself.
+	VnetHeader bool
+	// MTU, if set, is offered to the driver (VIRTIO_NET_F_MTU): the
+	// largest IP packet the link carries, NetMinMTU to 65535.
+	MTU uint16
 }
 
 // TX frames that break the rules are dropped and counted, never sent.
 var (
-	ErrNetShortFrame = errors.New("virtio-net: frame shorter than its header")
+	ErrNetShortFrame = errors.New("virtio-net: frame shorter than its headers")
 	ErrNetLongFrame  = errors.New("virtio-net: frame longer than 64 KiB plus headers")
 	ErrNetWritable   = errors.New("virtio-net: device-writable buffer in a transmit chain")
 	ErrNetGSO        = errors.New("virtio-net: GSO type not negotiated or malformed")
@@ -97,8 +121,12 @@ type NetStats struct {
 // thread, which serves whatever is ready.
 type Net struct {
 	backend NetBackend
-	mac     [6]byte
-	Stats   NetStats
+	caps    NetBackendCaps
+	// rxSkip is the header the device writes itself before each received
+	// frame: NetHeaderSize for a bare-Ethernet backend, else 0.
+	rxSkip int
+	mac    [6]byte
+	Stats  NetStats
 
 	mu        sync.Mutex // guards the fields below against Activate/Reset
 	mem       *mem.Memory
@@ -113,6 +141,8 @@ type Net struct {
 	rxBuf  []byte              // a frame read for want of enough buffers
 	rxLen  int                 // bytes in rxBuf waiting for guest buffers, 0 if none
 	rxHeld []rxChain           // chains popped for frames to come, in ring order
+	// rxSkipped: rxIOV starts past rxHeld[0]'s header (bare backends).
+	rxSkipped bool
 }
 
 // NewNet makes a NIC with the given MAC on a backend.
@@ -120,8 +150,16 @@ func NewNet(backend NetBackend, mac [6]byte) (*Net, error) {
 	if mac[0]&1 != 0 {
 		return nil, fmt.Errorf("MAC %x is a multicast address", mac)
 	}
+	caps := backend.Caps()
+	if caps.MTU != 0 && caps.MTU < NetMinMTU {
+		return nil, fmt.Errorf("virtio-net: MTU %d below %d", caps.MTU, NetMinMTU)
+	}
+	skip := 0
+	if !caps.VnetHeader {
+		skip = NetHeaderSize
+	}
 	return &Net{
-		backend: backend, mac: mac,
+		backend: backend, mac: mac, caps: caps, rxSkip: skip,
 		txIOV:  mem.NewIOVec(mem.IOVecMax),
 		rxIOV:  mem.NewIOVec(mem.IOVecMax),
 		rxBuf:  make([]byte, NetHeaderSize+netMaxFrame),
@@ -131,12 +169,22 @@ func NewNet(backend NetBackend, mac [6]byte) (*Net, error) {
 
 func (n *Net) Type() uint16 { return TypeNet }
 
+// Features offers the offloads only over a backend that carries the
+// virtio-net header: a bare-Ethernet backend could neither complete a
+// partial checksum nor segment without govm copying every frame, while
+// the guest's stack folds the checksum into the copy it makes anyway.
 func (n *Net) Features() uint64 {
-	return FeatureVersion1 | FeatureEventIdx | FeatureIndirectDesc |
-		NetFeatureCsum | NetFeatureGuestCsum | NetFeatureMAC | NetFeatureStatus |
-		NetFeatureGuestTSO4 | NetFeatureGuestTSO6 | NetFeatureGuestECN |
-		NetFeatureHostTSO4 | NetFeatureHostTSO6 | NetFeatureHostECN |
-		NetFeatureMrgRxbuf
+	f := uint64(FeatureVersion1 | FeatureEventIdx | FeatureIndirectDesc |
+		NetFeatureMAC | NetFeatureStatus | NetFeatureMrgRxbuf)
+	if n.caps.VnetHeader {
+		f |= NetFeatureCsum | NetFeatureGuestCsum |
+			NetFeatureGuestTSO4 | NetFeatureGuestTSO6 | NetFeatureGuestECN |
+			NetFeatureHostTSO4 | NetFeatureHostTSO6 | NetFeatureHostECN
+	}
+	if n.caps.MTU != 0 {
+		f |= NetFeatureMTU
+	}
+	return f
 }
 
 func (n *Net) NumQueues() int   { return 2 }
@@ -147,6 +195,7 @@ func (n *Net) ReadConfig(off uint64, data []byte) {
 	copy(cfg[netCfgMAC:], n.mac[:])
 	binary.LittleEndian.PutUint16(cfg[netCfgStatus:], netLinkUp)
 	binary.LittleEndian.PutUint16(cfg[netCfgMaxPairs:], 1)
+	binary.LittleEndian.PutUint16(cfg[netCfgMTU:], n.caps.MTU)
 	for i := range data {
 		data[i] = 0
 		if off+uint64(i) < netCfgSize {
@@ -185,8 +234,10 @@ func (n *Net) Activate(m *mem.Memory, features uint64, queues []*Queue, interrup
 	if len(queues) != 2 || queues[netRxQueue] == nil || queues[netTxQueue] == nil {
 		return fmt.Errorf("virtio-net: the driver must enable both queues")
 	}
-	if err := n.backend.SetOffload(guestOffloads(features)); err != nil {
-		return err
+	if n.caps.VnetHeader {
+		if err := n.backend.SetOffload(guestOffloads(features)); err != nil {
+			return err
+		}
 	}
 	n.mu.Lock()
 	n.mem, n.features, n.interrupt = m, features, interrupt
@@ -289,6 +340,9 @@ func (n *Net) Reset() {
 	n.rx, n.tx, n.mem, n.features, n.rxLen = nil, nil, nil, 0, 0
 	n.dropHeld()
 	n.mu.Unlock()
+	if !n.caps.VnetHeader {
+		return
+	}
 	if err := n.backend.SetOffload(NetOffloads{}); err != nil {
 		slog.Debug("virtio-net: clearing offloads", "err", err)
 	}

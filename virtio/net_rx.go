@@ -51,7 +51,7 @@ func (n *Net) receiveBatch(m *mem.Memory, q *Queue, features uint64, fd int) (in
 				}
 				return delivered, false, nil
 			}
-			if r < NetHeaderSize {
+			if r < n.rxMinRead() {
 				n.Stats.RxDropped.Add(1)
 				continue
 			}
@@ -162,17 +162,49 @@ func (n *Net) holdChains(m *mem.Memory, q *Queue, mergeable bool, need uint64) (
 		}
 		c.room, c.iovs = uint32(iov.Bytes()-before), iov.Len()-c.iovs
 		n.rxHeld = append(n.rxHeld, c)
+		if err := n.skipHeader(); err != nil {
+			return rxWait, err
+		}
 	}
-	if n.rxHeld[0].firstLen < NetHeaderSize {
-		return rxWait, errNetShortRxHeader(n.rxHeld[0].firstLen)
+	if err := n.skipHeader(); err != nil {
+		return rxWait, err
 	}
 	return rxDelivered, nil
 }
 
-// commitHeld hands the driver a frame of r bytes (header included) that
-// fills the held chains in order: num_buffers in the header, then each
-// chain the frame reached as used. The chains it did not reach stay held
-// for the next frame.
+// skipHeader checks that the first held chain's first buffer holds the
+// header and, for a bare-Ethernet backend, starts rxIOV past it: the
+// device writes that header itself, the backend's frame goes after it.
+func (n *Net) skipHeader() error {
+	if len(n.rxHeld) == 0 || n.rxSkipped {
+		return nil
+	}
+	c := &n.rxHeld[0]
+	if c.firstLen < NetHeaderSize {
+		return errNetShortRxHeader(c.firstLen)
+	}
+	if n.rxSkip > 0 {
+		n.rxIOV.Advance(n.rxSkip)
+		c.room -= uint32(n.rxSkip)
+		if c.firstLen == uint32(n.rxSkip) {
+			c.iovs-- // the buffer held the header alone
+		}
+	}
+	n.rxSkipped = true
+	return nil
+}
+
+// rxMinRead is the shortest read from the backend that is a frame: its
+// header, if it sends one, and an Ethernet header.
+func (n *Net) rxMinRead() int {
+	return NetHeaderSize - n.rxSkip + netEthHeader
+}
+
+// commitHeld hands the driver a frame of r bytes, as read into rxIOV,
+// that fills the held chains in order: the header (written whole for a
+// bare-Ethernet backend, else its num_buffers), then each chain the frame
+// reached as used. The chains it did not reach stay held for the next
+// frame.
 func (n *Net) commitHeld(m *mem.Memory, q *Queue, r int) error {
 	used, left, iovs := 0, uint32(r), 0
 	for left > 0 && used < len(n.rxHeld) {
@@ -182,8 +214,19 @@ func (n *Net) commitHeld(m *mem.Memory, q *Queue, r int) error {
 		iovs += c.iovs
 		used++
 	}
+	hdr := n.rxHeld[0].first
+	if n.rxSkip > 0 {
+		// No flags, no GSO: the frame is whole and checksummed (5.1.6.4).
+		if err := m.PutUint64(hdr, 0); err != nil {
+			return err
+		}
+		if err := m.PutUint16(hdr+8, 0); err != nil {
+			return err
+		}
+		n.rxHeld[0].room += uint32(n.rxSkip)
+	}
 	// num_buffers: 1 without MRG_RXBUF (5.1.6.4).
-	if err := m.PutUint16(n.rxHeld[0].first+netHdrNumBuffers, uint16(used)); err != nil {
+	if err := m.PutUint16(hdr+netHdrNumBuffers, uint16(used)); err != nil {
 		return err
 	}
 	for _, c := range n.rxHeld[:used] {
@@ -193,8 +236,9 @@ func (n *Net) commitHeld(m *mem.Memory, q *Queue, r int) error {
 	}
 	n.rxHeld = n.rxHeld[:copy(n.rxHeld, n.rxHeld[used:])]
 	n.rxIOV.DropFront(iovs)
+	n.rxSkipped = false
 	n.Stats.RxFrames.Add(1)
-	n.Stats.RxBytes.Add(uint64(r - NetHeaderSize))
+	n.Stats.RxBytes.Add(uint64(r + n.rxSkip - NetHeaderSize))
 	return nil
 }
 
@@ -204,7 +248,7 @@ func (n *Net) commitHeld(m *mem.Memory, q *Queue, r int) error {
 // that much it returns rxWait, holding nothing, and the caller copies.
 // Between calls the device holds no chain or enough.
 func (n *Net) receiveDirect(m *mem.Memory, q *Queue, features uint64, fd int) (rxResult, error) {
-	res, err := n.holdChains(m, q, features&NetFeatureMrgRxbuf != 0, rxNeed)
+	res, err := n.holdChains(m, q, features&NetFeatureMrgRxbuf != 0, uint64(rxNeed-n.rxSkip))
 	if err != nil || res != rxDelivered {
 		return rxWait, err
 	}
@@ -215,7 +259,7 @@ func (n *Net) receiveDirect(m *mem.Memory, q *Queue, features uint64, fd int) (r
 		}
 		return rxEmpty, nil
 	}
-	if r < NetHeaderSize {
+	if r < n.rxMinRead() {
 		return rxDropped, nil // the held chains serve the next frame
 	}
 	return rxDelivered, n.commitHeld(m, q, r)
@@ -232,6 +276,7 @@ func (n *Net) releaseHeld(q *Queue) {
 func (n *Net) dropHeld() {
 	n.rxHeld = n.rxHeld[:0]
 	n.rxIOV.Reset()
+	n.rxSkipped = false
 }
 
 // deliver copies one frame (header first) into the driver's receive

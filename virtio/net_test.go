@@ -19,6 +19,7 @@ import (
 type pairBackend struct {
 	fd, peer int
 	offload  atomic.Pointer[NetOffloads]
+	caps     NetBackendCaps
 }
 
 func newPairBackend(t testing.TB) *pairBackend {
@@ -35,7 +36,7 @@ func newPairBackend(t testing.TB) *pairBackend {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 1<<20)
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1<<20)
 	}
-	b := &pairBackend{fd: fds[0], peer: fds[1]}
+	b := &pairBackend{fd: fds[0], peer: fds[1], caps: NetBackendCaps{VnetHeader: true}}
 	b.offload.Store(nil)
 	t.Cleanup(func() { unix.Close(fds[0]); unix.Close(fds[1]) })
 	return b
@@ -43,6 +44,7 @@ func newPairBackend(t testing.TB) *pairBackend {
 
 func (b *pairBackend) Fd() int                        { return b.fd }
 func (b *pairBackend) SetOffload(o NetOffloads) error { b.offload.Store(&o); return nil }
+func (b *pairBackend) Caps() NetBackendCaps           { return b.caps }
 
 // netRing is one queue laid out by a test driver.
 type netRing struct {
@@ -79,6 +81,9 @@ func newNetRig(t testing.TB, features uint64) *netRig {
 	return r
 }
 
+// tapCaps are a TAP's: the virtio-net header on every frame.
+var tapCaps = NetBackendCaps{VnetHeader: true}
+
 // startLoop runs the device's Loop, as the transport does at DRIVER_OK.
 // Loop serves at once whatever the rings already hold.
 func (r *netRig) startLoop() {
@@ -113,12 +118,18 @@ func (r *netRig) startLoop() {
 // newIdleNetRig makes a rig with an active device and no Loop: the test
 // calls the device's parts itself.
 func newIdleNetRig(t testing.TB, features uint64) *netRig {
+	return newIdleNetRigCaps(t, features, tapCaps)
+}
+
+// newIdleNetRigCaps makes an idle rig whose backend has caps.
+func newIdleNetRigCaps(t testing.TB, features uint64, caps NetBackendCaps) *netRig {
 	t.Helper()
 	m, err := mem.New(mem.Region{Base: 0, Data: make([]byte, netRAM)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := &netRig{t: t, m: m, be: newPairBackend(t), data: netDataBase}
+	r.be.caps = caps
 	for i := range r.rings {
 		base := uint64(0x10000 * (i + 1))
 		ring := &netRing{desc: base}
@@ -260,7 +271,7 @@ func pattern(n int, seed byte) []byte {
 }
 
 func TestCheckTxHeader(t *testing.T) {
-	all := (&Net{}).Features()
+	all := (&Net{caps: tapCaps}).Features()
 	plain := append(txHeader(0, 0, 0, 0, 0), pattern(60, 1)...)
 	tests := []struct {
 		name     string
@@ -269,7 +280,9 @@ func TestCheckTxHeader(t *testing.T) {
 		want     error
 	}{
 		{"plain frame", plain, all, nil},
-		{"header only", txHeader(0, 0, 0, 0, 0), all, nil},
+		{"header only", txHeader(0, 0, 0, 0, 0), all, ErrNetShortFrame},
+		{"Ethernet header only", append(txHeader(0, 0, 0, 0, 0), pattern(netEthHeader, 1)...), all, nil},
+		{"shorter than an Ethernet header", append(txHeader(0, 0, 0, 0, 0), pattern(netEthHeader-1, 1)...), all, ErrNetShortFrame},
 		{"shorter than the header", make([]byte, NetHeaderSize-1), all, ErrNetShortFrame},
 		{"partial checksum", append(txHeader(netHdrFlagNeedsCsum, 0, 0, 34, 16), pattern(60, 1)...), all, nil},
 		{"checksum field past the end", append(txHeader(netHdrFlagNeedsCsum, 0, 0, 50, 9), pattern(60, 1)...), all, ErrNetCsum},
@@ -296,7 +309,7 @@ func TestCheckTxHeader(t *testing.T) {
 func TestNetTransmit(t *testing.T) {
 	// The loop starts once the frames are written: post publishes each
 	// chain before the test fills its buffers, which a driver never does.
-	r := newIdleNetRig(t, (&Net{}).Features())
+	r := newIdleNetRig(t, (&Net{caps: tapCaps}).Features())
 	// A TSO frame with its header split over two descriptors and its data
 	// over three.
 	hdr := txHeader(netHdrFlagNeedsCsum, netGSOTCPv4, 1448, 34, 16)
@@ -336,7 +349,7 @@ func TestNetTransmit(t *testing.T) {
 }
 
 func TestNetReceiveMergeable(t *testing.T) {
-	r := newNetRig(t, (&Net{}).Features())
+	r := newNetRig(t, (&Net{caps: tapCaps}).Features())
 	if got := r.be.offload.Load(); got == nil || *got != (NetOffloads{Csum: true, TSO4: true, TSO6: true, TSOECN: true}) {
 		t.Fatalf("offloads %+v after activation", got)
 	}
@@ -379,23 +392,46 @@ func TestNetReceiveDirect(t *testing.T) {
 		frames     []int // payload lengths after the header
 		wantBufs   []int // num_buffers per frame
 		wantCopied uint64
+		bare       bool // the backend sends bare Ethernet frames
 	}{
 		{
-			name: "mergeable", features: (&Net{}).Features(),
+			name: "mergeable", features: (&Net{caps: tapCaps}).Features(),
 			chain: []uint32{1536}, chains: 64,
 			// 1 buffer, 43 buffers (64 KiB), then 20 left: too few for a
 			// largest frame, so the third is copied.
 			frames: []int{100, netMaxFrame, 3000}, wantBufs: []int{1, 43, 2}, wantCopied: 1,
 		},
 		{
-			name: "big packets", features: (&Net{}).Features() &^ NetFeatureMrgRxbuf,
+			name: "big packets", features: (&Net{caps: tapCaps}).Features() &^ NetFeatureMrgRxbuf,
 			chain:  append([]uint32{NetHeaderSize}, slicesOf(17, 4096)...),
+			chains: 3, frames: []int{60, netMaxFrame, 9000}, wantBufs: []int{1, 1, 1},
+		},
+		{
+			name: "bare mergeable", features: (&Net{}).Features(), bare: true,
+			chain: []uint32{1536}, chains: 64,
+			frames: []int{100, netMaxFrame, 3000}, wantBufs: []int{1, 43, 2}, wantCopied: 1,
+		},
+		{
+			// The header alone in the first buffer: the frame starts in
+			// the second.
+			name: "bare big packets", features: (&Net{}).Features() &^ NetFeatureMrgRxbuf, bare: true,
+			chain:  append([]uint32{NetHeaderSize}, slicesOf(17, 4096)...),
+			chains: 3, frames: []int{60, netMaxFrame, 9000}, wantBufs: []int{1, 1, 1},
+		},
+		{
+			name: "bare, header and frame in one buffer", features: (&Net{}).Features() &^ NetFeatureMrgRxbuf, bare: true,
+			chain:  []uint32{NetHeaderSize + netMaxFrame},
 			chains: 3, frames: []int{60, netMaxFrame, 9000}, wantBufs: []int{1, 1, 1},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := newNetRig(t, tt.features)
+			caps := tapCaps
+			if tt.bare {
+				caps = NetBackendCaps{}
+			}
+			r := newIdleNetRigCaps(t, tt.features, caps)
+			r.startLoop()
 			var chains [][]uint64
 			for range tt.chains {
 				chains = append(chains, r.post(netRxQueue, true, tt.chain...))
@@ -408,7 +444,11 @@ func TestNetReceiveDirect(t *testing.T) {
 			used := uint16(0)
 			for i, l := range tt.frames {
 				frame := append(txHeader(0, 0, 0, 0, 0), pattern(l, byte(i))...)
-				r.hostSend(frame)
+				if tt.bare {
+					r.hostSend(frame[NetHeaderSize:])
+				} else {
+					r.hostSend(frame)
+				}
 				used += uint16(tt.wantBufs[i])
 				r.waitUsed(netRxQueue, used)
 				var got []byte
@@ -462,7 +502,7 @@ func bufLen(lens []uint32, a uint64, addrs []uint64) uint32 {
 // backend (none is dropped) and govm does not spin; once the driver posts
 // buffers and kicks, they all arrive in order.
 func TestNetReceiveBackpressure(t *testing.T) {
-	r := newNetRig(t, (&Net{}).Features())
+	r := newNetRig(t, (&Net{caps: tapCaps}).Features())
 	var frames [][]byte
 	for i := range 5 {
 		f := append(txHeader(0, 0, 0, 0, 0), pattern(100+i, byte(i))...)
@@ -503,7 +543,7 @@ func TestNetReceiveBackpressure(t *testing.T) {
 // be kicked on the driver's next buffer, not one already posted; a kick
 // after the third buffer delivers it.
 func TestNetReceiveWaitsForEnoughBuffers(t *testing.T) {
-	r := newNetRig(t, (&Net{}).Features())
+	r := newNetRig(t, (&Net{caps: tapCaps}).Features())
 	r.post(netRxQueue, true, 1024)
 	r.post(netRxQueue, true, 1024)
 	r.hostSend(append(txHeader(0, 0, 0, 0, 0), pattern(2900, 5)...))
@@ -531,7 +571,7 @@ func TestNetReceiveWaitsForEnoughBuffers(t *testing.T) {
 // TestNetReceiveTooBig: without MRG_RXBUF a frame larger than the posted
 // chain is dropped and counted, and the chain serves the next frame.
 func TestNetReceiveTooBig(t *testing.T) {
-	r := newNetRig(t, (&Net{}).Features()&^NetFeatureMrgRxbuf)
+	r := newNetRig(t, (&Net{caps: tapCaps}).Features()&^NetFeatureMrgRxbuf)
 	if got := r.be.offload.Load(); got == nil || *got != (NetOffloads{Csum: true, TSO4: true, TSO6: true, TSOECN: true}) {
 		t.Fatalf("offloads %+v", got)
 	}
@@ -562,7 +602,7 @@ func TestNetReceiveTooBig(t *testing.T) {
 // buffer breaks the queue: Loop returns the error (the transport then
 // marks the device as needing reset) and nothing panics.
 func TestNetHostileReceiveQueue(t *testing.T) {
-	r := newNetRig(t, (&Net{}).Features())
+	r := newNetRig(t, (&Net{caps: tapCaps}).Features())
 	r.post(netRxQueue, false, 2048)
 	r.hostSend(append(txHeader(0, 0, 0, 0, 0), pattern(100, 1)...))
 	r.kick(netRxQueue)
@@ -597,7 +637,7 @@ func TestNetConfig(t *testing.T) {
 // hot path: the chain is written once and made available again each time,
 // so -benchmem counts what the device allocates (nothing).
 func BenchmarkNetTransmit(b *testing.B) {
-	r := newIdleNetRig(b, (&Net{}).Features())
+	r := newIdleNetRig(b, (&Net{caps: tapCaps}).Features())
 	frame := append(txHeader(0, 0, 0, 0, 0), pattern(1502, 1)...)
 	addr := r.post(netTxQueue, false, uint32(len(frame)))
 	r.m.WriteAt(frame, addr[0])
@@ -630,7 +670,7 @@ func BenchmarkNetTransmit(b *testing.B) {
 // buffers and gives each back as soon as it is used, so the device reads
 // every frame in place; -benchmem counts what it allocates (nothing).
 func BenchmarkNetReceive(b *testing.B) {
-	r := newNetRig(b, (&Net{}).Features())
+	r := newNetRig(b, (&Net{caps: tapCaps}).Features())
 	ring := r.rings[netRxQueue]
 	for range ring.q.Size {
 		r.post(netRxQueue, true, 4096)
@@ -655,5 +695,50 @@ func BenchmarkNetReceive(b *testing.B) {
 	}
 	if c := r.n.Stats.RxCopied.Load(); c != 0 {
 		b.Fatalf("%d frames were copied", c)
+	}
+}
+
+// TestNetBareBackend: over a backend without the virtio-net header the
+// device offers no offload, offers the backend's MTU, sends frames
+// without the header, and drops those asking for an offload.
+func TestNetBareBackend(t *testing.T) {
+	caps := NetBackendCaps{MTU: 65520}
+	n, err := NewNet(&pairBackend{caps: caps}, [6]byte{0x52, 0x54})
+	if err != nil {
+		t.Fatal(err)
+	}
+	offloads := uint64(NetFeatureCsum | NetFeatureGuestCsum | NetFeatureGuestTSO4 | NetFeatureGuestTSO6 |
+		NetFeatureGuestECN | NetFeatureHostTSO4 | NetFeatureHostTSO6 | NetFeatureHostECN)
+	if f := n.Features(); f&offloads != 0 || f&NetFeatureMTU == 0 {
+		t.Fatalf("features %#x: want no offload and VIRTIO_NET_F_MTU", f)
+	}
+	var mtu [2]byte
+	n.ReadConfig(netCfgMTU, mtu[:])
+	if got := binary.LittleEndian.Uint16(mtu[:]); got != 65520 {
+		t.Fatalf("config mtu %d, want 65520", got)
+	}
+	if _, err := NewNet(&pairBackend{caps: NetBackendCaps{MTU: 67}}, [6]byte{0x52}); err == nil {
+		t.Fatal("MTU 67 accepted")
+	}
+
+	r := newIdleNetRigCaps(t, n.Features(), caps)
+	frame := append(txHeader(0, 0, 0, 0, 0), pattern(1500, 4)...)
+	a := r.post(netTxQueue, false, 10, uint32(len(frame)-10))
+	r.m.WriteAt(frame[:10], a[0])
+	r.m.WriteAt(frame[10:], a[1])
+	csum := append(txHeader(netHdrFlagNeedsCsum, 0, 0, 34, 16), pattern(60, 1)...)
+	a = r.post(netTxQueue, false, uint32(len(csum)))
+	r.m.WriteAt(csum, a[0])
+	r.startLoop()
+	r.kick(netTxQueue)
+	if got := r.hostRecv(); !bytes.Equal(got, frame[NetHeaderSize:]) {
+		t.Fatalf("host got %d bytes, want the bare %d-byte frame", len(got), len(frame)-NetHeaderSize)
+	}
+	if got := r.hostRecv(); got != nil {
+		t.Fatalf("a frame asking for a checksum the device never offered was sent (%d bytes)", len(got))
+	}
+	r.waitUsed(netTxQueue, 2)
+	if r.be.offload.Load() != nil {
+		t.Fatal("SetOffload called on a backend without the header")
 	}
 }

@@ -27,7 +27,7 @@ func (n *Net) transmit(m *mem.Memory, q *Queue) (bool, error) {
 			if !ok {
 				break
 			}
-			payload, err := txFrame(m, chain, &n.txHdr, n.txIOV, n.features)
+			payload, err := txFrame(m, chain, &n.txHdr, n.txIOV, n.features, n.caps.VnetHeader)
 			if err != nil {
 				n.Stats.TxDropped.Add(1)
 				slog.Debug("virtio-net: TX frame dropped", "err", err)
@@ -62,12 +62,15 @@ func (n *Net) transmit(m *mem.Memory, q *Queue) (bool, error) {
 // is copied into hdr and checked there, so what is checked is what is
 // sent even if the driver rewrites it meanwhile; the frame after it goes
 // from guest memory as it is (the driver only races itself there). iov
-// ends up holding the copy, then the guest buffers. It returns the
-// frame's length without the header, or why it must be dropped.
-func txFrame(m *mem.Memory, chain []Desc, hdr *[NetHeaderSize]byte, iov *mem.IOVec, features uint64) (int, error) {
+// ends up holding the copy (if the backend takes headers: withHdr), then
+// the guest buffers. It returns the frame's length without the header,
+// or why it must be dropped.
+func txFrame(m *mem.Memory, chain []Desc, hdr *[NetHeaderSize]byte, iov *mem.IOVec, features uint64, withHdr bool) (int, error) {
 	iov.Reset()
-	if err := iov.AddHost(hdr[:]); err != nil {
-		return 0, err
+	if withHdr {
+		if err := iov.AddHost(hdr[:]); err != nil {
+			return 0, err
+		}
 	}
 	total := uint64(0)
 	for _, d := range chain {
@@ -143,6 +146,9 @@ func checkTxHeader(hdr *[NetHeaderSize]byte, payload int, features uint64) error
 	}
 	if payload > netMaxFrame {
 		return ErrNetLongFrame
+	}
+	if payload < netEthHeader {
+		return ErrNetShortFrame
 	}
 	return nil
 }
