@@ -15,6 +15,7 @@ all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(GOVM_LDFLAGS)' -o govm ./cmd/govm
+	CGO_ENABLED=0 $(GO) build -trimpath -o govm-net ./cmd/govm-net
 
 # Kernel (Debian), u-root initramfs, static binaries and the nested L1
 # initramfs, into build/ (see scripts/assets.sh).
@@ -79,4 +80,4 @@ fuzz:
 	done
 
 clean:
-	rm -rf $(BUILD) govm
+	rm -rf $(BUILD) govm govm-net

@@ -46,6 +46,27 @@ type NIC struct {
 	// HostIP, if valid, is set on the host side and the interface is
 	// brought up.
 	HostIP netip.Prefix
+	// Frames, if set, is the host side instead of a TAP: a socket
+	// carrying bare Ethernet frames, one per message (framesock), which
+	// its owner closes after the machine.
+	Frames *FrameLink
+	// Guest, if set, is the address the network gives the guest (its
+	// DHCP server answers the same), for a guest set up without DHCP.
+	Guest *GuestNet
+}
+
+// FrameLink is a frame socket as a NIC's host side.
+type FrameLink struct {
+	Fd   int
+	MTU  uint16 // offered to the guest; 0 offers none
+	Name string // for messages: "user 10.0.2.15"
+}
+
+// GuestNet is a guest's IPv4 configuration on a network govm serves.
+type GuestNet struct {
+	IP           netip.Prefix
+	Gateway, DNS netip.Addr
+	MTU          int
 }
 
 // addPCIDevice wraps dev in the virtio-PCI transport in the next free
@@ -69,6 +90,17 @@ func (m *Machine) addPCIDevice(name, thread string, dev virtio.Device) error {
 // addNICs opens each TAP and places a virtio-net device for it on PCI.
 func (m *Machine) addNICs() error {
 	for i, n := range m.cfg.NICs {
+		if n.Frames != nil {
+			dev, err := virtio.NewNet(frameBackend{n.Frames}, n.MAC)
+			if err != nil {
+				return fmt.Errorf("--net %s: %w", n.Frames.Name, err)
+			}
+			m.nets = append(m.nets, dev)
+			if err := m.addPCIDevice(fmt.Sprintf("virtio-net %d (%s)", i, n.Frames.Name), "", dev); err != nil {
+				return err
+			}
+			continue
+		}
 		t, err := tap.Open(n.TAP, virtio.NetHeaderSize)
 		if err != nil {
 			return fmt.Errorf("--net: %w", err)
@@ -156,6 +188,16 @@ func (m *Machine) addConsole() error {
 	}
 	return m.addPCIDevice("virtio-console", "govm-console", dev)
 }
+
+// frameBackend is a frame socket as a virtio-net backend: bare Ethernet,
+// so no offloads.
+type frameBackend struct{ *FrameLink }
+
+func (b frameBackend) Fd() int { return b.FrameLink.Fd }
+func (b frameBackend) Caps() virtio.NetBackendCaps {
+	return virtio.NetBackendCaps{MTU: b.MTU}
+}
+func (b frameBackend) SetOffload(virtio.NetOffloads) error { return nil }
 
 // tapBackend is a TAP as a virtio-net backend: the device model knows
 // offloads by what the guest negotiated, the TAP by TUNSETOFFLOAD's flags.

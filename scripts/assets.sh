@@ -118,6 +118,7 @@ build_static() {
 build_static "$B/govm" ./cmd/govm "${GOVM_LDFLAGS:--X=runtime.godebugDefault=disablethp=1}"
 build_static "$B/govm-agent" ./guest/cmd/govm-agent
 build_static "$B/govm-host" ./internal/govm-host
+build_static "$B/govm-net" ./cmd/govm-net
 # gokvm, the Go peer the benchmarks run next to govm, at the version go.mod's
 # tool directive pins.
 build_static "$B/gokvm" github.com/bobuhiro11/gokvm
@@ -169,7 +170,7 @@ fi
 # 6. The L1 base initramfs: busybox, the KVM modules, govm, the L2 kernel and
 #    initramfs. Test cases append a second cpio with /case.sh.
 if [ -s "$B/l1-base.cpio" ] && [ "$B/l1-base.cpio" -nt "$B/govm" ] && [ "$B/l1-base.cpio" -nt "$B/uroot.cpio" ] \
-	&& [ "$B/l1-base.cpio" -nt "$B/govm-host" ] \
+	&& [ "$B/l1-base.cpio" -nt "$B/govm-host" ] && [ "$B/l1-base.cpio" -nt "$B/govm-net" ] \
 	&& [ "$B/l1-base.cpio" -nt scripts/l1-init ] && [ "$B/l1-base.cpio" -nt "$B/kernel/bzImage" ] \
 	&& [ "$B/l1-base.cpio" -nt scripts/assets.sh ]; then
 	log "up to date"
@@ -179,7 +180,8 @@ log "building the L1 initramfs"
 l1=$(mktemp -d)
 mkdir -p "$l1"/{bin,sbin,dev,proc,sys,tmp,lib/modules,l2,etc}
 cp "$(command -v busybox)" "$l1/bin/busybox"
-for a in sh mount insmod poweroff cat echo ls mkdir sleep grep head tail dd sync uname rm cp sha256sum ip ifconfig wc seq timeout kill ps date nc mkfifo printf cut tr sed awk ping tee test taskset; do
+for a in sh mount insmod poweroff cat echo ls mkdir sleep grep head tail dd sync uname rm cp sha256sum ip ifconfig wc seq timeout kill ps date nc mkfifo printf cut tr sed awk ping tee test taskset \
+	udhcpc nslookup wget su id chown chmod stat env md5sum; do
 	ln -sf busybox "$l1/bin/$a"
 done
 cp "$B"/kernel/modules/*.ko "$l1/lib/modules/"
@@ -195,6 +197,7 @@ for b in mke2fs e2fsck debugfs; do
 done
 cp /etc/mke2fs.conf "$l1/etc/"
 cp "$B/govm" "$l1/bin/govm"
+cp "$B/govm-net" "$l1/bin/govm-net"
 cp "$B/govm-host" "$l1/bin/govm-host" # the tests' host side
 cp "$B/kernel/bzImage" "$l1/l2/bzImage"
 cp "$B/uroot.cpio" "$l1/l2/initramfs.cpio"

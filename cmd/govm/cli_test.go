@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -109,6 +111,12 @@ func buildGovm(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	// govm-net beside it, where govm looks for it.
+	cmd = exec.Command("go", "build", "-trimpath", "-o", filepath.Join(filepath.Dir(bin), netHelperName), "../govm-net")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build govm-net: %v\n%s", err, out)
+	}
 	return bin
 }
 
@@ -139,6 +147,12 @@ func TestBadInput(t *testing.T) {
 	copy(old[0x202:], "HdrS")
 	old[0x206], old[0x207] = 0x04, 0x02
 	oldKernel := write("old-bzimage", old, 0o644)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	busyPort := strconv.Itoa(busy.Addr().(*net.TCPAddr).Port)
 
 	tests := []struct {
 		name string
@@ -161,7 +175,18 @@ func TestBadInput(t *testing.T) {
 		{"unknown flag", []string{"run", "--frobnicate"}, "unknown flag", nil},
 		{"unknown command", []string{"fly"}, "unknown command", nil},
 		{"no kvm device", []string{"run", "--kernel", junk, "--kvm", filepath.Join(dir, "kvm")}, "KVM", nil},
-		{"net without tap", []string{"run", "--kernel", junk, "--net", "user"}, "--net", nil},
+		{"net of no kind", []string{"run", "--kernel", junk, "--net", "bridge"}, "want tap", nil},
+		{"user net unknown option", []string{"run", "--kernel", junk, "--net", "user,bogus=1"}, "unknown option", nil},
+		{"user net too small", []string{"run", "--kernel", junk, "--net", "user,net=10.0.2.0/28"}, "too small", nil},
+		{"user net host-ip", []string{"run", "--kernel", junk, "--net", "user,host-ip=10.0.2.1/24"}, "unknown option", nil},
+		{"hostfwd port out of range", []string{"run", "--kernel", junk, "--net", "user,hostfwd=tcp::70000-:80"}, "out of range", nil},
+		{"hostfwd port bound", []string{"run", "--kernel", junk, "--net", "user,hostfwd=tcp::" + busyPort + "-:80"}, "address already in use", nil},
+		{"hostfwd port bound on a switch", []string{"run", "--kernel", junk, "--net", "user,switch=" + filepath.Join(dir, "fwd.sock") + ",hostfwd=tcp::" + busyPort + "-:80"}, "address already in use", nil},
+		{"switch directory missing", []string{"run", "--kernel", junk, "--net", "user,switch=" + filepath.Join(dir, "nope", "s.sock")}, "no such file", nil},
+		{"switch not a socket", []string{"run", "--kernel", junk, "--net", "user,switch=" + junk}, "not a socket", nil},
+		{"user net, bad kernel", []string{"run", "--kernel", junk, "--net", "user,switch=" + filepath.Join(dir, "ok.sock")}, "not a Linux kernel", nil},
+		{"socket missing", []string{"run", "--kernel", junk, "--net", "socket=" + filepath.Join(dir, "nope.sock")}, "no such file", nil},
+		{"socket bad mtu", []string{"run", "--kernel", junk, "--net", "socket=/x,mtu=9"}, "mtu", nil},
 		{"net name too long", []string{"run", "--kernel", junk, "--net", "tap=averyveryverylongname"}, "interface name", nil},
 		{"net bad mac", []string{"run", "--kernel", junk, "--net", "tap=t0,mac=52:54:zz:00:00:01"}, "MAC", nil},
 		{"net multicast mac", []string{"run", "--kernel", junk, "--net", "tap=t0,mac=01:00:5e:00:00:01"}, "multicast", nil},
@@ -204,7 +229,8 @@ func TestBadInput(t *testing.T) {
 	// These get past opening /dev/kvm before the kernel is read; where
 	// there is none, make test runs them inside L1 (e2e's
 	// TestKVMUnitTests).
-	needKVM := map[string]bool{"random bytes as kernel": true, "old boot protocol": true, "cpu-affinity unavailable": true}
+	needKVM := map[string]bool{"random bytes as kernel": true, "old boot protocol": true, "cpu-affinity unavailable": true,
+		"user net, bad kernel": true}
 	kvmErr := kvmtest.Available()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -241,6 +267,11 @@ func TestBadInput(t *testing.T) {
 				t.Fatalf("stderr %q lacks %q", s, tt.want)
 			}
 		})
+	}
+	// Nothing is left behind: no switch socket, and the forwarded port
+	// is free again once govm is gone.
+	if left, _ := filepath.Glob(filepath.Join(dir, "*.sock")); len(left) != 0 {
+		t.Errorf("switch sockets left behind: %v", left)
 	}
 }
 

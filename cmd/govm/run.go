@@ -92,8 +92,12 @@ func (o *runOptions) addVMFlags(c *cobra.Command) {
 	f.DurationVar(&o.timeout, "timeout", 0, "stop the VM after this long (e.g. 2m) and exit 35")
 	f.StringVar(&o.consoleLog, "console-log", "", "also write everything the guest prints to this file")
 	f.StringArrayVar(&o.disks, "disk", nil, "attach a disk image as virtio-blk: PATH[,ro][,serial=ID][,queues=N] (N request queues; default one per vCPU, up to 16) (repeatable)")
-	f.StringArrayVar(&o.nets, "net", nil, "add a virtio-net NIC on a TAP: tap=NAME (attach, or create if missing) or tap (create),\n"+
-		"options ,mac=52:54:..., ,host-ip=ADDR/LEN (set on the host side and bring it up) (repeatable)")
+	f.StringArrayVar(&o.nets, "net", nil, "add a virtio-net NIC (repeatable):\n"+
+		"user[,net=CIDR][,dns=ADDR][,mtu=N][,hostfwd=tcp|udp:[HOSTADDR]:PORT-[GUESTADDR]:PORT]...[,switch=PATH]\n"+
+		"    a user-mode network needing no privilege: DHCP, DNS, NAT to the host's network; the host is the gateway\n"+
+		"    (10.0.2.2; guest 10.0.2.15, DNS 10.0.2.3); switch=PATH puts every VM naming PATH on one LAN;\n"+
+		"tap=NAME (attach, or create if missing) or tap (create), with ,host-ip=ADDR/LEN (set on the host side);\n"+
+		"socket=PATH[,mtu=N]: a switch speaking QEMU's stream protocol (passt, gvproxy); every kind takes ,mac=MAC")
 	f.StringVar(&o.cpuAffinity, "cpu-affinity", "", "pin vCPU i to the i-th host CPU of this list, one per vCPU (e.g. 2,3 or 4-7)")
 	f.StringArrayVar(&o.shares, "share", nil, "share a host directory over virtio-fs: HOSTDIR[:TAG][,ro] (TAG default share0, share1, ...;\n"+
 		"the guest mounts it with mount -t virtiofs TAG DIR; ro refuses every write on the host side) (repeatable)")
@@ -181,7 +185,7 @@ func (o *runOptions) config(started time.Time, sink *consoleSink, stderr io.Writ
 			return machine.Config{}, usageError{fmt.Errorf("--cpu-affinity %s: %d CPUs for %d vCPUs (one per vCPU)", o.cpuAffinity, len(affinity), o.cpus)}
 		}
 	}
-	nics, err := parseNets(o.nets)
+	netSpecs, err := parseNets(o.nets)
 	if err != nil {
 		return machine.Config{}, err
 	}
@@ -224,6 +228,10 @@ func (o *runOptions) config(started time.Time, sink *consoleSink, stderr io.Writ
 		}
 		*open = append(*open, f)
 		bc.Initrd, bc.InitrdSize = f, size
+	}
+	nics, err := attachNets(netSpecs, open)
+	if err != nil {
+		return machine.Config{}, err
 	}
 	return machine.Config{
 		KVMPath: o.kvmPath, MemSize: memSize, CPUs: o.cpus, Boot: bc, Console: sink, Started: started,
