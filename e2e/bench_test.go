@@ -391,7 +391,48 @@ func BenchmarkVirtioNet(b *testing.B) {
 	if r.Mode == Direct && os.Geteuid() != 0 {
 		b.Skip("TAP devices need root (CAP_NET_ADMIN) in direct mode")
 	}
-	const mac = "52:54:00:12:34:01"
+	// QEMU opens (creating) the TAP as it starts; the host side gets its
+	// address then, long before the guest has booted.
+	netBench(b, r, netBenchSetup{
+		govmNet: "tap=govm0,mac=" + netBenchMAC + ",host-ip=10.0.2.1/24", govmHost: "10.0.2.1", govmComm: "govm", metric: "net",
+		qemuNetdev: "tap,id=n0,ifname=qtap0,script=no,downscript=no,vhost=off", qemuGuest: "10.0.4.15", qemuHost: "10.0.4.1",
+		qemuStarted: "for i in $(seq 50); do [ -e /sys/class/net/qtap0 ] && break; sleep 0.1; done\n" +
+			"ip addr add 10.0.4.1/24 dev qtap0; ip link set qtap0 up\n",
+	})
+}
+
+// BenchmarkUserNet is BenchmarkVirtioNet through user-mode networks:
+// govm's --net user (govm-net, gvisor-tap-vsock's stack) against QEMU's
+// -netdev user (libslirp), both with QEMU's layout, the host's servers
+// reached at the gateway 10.0.2.2 (the host's loopback). govm's CPU
+// figures count govm-net's threads with govm's.
+func BenchmarkUserNet(b *testing.B) {
+	r := testRunner(b)
+	netBench(b, r, netBenchSetup{
+		govmNet: "user,mac=" + netBenchMAC, govmHost: "10.0.2.2", govmComm: "govm+govm-net", metric: "usernet",
+		qemuNetdev: "user,id=n0", qemuGuest: "10.0.2.15", qemuHost: "10.0.2.2",
+	})
+}
+
+// netBenchMAC is the benchmarks' guest NIC.
+const netBenchMAC = "52:54:00:12:34:01"
+
+// netBenchSetup is how a network benchmark connects each VMM's guest to
+// the host's servers.
+type netBenchSetup struct {
+	govmNet, govmHost string // govm's --net, and the host's address from its guest (the guest is 10.0.2.15)
+	govmComm          string // the processes whose CPU time is govm's (VMM+HELPER)
+	qemuNetdev        string // QEMU's -netdev, with id=n0
+	qemuGuest         string
+	qemuHost          string
+	qemuStarted       string // shell run once QEMU has started
+	metric            string // the throughput figures' prefix
+}
+
+// netBench runs a network benchmark's rounds: govm's transfers, then
+// QEMU's, in the same L1.
+func netBench(b *testing.B, r *Runner, st netBenchSetup) {
+	const mac = netBenchMAC
 	n := strconv.Itoa(netBenchBytes)
 	spec := func(guest, host, rx, tx string) string {
 		return "govm.net=" + strings.Join([]string{mac, guest + "/24", host, rx, tx, n}, ",")
@@ -405,7 +446,7 @@ func BenchmarkVirtioNet(b *testing.B) {
 	// VMM's).
 	serve := func(who, rx, tx string) string {
 		p := "{dir}/" + who
-		comm := map[string]string{"govm": "govm", "qemu": "qemu-system-x86"}[who]
+		comm := map[string]string{"govm": st.govmComm, "qemu": "qemu-system-x86"}[who]
 		return "echo 0 > /sys/module/tcp_cubic/parameters/hystart\n" +
 			"head -c " + n + " /dev/urandom > " + p + ".rx\n" +
 			"govm-host sum " + p + ".rx > " + p + ".rxsum\n" +
@@ -418,9 +459,8 @@ func BenchmarkVirtioNet(b *testing.B) {
 			"echo GOVM-HOST-RXSUM " + who + " $(cat " + p + ".rxsum)\n" +
 			"echo GOVM-HOST-TXSUM " + who + " $(cat " + p + ".txsum 2>/dev/null)\n"
 	}
-	// QEMU opens (creating) the TAP as it starts; the host side gets its
-	// address then, long before the guest has booted. A run whose guest
-	// the emulator spoiled or stalled is tried again with fresh servers.
+	// A run whose guest the emulator spoiled or stalled is tried again
+	// with fresh servers.
 	qemu := "export PATH=$PATH:/usr/bin\n" +
 		"for a in $(seq " + strconv.Itoa(bootTries) + "); do\n" +
 		"rm -f {dir}/qemu.txsum; servers=\"\"\n" +
@@ -428,11 +468,10 @@ func BenchmarkVirtioNet(b *testing.B) {
 		"timeout -s KILL " + qemuLimit + " qemu-system-x86_64 -accel kvm -cpu " + qemuCPU + " -m 512M -smp 1" +
 		" -nodefaults -no-user-config -display none -serial file:/tmp/qemu-net.log -no-reboot -L /usr/share/qemu" +
 		" -name qemu,debug-threads=on" + // its threads named for what they serve, as govm's are
-		" -kernel {bzImage} -initrd {initrd} -append '" + strings.Replace(bootCmdline, "hang", "nettest", 1) + " " + spec("10.0.4.15", "10.0.4.1", "5010", "5011") + "'" +
-		" -netdev tap,id=n0,ifname=qtap0,script=no,downscript=no,vhost=off -device virtio-net-pci,netdev=n0,romfile=,mac=" + mac + " &\n" +
+		" -kernel {bzImage} -initrd {initrd} -append '" + strings.Replace(bootCmdline, "hang", "nettest", 1) + " " + spec(st.qemuGuest, st.qemuHost, "5010", "5011") + "'" +
+		" -netdev " + st.qemuNetdev + " -device virtio-net-pci,netdev=n0,romfile=,mac=" + mac + " &\n" +
 		"q=$!\n" +
-		"for i in $(seq 50); do [ -e /sys/class/net/qtap0 ] && break; sleep 0.1; done\n" +
-		"ip addr add 10.0.4.1/24 dev qtap0; ip link set qtap0 up\n" +
+		st.qemuStarted +
 		"wait $q\n" +
 		"if grep -q 'GOVM-NET-TX ' /tmp/qemu-net.log; then break; fi\n" +
 		"echo GOVM-SPOILED qemu; kill $servers 2>/dev/null\n" +
@@ -444,8 +483,8 @@ func BenchmarkVirtioNet(b *testing.B) {
 		for round := 1; round <= ioRounds; round++ {
 			res, err := r.Run(context.Background(), Case{
 				Args: []string{"--kernel", "{bzImage}", "--initrd", "{initrd}", "--mem", "512M", "--timeout", "200s",
-					"--net", "tap=govm0,mac=" + mac + ",host-ip=10.0.2.1/24",
-					"--append", "govm.action=nettest " + spec("10.0.2.15", "10.0.2.1", "5000", "5001")},
+					"--net", st.govmNet,
+					"--append", "govm.action=nettest " + spec("10.0.2.15", st.govmHost, "5000", "5001")},
 				Timeout:   14 * time.Minute,
 				NeedPeers: true,
 				Before:    serve("govm", "5000", "5001"),
@@ -464,7 +503,7 @@ func BenchmarkVirtioNet(b *testing.B) {
 			for _, m := range hostSums.FindAllStringSubmatch(res.Output, -1) {
 				host[m[2]+m[1]] = m[3]
 			}
-			dirs := map[string]string{"RX": "net-host-to-guest-Mbps", "TX": "net-guest-to-host-Mbps"}
+			dirs := map[string]string{"RX": st.metric + "-host-to-guest-Mbps", "TX": st.metric + "-guest-to-host-Mbps"}
 			got := map[string]bool{}
 			for _, m := range netFigures.FindAllStringSubmatch(res.Output, -1) {
 				who := "govm"

@@ -11,16 +11,9 @@ import (
 	"time"
 )
 
-// execScript runs govm exec the ways a user does, one VM each, and
-// reports each run as "EXEC name key=value" lines. $1 is the kernel, $D
-// the scratch directory, $MODFLAGS how govm finds the modules.
-const execScript = `
-set -u
-K=$1
-mkdir -p $D/work $D/ro
-echo data > $D/ro/f
-chmod +x $D/exectest.test
-cd $D/work
+// execRetry defines the shell function retry, shared by the exec
+// scripts.
+const execRetry = `
 # retry NAME CMD...: run CMD (a govm exec whose console log is
 # $D/NAME.console and stderr $D/NAME.err) again, up to 3 times, only when
 # the nested emulator's signature shows it spoiled the boot: its page
@@ -42,6 +35,19 @@ retry() {
 	done
 	return $rc
 }
+`
+
+// execScript runs govm exec the ways a user does, one VM each, and
+// reports each run as "EXEC name key=value" lines. $1 is the kernel, $D
+// the scratch directory, $MODFLAGS how govm finds the modules.
+const execScript = `
+set -u
+K=$1
+mkdir -p $D/work $D/ro
+echo data > $D/ro/f
+chmod +x $D/exectest.test
+cd $D/work
+` + execRetry + `
 once() {
 	name=$1; shift
 	govm exec --kernel "$K" --timeout 150s --console-log "$D/$name.console" $MODFLAGS "$@" \

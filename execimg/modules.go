@@ -25,6 +25,9 @@ import (
 // so the command may write anywhere without touching the host.
 var Needed = []string{"virtio_pci", "virtio_console", "virtiofs", "overlay"}
 
+// NeededNet are loaded after Needed when the VM has NICs.
+var NeededNet = []string{"virtio_net"}
+
 // ErrModule is returned when a needed module is neither built into the
 // kernel nor found in its modules directory.
 var ErrModule = errors.New("kernel module not found")

@@ -115,6 +115,7 @@ type NICStats struct {
 	RxBytes   uint64 `json:"rx_bytes"`
 	RxDropped uint64 `json:"rx_dropped"`
 	RxStalls  uint64 `json:"rx_stalls"`
+	TxStalls  uint64 `json:"tx_stalls"`
 	RxCopied  uint64 `json:"rx_copied"`
 	Wakes     uint64 `json:"wakes"`  // times the NIC's thread slept and woke to work
 	Yields    uint64 `json:"yields"` // times the NIC's thread, busy for long, went through Go's scheduler
@@ -423,7 +424,7 @@ func (m *Machine) Stats() Stats {
 		st.NICs = append(st.NICs, NICStats{
 			TxFrames: s.TxFrames.Load(), TxBytes: s.TxBytes.Load(), TxDropped: s.TxDropped.Load(),
 			RxFrames: s.RxFrames.Load(), RxBytes: s.RxBytes.Load(), RxDropped: s.RxDropped.Load(),
-			RxStalls: s.RxStalls.Load(), RxCopied: s.RxCopied.Load(), Wakes: s.Wakes.Load(), Yields: s.Yields.Load(),
+			RxStalls: s.RxStalls.Load(), TxStalls: s.TxStalls.Load(), RxCopied: s.RxCopied.Load(), Wakes: s.Wakes.Load(), Yields: s.Yields.Load(),
 		})
 	}
 	return st

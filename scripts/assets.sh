@@ -31,7 +31,9 @@ lib_modules() {
 	cp "$1/modules.builtin" "$1/modules.order" "$2/"
 	# A kernel without some of them (the cloud one has no 9p) is fine.
 	( cd "$1" && { find kernel/drivers/virtio kernel/drivers/char/virtio_console.ko kernel/fs/fuse \
-		kernel/fs/overlayfs kernel/fs/9p kernel/net/9p kernel/fs/netfs kernel/fs/fscache -name '*.ko*' 2>/dev/null || true; } |
+		kernel/fs/overlayfs kernel/fs/9p kernel/net/9p kernel/fs/netfs kernel/fs/fscache \
+		kernel/drivers/net/virtio_net.ko kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko \
+		-name '*.ko*' 2>/dev/null || true; } |
 		cpio -pdm --quiet "$2" )
 }
 
@@ -47,7 +49,8 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 
 # 1. The kernel: Debian's cloud kernel, as both L1 and L2.
-if [ ! -s "$B/kernel/bzImage" ] || [ ! -d "$B/kernel/guest-modules" ] || [ ! -d "$B/kernel/lib-modules" ]; then
+if [ ! -s "$B/kernel/bzImage" ] || [ ! -d "$B/kernel/guest-modules" ] \
+	|| ! compgen -G "$B/kernel/lib-modules/*/kernel/drivers/net/virtio_net.ko" >/dev/null; then
 	log "fetching linux-image-cloud-amd64"
 	tmp=$(mktemp -d)
 	( cd "$tmp"

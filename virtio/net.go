@@ -109,6 +109,7 @@ type NetStats struct {
 	TxFrames, TxBytes, TxDropped atomic.Uint64
 	RxFrames, RxBytes, RxDropped atomic.Uint64
 	RxStalls                     atomic.Uint64 // times RX waited for the driver to post buffers
+	TxStalls                     atomic.Uint64 // times TX waited for room in the backend
 	RxCopied                     atomic.Uint64 // frames read into govm and copied: too few buffers posted to read in place
 	TxBackendErrs, RxBackendErrs atomic.Uint64
 	Wakes                        atomic.Uint64 // times the loop slept and woke to work (frames per wake: batching)
@@ -271,13 +272,14 @@ func (n *Net) Loop(kicks []int, stop int) error {
 	defer w.close()
 	var y osthread.Yielder // the loop may run for long without parking
 	// Serve whatever the driver queued before the loop started.
-	txMore, rxMore, rxWait := true, true, false
+	txMore, rxMore, rxWait, txWait := true, true, false, false
 	for {
 		// With work in hand, look for new events and carry on; with none,
 		// sleep until one comes. While a frame waits for buffers the
-		// backend is not watched: only a kick can help.
-		sleep := !txMore && (!rxMore || rxWait)
-		if err := w.watch(fd, !rxWait); err != nil {
+		// backend is not watched for input: only a kick can help; while
+		// a frame waits for room in the backend, it is watched for that.
+		sleep := (!txMore || txWait) && (!rxMore || rxWait)
+		if err := w.watch(fd, !rxWait, txWait); err != nil {
 			slog.Warn("virtio-net: the NIC stops", "err", err)
 			return nil
 		}
@@ -309,15 +311,23 @@ func (n *Net) Loop(kicks []int, stop int) error {
 					slog.Warn("virtio-net: the backend failed; the NIC stops", "events", ev.Events)
 					return nil
 				}
-				rxMore = true
+				if ev.Events&unix.EPOLLOUT != 0 {
+					txWait, txMore = false, true
+				}
+				if ev.Events&unix.EPOLLIN != 0 {
+					rxMore = true
+				}
 			}
 		}
-		if txMore {
-			more, err := n.transmit(m, txq)
+		if txMore && !txWait {
+			more, full, err := n.transmit(m, txq)
 			if err != nil {
 				return err
 			}
-			txMore = more
+			txMore, txWait = more || full, full
+			if full {
+				n.Stats.TxStalls.Add(1)
+			}
 		}
 		if rxMore && !rxWait {
 			delivered, wait, err := n.receiveBatch(m, rxq, features, fd)

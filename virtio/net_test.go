@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -502,12 +503,24 @@ func bufLen(lens []uint32, a uint64, addrs []uint64) uint32 {
 // backend (none is dropped) and govm does not spin; once the driver posts
 // buffers and kicks, they all arrive in order.
 func TestNetReceiveBackpressure(t *testing.T) {
-	r := newNetRig(t, (&Net{caps: tapCaps}).Features())
+	for _, caps := range []NetBackendCaps{tapCaps, {MTU: 65520}} {
+		t.Run(fmt.Sprintf("header=%v", caps.VnetHeader), func(t *testing.T) { testNetReceiveBackpressure(t, caps) })
+	}
+}
+
+// testNetReceiveBackpressure: over a TAP or a bare frame socket.
+func testNetReceiveBackpressure(t *testing.T, caps NetBackendCaps) {
+	r := newIdleNetRigCaps(t, (&Net{caps: caps}).Features(), caps)
+	r.startLoop()
 	var frames [][]byte
 	for i := range 5 {
 		f := append(txHeader(0, 0, 0, 0, 0), pattern(100+i, byte(i))...)
 		frames = append(frames, f)
-		r.hostSend(f)
+		if caps.VnetHeader {
+			r.hostSend(f)
+		} else {
+			r.hostSend(f[NetHeaderSize:])
+		}
 	}
 	time.Sleep(100 * time.Millisecond)
 	if r.usedIdx(netRxQueue) != 0 || r.n.Stats.RxDropped.Load() != 0 {
@@ -641,7 +654,7 @@ func BenchmarkNetTransmit(b *testing.B) {
 	frame := append(txHeader(0, 0, 0, 0, 0), pattern(1502, 1)...)
 	addr := r.post(netTxQueue, false, uint32(len(frame)))
 	r.m.WriteAt(frame, addr[0])
-	if _, err := r.n.transmit(r.m, &r.rings[netTxQueue].q); err != nil {
+	if _, _, err := r.n.transmit(r.m, &r.rings[netTxQueue].q); err != nil {
 		b.Fatal(err)
 	}
 	go func() {
@@ -659,7 +672,7 @@ func BenchmarkNetTransmit(b *testing.B) {
 		r.m.PutUint16(ring.q.Avail+availHeader+2*uint64(ring.idx%ring.q.Size), 0)
 		ring.idx++
 		r.m.StoreUint32(ring.q.Avail, uint32(ring.idx)<<16)
-		if _, err := r.n.transmit(r.m, &ring.q); err != nil {
+		if _, _, err := r.n.transmit(r.m, &ring.q); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -740,5 +753,42 @@ func TestNetBareBackend(t *testing.T) {
 	r.waitUsed(netTxQueue, 2)
 	if r.be.offload.Load() != nil {
 		t.Fatal("SetOffload called on a backend without the header")
+	}
+}
+
+// TestNetTransmitBackpressure: when the backend has no room the frame
+// waits in the ring (TxStalls counts it), nothing is dropped, and once
+// the host reads, every frame goes out in order.
+func TestNetTransmitBackpressure(t *testing.T) {
+	caps := NetBackendCaps{MTU: 65520}
+	r := newIdleNetRigCaps(t, (&Net{caps: caps}).Features(), caps)
+	const frames = 40 // 40 x 60 KB is past every socket buffer
+	var want [][]byte
+	for i := range frames {
+		f := append(txHeader(0, 0, 0, 0, 0), pattern(60000, byte(i))...)
+		a := r.post(netTxQueue, false, uint32(len(f)))
+		r.m.WriteAt(f, a[0])
+		want = append(want, f[NetHeaderSize:])
+	}
+	r.startLoop()
+	r.kick(netTxQueue)
+	deadline := time.Now().Add(5 * time.Second)
+	for r.n.Stats.TxStalls.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the backend never filled")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if u := r.usedIdx(netTxQueue); u >= frames {
+		t.Fatalf("all %d frames used with the backend full", u)
+	}
+	for i := range frames {
+		if got := r.hostRecv(); !bytes.Equal(got, want[i]) {
+			t.Fatalf("frame %d: %d bytes, not the one queued", i, len(got))
+		}
+	}
+	r.waitUsed(netTxQueue, frames)
+	if d := r.n.Stats.TxDropped.Load(); d != 0 {
+		t.Fatalf("%d frames dropped", d)
 	}
 }

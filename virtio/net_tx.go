@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/govm/govm/mem"
 )
 
@@ -13,16 +15,22 @@ import (
 // writev each, the header copied and checked, the rest from guest memory.
 
 // transmit sends up to netTxBurst frames queued on the transmit queue. It
-// reports whether more wait; if none does, the driver is asked to kick on
-// its next frame.
-func (n *Net) transmit(m *mem.Memory, q *Queue) (bool, error) {
+// reports whether more wait, and whether the backend had no room for the
+// next frame (full: that frame stays queued, to be sent once there is
+// room, so a slower backend slows the guest rather than losing frames);
+// if none waits, the driver is asked to kick on its next frame.
+func (n *Net) transmit(m *mem.Memory, q *Queue) (more, full bool, err error) {
 	old := q.UsedIdx()
-	more := false
+	defer func() {
+		if q.UsedIdx() != old && q.NeedsInterrupt(m, old) {
+			n.interrupt(netTxQueue)
+		}
+	}()
 	for sent := 0; ; {
 		for ; sent < netTxBurst; sent++ {
 			head, chain, ok, err := q.Pop(m)
 			if err != nil {
-				return false, err
+				return false, false, err
 			}
 			if !ok {
 				break
@@ -32,6 +40,10 @@ func (n *Net) transmit(m *mem.Memory, q *Queue) (bool, error) {
 				n.Stats.TxDropped.Add(1)
 				slog.Debug("virtio-net: TX frame dropped", "err", err)
 			} else if _, err := n.txIOV.Writev(n.backend.Fd()); err != nil {
+				if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.ENOBUFS) {
+					q.Unpop(1)
+					return false, true, nil
+				}
 				n.Stats.TxBackendErrs.Add(1)
 				n.Stats.TxDropped.Add(1)
 			} else {
@@ -39,23 +51,18 @@ func (n *Net) transmit(m *mem.Memory, q *Queue) (bool, error) {
 				n.Stats.TxBytes.Add(uint64(payload))
 			}
 			if err := q.PushUsed(m, head, 0); err != nil {
-				return false, err
+				return false, false, err
 			}
 		}
 		if sent == netTxBurst && q.HasAvailable(m) {
 			// Leave the kick off: the loop comes back.
-			more = true
-			break
+			return true, false, nil
 		}
 		q.SetAvailEvent(m)
 		if !q.HasAvailable(m) {
-			break
+			return false, false, nil
 		}
 	}
-	if q.UsedIdx() != old && q.NeedsInterrupt(m, old) {
-		n.interrupt(netTxQueue)
-	}
-	return more, nil
 }
 
 // txFrame prepares a transmit chain for one writev: the virtio-net header

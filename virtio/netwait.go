@@ -32,7 +32,7 @@ type readyWaiter struct {
 	looks   int                // epoll_waits in the last poll
 	ready   func(uintptr) bool // made once: poll allocates nothing
 	err     error              // epoll_wait's failure, for poll to return
-	watched map[int]bool
+	watched map[int]uint32     // fd -> the events watched
 }
 
 // maxReadyFds is how many ready fds one poll reports; a loop watches no
@@ -48,9 +48,9 @@ func newReadyWaiter(fds ...int) (*readyWaiter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
-	w := &readyWaiter{epfd: epfd, watched: map[int]bool{}}
+	w := &readyWaiter{epfd: epfd, watched: map[int]uint32{}}
 	for _, fd := range fds {
-		if err := w.watch(fd, true); err != nil {
+		if err := w.watch(fd, true, false); err != nil {
 			unix.Close(epfd)
 			return nil, err
 		}
@@ -85,17 +85,22 @@ func (w *readyWaiter) look() {
 	}
 }
 
-// watch adds fd to the set (on) or keeps it there unwatched (off): an
-// unwatched fd is reported only for an error or a hang-up.
-func (w *readyWaiter) watch(fd int, on bool) error {
+// watch adds fd to the set for input (in), room to write (out), both or
+// neither: an fd watched for neither is reported only for an error or a
+// hang-up.
+func (w *readyWaiter) watch(fd int, in, out bool) error {
+	var events uint32
+	if in {
+		events |= unix.EPOLLIN
+	}
+	if out {
+		events |= unix.EPOLLOUT
+	}
 	was, known := w.watched[fd]
-	if known && was == on {
+	if known && was == events {
 		return nil
 	}
-	ev := unix.EpollEvent{Fd: int32(fd)}
-	if on {
-		ev.Events = unix.EPOLLIN
-	}
+	ev := unix.EpollEvent{Fd: int32(fd), Events: events}
 	op := unix.EPOLL_CTL_MOD
 	if !known {
 		op = unix.EPOLL_CTL_ADD
@@ -103,7 +108,7 @@ func (w *readyWaiter) watch(fd int, on bool) error {
 	if err := unix.EpollCtl(w.epfd, op, fd, &ev); err != nil {
 		return fmt.Errorf("epoll_ctl fd %d: %w", fd, err)
 	}
-	w.watched[fd] = on
+	w.watched[fd] = events
 	return nil
 }
 

@@ -32,7 +32,7 @@ func TestReadyWaiter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.close()
-	if err := w.watch(b, false); err != nil {
+	if err := w.watch(b, false, false); err != nil {
 		t.Fatal(err)
 	}
 	fds := func(evs []unix.EpollEvent) []int {
@@ -71,7 +71,7 @@ func TestReadyWaiter(t *testing.T) {
 		t.Fatal("poll did not return for a readable watched fd")
 	}
 	// Readable already: poll returns at once with both once b is watched.
-	if err := w.watch(b, true); err != nil {
+	if err := w.watch(b, true, false); err != nil {
 		t.Fatal(err)
 	}
 	for _, wait := range []bool{true, false} {

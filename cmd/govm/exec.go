@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -115,6 +116,13 @@ func (o *execOptions) exec(args []string, stdin *os.File, stdout, stderr io.Writ
 		return ExitError, err
 	}
 	mcfg.Shares = machineShares(cfg, shares)
+	for _, n := range mcfg.NICs {
+		if g := n.Guest; g != nil {
+			cfg.Net = append(cfg.Net, execinit.NetIface{
+				MAC: net.HardwareAddr(n.MAC[:]).String(), Addr: g.IP, Gateway: g.Gateway, DNS: g.DNS, MTU: g.MTU,
+			})
+		}
+	}
 
 	ctl := newControl()
 	in := io.Reader(stdin)
@@ -296,7 +304,11 @@ func (o *execOptions) image() (string, error) {
 				dir, strings.Join(execimg.Needed, ", "))
 		}
 		var err error
-		if mods, err = execimg.Resolve(dir, execimg.Needed); err != nil {
+		needed := execimg.Needed
+		if len(o.nets) > 0 {
+			needed = append(append([]string{}, needed...), execimg.NeededNet...)
+		}
+		if mods, err = execimg.Resolve(dir, needed); err != nil {
 			return "", err
 		}
 	}

@@ -48,6 +48,8 @@ type Config struct {
 	// overlay whose writes stay in the guest.
 	RootRW bool
 	Mounts []Mount
+	// Net are the NICs to configure, on networks govm serves.
+	Net []NetIface
 }
 
 // Mount is a share to mount: its tag at Path in the guest.

@@ -77,8 +77,20 @@ func run() (int, error) {
 	if err != nil {
 		return fail(err)
 	}
+	if err := upLoopback(); err != nil {
+		return fail(fmt.Errorf("loopback: %w", err))
+	}
+	allowPing()
+	if err := configureNet(cfg.Net); err != nil {
+		return fail(err)
+	}
 	if err := mountRoot(cfg); err != nil {
 		return fail(err)
+	}
+	if !cfg.RootRW {
+		if err := writeResolvConf(cfg.Net); err != nil {
+			return fail(fmt.Errorf("resolv.conf: %w", err))
+		}
 	}
 	return runCommand(cfg, streams, ctl, lines)
 }

@@ -80,14 +80,24 @@ type cpuAcct struct {
 	kvm       map[string]uint64
 	proto     map[string]uint64
 	vmmComm   string
+	// helper is a process of the VMM's own serving part of its I/O
+	// (govm-net), counted with the VMM.
+	helper    map[int]threadCPU
+	helperPid int
 	selfPid   int
 	label     string
 }
 
-// startCPUAcct snapshots the VMM named vmm (if running) and this process.
+// startCPUAcct snapshots the VMM named vmm (if running) and this process;
+// vmm may be VMM+HELPER, a VMM with a helper process counted with it.
 func startCPUAcct(label, vmm string) *cpuAcct {
 	a := &cpuAcct{at: time.Now(), label: label, vmmComm: vmm, selfPid: os.Getpid()}
+	vmm, helper, _ := strings.Cut(vmm, "+")
 	a.vmmPid = findProcess(vmm)
+	if helper != "" {
+		a.helperPid = findProcess(helper)
+		a.helper = threadsCPU(a.helperPid)
+	}
 	a.vmm = threadsCPU(a.vmmPid)
 	a.self = threadsCPU(a.selfPid)
 	a.cpus = agentkit.CPUTimes()
@@ -107,6 +117,9 @@ func (a *cpuAcct) say() {
 	ms := time.Since(a.at).Milliseconds()
 	fmt.Printf("GOVM-HOST-CPU %s wall_ms=%d vmm=%s pid=%d\n", a.label, ms, a.vmmComm, a.vmmPid)
 	sayThreads(a.label, "vmm", a.vmm, threadsCPU(a.vmmPid))
+	if a.helperPid != 0 {
+		sayThreads(a.label, "vmm", a.helper, threadsCPU(a.helperPid))
+	}
 	sayThreads(a.label, "peer", a.self, threadsCPU(a.selfPid))
 	now := agentkit.CPUTimes()
 	names := make([]string, 0, len(now))

@@ -49,7 +49,12 @@ func main() {
 //	govm-host boot NAME MARKER SECONDS CMD...
 //	                               run a VMM until its console shows MARKER
 //	                               and say its boot time and memory (vmmboot.go)
+//
+// and the user-network ones in net.go.
 func hostCommand(args []string) error {
+	if ok, err := netCommand(args); ok {
+		return err
+	}
 	switch {
 	case len(args) >= 3 && args[0] == "time":
 		return timeCommand(args[1], args[2:])
@@ -103,7 +108,7 @@ func hostCommand(args []string) error {
 			return os.Rename(tmp, args[2])
 		})
 	}
-	return fmt.Errorf("usage: govm-host bench FILE | send PORT FILE [VMM] | cpuwatch VMM | sum FILE | recv PORT SUMFILE [VMM] | time NAME CMD... | checkrecs FILE N | boot NAME MARKER SECONDS CMD")
+	return fmt.Errorf("usage: govm-host bench FILE | send PORT FILE [VMM] | cpuwatch VMM | sum FILE | recv PORT SUMFILE [VMM] | time NAME CMD... | checkrecs FILE N | boot NAME MARKER SECONDS CMD | http ADDR DIR [N] | dns ADDR NAME=IP... | put ADDR FILE | ping ADDR")
 }
 
 // vmmArg is send's and recv's optional VMM name: "" if not given.

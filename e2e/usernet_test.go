@@ -1,0 +1,184 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// userNetScript proves --net user as an unprivileged user would run it.
+// L1 plays the host: a name server on all its addresses, HTTP servers on
+// its loopback and on a second address (192.0.2.1, reached through the
+// NAT as any host on the user's network would be), a user in the kvm
+// group and nothing more. $1 is the kernel, $D the scratch directory.
+const userNetScript = `
+set -u
+K=$1
+U=$D/user
+mkdir -p $D/www $U
+head -c 67108864 /dev/urandom > $D/www/blob
+head -c 67108864 /dev/urandom > $D/up
+head -c 16777216 /dev/urandom > $D/sw
+echo fwd-ok > $D/www/fwd.txt
+echo "NET sums blob=$(govm-host sum $D/www/blob) up=$(govm-host sum $D/up) sw=$(govm-host sum $D/sw)"
+ip addr add 192.0.2.1/32 dev lo
+echo 'nameserver 127.0.0.1' > /etc/resolv.conf
+govm-host dns 0.0.0.0:53 test.govm.example=10.0.2.2 other.govm.example=192.0.2.1 & servers=$!
+govm-host http 127.0.0.1:8000 $D/www & servers="$servers $!"
+govm-host http 192.0.2.1:8001 $D/www & servers="$servers $!"
+` + execRetry + `
+# 1. The guest's stock DHCP client (busybox udhcpc) gets the address;
+#    root in L1 so the command is root in the guest (udhcpc needs it).
+retry dhcp govm exec --kernel $K --timeout 150s --console-log $D/dhcp.console --net user -- sh $D/dhcp.sh >$D/dhcp.out 2>$D/dhcp.err
+echo "NET dhcp rc=$?"
+sed 's/^/NET dhcp /' $D/dhcp.out
+# 2. Everything else as a user in the kvm group and nothing more.
+grep -q '^root:' /etc/passwd 2>/dev/null || echo 'root:x:0:0::/root:/bin/sh' >> /etc/passwd
+echo "tester:x:1234:1234::$U:/bin/sh" >> /etc/passwd
+echo 'tester:x:1234:' >> /etc/group
+echo 'kvm:x:990:tester' >> /etc/group
+chgrp 990 /dev/kvm && chmod 0660 /dev/kvm
+chown 1234:1234 $U
+as() { su tester -c "cd $U && $*"; }
+echo "NET user $(as id | tr ' ' '\n' | grep -c kvm) caps=$(as 'grep CapEff /proc/self/status' | tr -d '\t')"
+userrun() {
+	as "govm exec --kernel $K --timeout 200s --console-log $D/main.console --net user,hostfwd=tcp::8080-:80 -- sh $D/guest.sh" >$D/main.out 2>$D/main.err
+}
+# The host reaches the guest's server through the forward, while the
+# guest waits for that one request; then what is bound on 8080.
+(
+	for i in $(seq 120); do
+		if wget -q -T 5 -O $D/fwd.out http://127.0.0.1:8080/fwd.txt 2>/dev/null; then
+			echo "NET hostfwd $(cat $D/fwd.out) listen=$(awk '$2 ~ /:1F90$/ && $4 == "0A" {print $2}' /proc/net/tcp)"
+			for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = govm-net ] && echo "NET helper $(grep VmHWM $p/status | tr -s ' \t' ' ') uid=$(awk '/^Uid/ {print $2}' $p/status)"; done
+			break
+		fi
+		sleep 1
+	done
+) &
+fwd=$!
+retry main userrun
+echo "NET main rc=$?"
+wait $fwd
+sed 's/^/NET main /' $D/main.out
+# 3. Two VMs on one switch: each pings the other, B sends A 16 MiB. A
+#    starts the switch; B joins once its socket is there.
+swrun() {
+	as "govm exec --kernel $K --timeout 200s --console-log $D/sw$1.console --net user,switch=$U/lab.sock -- sh -c '$2'" >$D/sw$1.out 2>$D/sw$1.err
+	echo "NET sw$1 rc=$?"
+}
+swrun A 'govm-host ping 10.0.2.16 && govm-host recv 7000 /tmp/s && echo recv=$(cat /tmp/s)' &
+a=$!
+for i in $(seq 100); do [ -S $U/lab.sock ] && break; sleep 0.1; done
+swrun B "govm-host ping 10.0.2.15 && govm-host put 10.0.2.15:7000 $D/sw && echo sent" &
+wait $a; wait
+sed 's/^/NET swA /' $D/swA.out; sed 's/^/NET swB /' $D/swB.out
+# The emulator's signature, if it spoiled either, for the harness.
+grep -h 'stack guard page was hit' $D/swA.console $D/swB.console
+[ -e $U/lab.sock ] && echo "NET switch socket left" || echo "NET switch socket gone"
+ps | grep -c '[g]ovm-net' | sed 's/^/NET helpers left /'
+kill $servers
+exit 0
+`
+
+// dhcpScript runs in the guest as root: it drops the address govm's init
+// gave eth0 and asks DHCP for one.
+const dhcpScript = `
+ip addr flush dev eth0
+udhcpc -i eth0 -n -q -f -t 5 -T 1 -O mtu -s $D/udhcpc.sh 2>&1 | grep -v '^udhcpc'
+cat /tmp/lease
+echo "addr $(ip -4 -o addr show dev eth0 | awk '{print $4}')"
+`
+
+// udhcpcScript is udhcpc's event script.
+const udhcpcScript = `#!/bin/sh
+case $1 in
+bound|renew)
+	ip addr add $ip/$mask dev $interface
+	echo "lease ip=$ip mask=$mask router=$router dns=$dns mtu=${mtu:-none}" > /tmp/lease ;;
+esac
+`
+
+// guestScript runs in the guest as the unprivileged user.
+const guestScript = `
+echo "addr=$(ip -4 -o addr show dev eth0 | awk '{print $4}') mtu=$(cat /sys/class/net/eth0/mtu) uid=$(id -u)"
+echo "resolve $(nslookup test.govm.example 2>&1 | grep -A1 '^Name:' | grep -o 'Address: [0-9.]*')"
+echo "udp-nat $(nslookup other.govm.example 192.0.2.1 2>&1 | grep -A1 '^Name:' | grep -o 'Address: [0-9.]*')"
+echo "get $(wget -q -O - http://test.govm.example:8000/blob | govm-host sum /dev/stdin)"
+echo "post $(wget -q -O - --post-file $D/up http://test.govm.example:8000/up)"
+echo "tcp-nat $(wget -q -O - http://192.0.2.1:8001/fwd.txt)"
+govm-host http :80 $D/www 1 && echo served
+`
+
+// TestUserNet runs govm exec with --net user as a user who may open
+// /dev/kvm and nothing else: the guest's DHCP client gets the address,
+// names resolve through the host's resolver, 64 MiB go each way over
+// HTTP between the guest and the host's loopback (hashes checked), TCP
+// and UDP reach another host address through the NAT, a host client
+// reaches a guest server through hostfwd (bound on 127.0.0.1 alone), and
+// two VMs on one switch ping each other and move 16 MiB; the switch's
+// socket and helpers are gone afterwards. All traffic stays inside L1.
+func TestUserNet(t *testing.T) {
+	r := testRunner(t)
+	if r.Mode != Nested {
+		t.Skip("nested only: the test sets L1's resolver, adds an address and a user")
+	}
+	rel, err := os.ReadFile(filepath.Join(r.Assets.Dir, "kernel/version"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := strings.TrimSpace(string(rel))
+	c := Case{
+		Program: "sh", Args: []string{"{dir}/usernet.sh", "{bzImage}"}, Timeout: 20 * time.Minute,
+		Files: map[string][]byte{
+			"usernet.sh": []byte(userNetScript), "dhcp.sh": []byte(dhcpScript),
+			"udhcpc.sh": []byte(udhcpcScript), "guest.sh": []byte(guestScript),
+		},
+		Env: []string{"D={dir}"},
+	}
+	if c.RootFiles, err = installedModules(filepath.Join(r.Assets.Dir, "kernel/lib-modules", release), release); err != nil {
+		t.Fatal(err)
+	}
+	res := runCase(t, r, c, 0)
+	out := res.Output
+	if retries := regexp.MustCompile(`(?m)^EXEC-RETRY .*$`).FindAllString(out, -1); len(retries) > 0 {
+		t.Logf("%d runs retried on the nested emulator's evidence:\n%s", len(retries), strings.Join(retries, "\n"))
+	}
+	sums := regexp.MustCompile(`NET sums blob=(\S+) up=(\S+) sw=(\S+)`).FindStringSubmatch(out)
+	if sums == nil {
+		t.Fatalf("no sums:\n%s", out)
+	}
+	for _, want := range []string{
+		"NET dhcp rc=0",
+		"NET dhcp lease ip=10.0.2.15 mask=24 router=10.0.2.2 dns=10.0.2.3 mtu=65520",
+		"NET dhcp addr 10.0.2.15/24",
+		"NET user 1 caps=CapEff:0000000000000000",
+		"NET main rc=0",
+		"NET main addr=10.0.2.15/24 mtu=65520 uid=1234",
+		"NET main resolve Address: 10.0.2.2",
+		"NET main udp-nat Address: 192.0.2.1",
+		"NET main get " + sums[1],
+		"NET main post 67108864 " + sums[2],
+		"NET main tcp-nat fwd-ok",
+		"NET main served",
+		"NET hostfwd fwd-ok listen=0100007F:1F90",
+		"NET swA rc=0", "NET swB rc=0",
+		"NET swA recv=" + sums[3],
+		"NET swB sent",
+		"NET switch socket gone",
+		"NET helpers left 0",
+	} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("missing %q", want)
+		}
+	}
+	if m := regexp.MustCompile(`NET helper VmHWM: (\d+) kB uid=(\d+)`).FindStringSubmatch(out); m != nil {
+		t.Logf("govm-net peak resident %s kB (uid %s) after 128 MiB through the NAT", m[1], m[2])
+	}
+	if t.Failed() {
+		t.Logf("output:\n%s", out)
+	}
+}

@@ -1,0 +1,219 @@
+package execinit
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// NetIface is a NIC the init configures before the command runs: the
+// address a network govm serves gives this MAC (its DHCP server answers
+// the same), so the command has a network without waiting for DHCP.
+type NetIface struct {
+	MAC     string
+	Addr    netip.Prefix
+	Gateway netip.Addr
+	DNS     netip.Addr
+	MTU     int
+}
+
+// ifaceWait bounds the wait for a NIC's interface after its driver
+// loaded.
+const ifaceWait = 2 * time.Second
+
+// upLoopback brings lo up (the kernel gives it 127.0.0.1 then): test
+// programs talk to themselves over localhost.
+func upLoopback() error {
+	return setFlagsUp("lo")
+}
+
+// pingGroups lets every group open ICMP echo sockets (icmp(7)), as
+// Fedora and systemd set it: the command runs as the host's user, and
+// ping is what a test of a network reaches for first.
+const pingGroups = "0 2147483647"
+
+// allowPing sets net.ipv4.ping_group_range; a kernel without IPv4 has
+// none to set.
+func allowPing() {
+	_ = os.WriteFile("/proc/sys/net/ipv4/ping_group_range", []byte(pingGroups), 0)
+}
+
+// configureNet gives each interface its address, MTU and default route.
+func configureNet(ifaces []NetIface) error {
+	for _, n := range ifaces {
+		name, err := ifaceByMAC(n.MAC, ifaceWait)
+		if err != nil {
+			return err
+		}
+		if err := ifaceIoctl(name, unix.SIOCSIFMTU, func(r *unix.Ifreq) { r.SetUint32(uint32(n.MTU)) }); err != nil && n.MTU != 0 {
+			return fmt.Errorf("%s: MTU %d: %w", name, n.MTU, err)
+		}
+		if err := ifaceIoctl(name, unix.SIOCSIFADDR, func(r *unix.Ifreq) { _ = r.SetInet4Addr(n.Addr.Addr().AsSlice()) }); err != nil {
+			return fmt.Errorf("%s: address %s: %w", name, n.Addr, err)
+		}
+		m := make([]byte, 4)
+		binary.BigEndian.PutUint32(m, ^uint32(0)<<(32-n.Addr.Bits()))
+		if err := ifaceIoctl(name, unix.SIOCSIFNETMASK, func(r *unix.Ifreq) { _ = r.SetInet4Addr(m) }); err != nil {
+			return fmt.Errorf("%s: netmask: %w", name, err)
+		}
+		if err := setFlagsUp(name); err != nil {
+			return fmt.Errorf("%s: up: %w", name, err)
+		}
+		if n.Gateway.IsValid() {
+			idx, err := ifaceIndex(name)
+			if err != nil {
+				return err
+			}
+			if err := addDefaultRoute(n.Gateway, idx); err != nil {
+				return fmt.Errorf("%s: default route via %s: %w", name, n.Gateway, err)
+			}
+		}
+	}
+	return nil
+}
+
+// writeResolvConf points the resolver at the networks' DNS servers, in
+// the root the command sees (an overlay: the host's file is untouched).
+func writeResolvConf(ifaces []NetIface) error {
+	var b strings.Builder
+	for _, n := range ifaces {
+		if n.DNS.IsValid() {
+			fmt.Fprintf(&b, "nameserver %s\n", n.DNS)
+		}
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	// It may be a symlink into /run (systemd-resolved): replace it.
+	_ = os.Remove("/etc/resolv.conf")
+	return os.WriteFile("/etc/resolv.conf", []byte(b.String()), 0o644)
+}
+
+// ifaceByMAC finds the interface with the MAC, waiting for it to appear.
+func ifaceByMAC(mac string, wait time.Duration) (string, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		dirs, _ := os.ReadDir("/sys/class/net")
+		for _, d := range dirs {
+			b, err := os.ReadFile(filepath.Join("/sys/class/net", d.Name(), "address"))
+			if err == nil && strings.EqualFold(strings.TrimSpace(string(b)), mac) {
+				return d.Name(), nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("no network interface with MAC %s (is virtio_net loaded?)", mac)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// ifaceIoctl runs one SIOCSIF* request on name.
+func ifaceIoctl(name string, req uint, set func(*unix.Ifreq)) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	r, err := unix.NewIfreq(name)
+	if err != nil {
+		return err
+	}
+	set(r)
+	return unix.IoctlIfreq(fd, req, r)
+}
+
+// setFlagsUp sets IFF_UP on name.
+func setFlagsUp(name string) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	r, err := unix.NewIfreq(name)
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, r); err != nil {
+		return err
+	}
+	r.SetUint16(r.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, r)
+}
+
+// ifaceIndex is name's interface index.
+func ifaceIndex(name string) (uint32, error) {
+	b, err := os.ReadFile(filepath.Join("/sys/class/net", name, "ifindex"))
+	if err != nil {
+		return 0, err
+	}
+	var idx uint32
+	if _, err := fmt.Sscan(string(b), &idx); err != nil {
+		return 0, err
+	}
+	return idx, nil
+}
+
+// addDefaultRoute adds 0.0.0.0/0 via gw on interface idx with one
+// rtnetlink RTM_NEWROUTE (rtnetlink(7)) and reads its acknowledgement.
+func addDefaultRoute(gw netip.Addr, idx uint32) error {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	msg := routeMessage(gw, idx)
+	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return err
+	}
+	buf := make([]byte, 4096)
+	n, _, err := unix.Recvfrom(fd, buf, 0)
+	if err != nil {
+		return err
+	}
+	return netlinkAck(buf[:n])
+}
+
+// routeMessage is an RTM_NEWROUTE request for the default route via gw
+// on interface idx: nlmsghdr, rtmsg, then RTA_GATEWAY and RTA_OIF.
+func routeMessage(gw netip.Addr, idx uint32) []byte {
+	const attrs = 2 * (unix.SizeofRtAttr + 4)
+	b := make([]byte, unix.SizeofNlMsghdr+unix.SizeofRtMsg+attrs)
+	le := binary.LittleEndian // netlink is in host order; govm runs on x86
+	le.PutUint32(b[0:], uint32(len(b)))
+	le.PutUint16(b[4:], unix.RTM_NEWROUTE)
+	le.PutUint16(b[6:], unix.NLM_F_REQUEST|unix.NLM_F_ACK|unix.NLM_F_CREATE|unix.NLM_F_EXCL)
+	le.PutUint32(b[8:], 1) // sequence
+	rt := b[unix.SizeofNlMsghdr:]
+	rt[0] = unix.AF_INET
+	rt[4] = unix.RT_TABLE_MAIN
+	rt[5] = unix.RTPROT_BOOT
+	rt[6] = unix.RT_SCOPE_UNIVERSE
+	rt[7] = unix.RTN_UNICAST
+	a := rt[unix.SizeofRtMsg:]
+	le.PutUint16(a[0:], unix.SizeofRtAttr+4)
+	le.PutUint16(a[2:], unix.RTA_GATEWAY)
+	g := gw.As4()
+	copy(a[4:8], g[:])
+	le.PutUint16(a[8:], unix.SizeofRtAttr+4)
+	le.PutUint16(a[10:], unix.RTA_OIF)
+	le.PutUint32(a[12:], idx)
+	return b
+}
+
+// netlinkAck reads the error code of an NLMSG_ERROR acknowledgement.
+func netlinkAck(b []byte) error {
+	if len(b) < unix.SizeofNlMsghdr+4 || binary.LittleEndian.Uint16(b[4:]) != unix.NLMSG_ERROR {
+		return errors.New("no netlink acknowledgement")
+	}
+	if code := int32(binary.LittleEndian.Uint32(b[unix.SizeofNlMsghdr:])); code != 0 {
+		return unix.Errno(-code)
+	}
+	return nil
+}
