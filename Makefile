@@ -72,7 +72,7 @@ soak: assets
 FUZZTIME ?= 15m
 FUZZ_TARGETS := virtio:FuzzVirtqueue virtio:FuzzBlkRequest virtio:FuzzNetTx virtio:FuzzPCITransport \
 	virtio:FuzzFSRequest virtio:FuzzConsoleControl \
-	boot:FuzzLoad devices:FuzzPorts
+	boot:FuzzLoad devices:FuzzPorts usernet:FuzzParse usernet/server:FuzzDHCP
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz: $${t#*:} in ./$${t%%:*} for $(FUZZTIME)"; \

@@ -23,7 +23,9 @@ head -c 67108864 /dev/urandom > $D/www/blob
 head -c 67108864 /dev/urandom > $D/up
 head -c 16777216 /dev/urandom > $D/sw
 echo fwd-ok > $D/www/fwd.txt
-echo "NET sums blob=$(govm-host sum $D/www/blob) up=$(govm-host sum $D/up) sw=$(govm-host sum $D/sw)"
+chmod +x $D/udhcpc.sh
+echo "NET sums blob=$(govm-host sum $D/www/blob) up=$(govm-host sum $D/up) sw=$(govm-host sum $D/sw) fwd=$(govm-host sum $D/www/fwd.txt)"
+ip link set lo up
 ip addr add 192.0.2.1/32 dev lo
 echo 'nameserver 127.0.0.1' > /etc/resolv.conf
 govm-host dns 0.0.0.0:53 test.govm.example=10.0.2.2 other.govm.example=192.0.2.1 & servers=$!
@@ -35,35 +37,38 @@ govm-host http 192.0.2.1:8001 $D/www & servers="$servers $!"
 retry dhcp govm exec --kernel $K --timeout 150s --console-log $D/dhcp.console --net user -- sh $D/dhcp.sh >$D/dhcp.out 2>$D/dhcp.err
 echo "NET dhcp rc=$?"
 sed 's/^/NET dhcp /' $D/dhcp.out
+sed 's/^/NET dhcp-err /' $D/dhcp.err
 # 2. Everything else as a user in the kvm group and nothing more.
 grep -q '^root:' /etc/passwd 2>/dev/null || echo 'root:x:0:0::/root:/bin/sh' >> /etc/passwd
 echo "tester:x:1234:1234::$U:/bin/sh" >> /etc/passwd
 echo 'tester:x:1234:' >> /etc/group
 echo 'kvm:x:990:tester' >> /etc/group
 chgrp 990 /dev/kvm && chmod 0660 /dev/kvm
+chmod 0666 /dev/net/tun # as distributions ship it
 chown 1234:1234 $U
 as() { su tester -c "cd $U && $*"; }
+# A TAP is the one thing that needs privilege, and govm says which.
+as "govm run --kernel $K --net tap=t9 --timeout 5s" >$D/tap.out 2>&1
+echo "NET tap rc=$? $(head -1 $D/tap.out)"
 echo "NET user $(as id | tr ' ' '\n' | grep -c kvm) caps=$(as 'grep CapEff /proc/self/status' | tr -d '\t')"
 userrun() {
-	as "govm exec --kernel $K --timeout 200s --console-log $D/main.console --net user,hostfwd=tcp::8080-:80 -- sh $D/guest.sh" >$D/main.out 2>$D/main.err
+	as "govm exec --kernel $K --timeout 400s --console-log $D/main.console --net user,hostfwd=tcp::8080-:80 -- sh $D/guest.sh" >$D/main.out 2>$D/main.err
 }
 # The host reaches the guest's server through the forward, while the
 # guest waits for that one request; then what is bound on 8080.
 (
-	for i in $(seq 120); do
-		if wget -q -T 5 -O $D/fwd.out http://127.0.0.1:8080/fwd.txt 2>/dev/null; then
-			echo "NET hostfwd $(cat $D/fwd.out) listen=$(awk '$2 ~ /:1F90$/ && $4 == "0A" {print $2}' /proc/net/tcp)"
-			for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = govm-net ] && echo "NET helper $(grep VmHWM $p/status | tr -s ' \t' ' ') uid=$(awk '/^Uid/ {print $2}' $p/status)"; done
-			break
-		fi
-		sleep 1
-	done
+	for i in 1 2 3 4; do out=$(govm-host get http://127.0.0.1:8080/fwd.txt) && break; done
+	if [ -n "$out" ]; then
+		echo "NET hostfwd $out listen=$(awk '$2 ~ /:1F90$/ && $4 == "0A" {print $2}' /proc/net/tcp)"
+		for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = govm-net ] && echo "NET helper $(grep VmHWM $p/status | tr -s ' \t' ' ') uid=$(awk '/^Uid/ {print $2}' $p/status)"; done
+	fi
 ) &
 fwd=$!
 retry main userrun
 echo "NET main rc=$?"
-wait $fwd
+kill $fwd 2>/dev/null; wait $fwd
 sed 's/^/NET main /' $D/main.out
+sed 's/^/NET main-err /' $D/main.err
 # 3. Two VMs on one switch: each pings the other, B sends A 16 MiB. A
 #    starts the switch; B joins once its socket is there.
 swrun() {
@@ -74,8 +79,10 @@ swrun A 'govm-host ping 10.0.2.16 && govm-host recv 7000 /tmp/s && echo recv=$(c
 a=$!
 for i in $(seq 100); do [ -S $U/lab.sock ] && break; sleep 0.1; done
 swrun B "govm-host ping 10.0.2.15 && govm-host put 10.0.2.15:7000 $D/sw && echo sent" &
-wait $a; wait
+b=$!
+wait $a $b
 sed 's/^/NET swA /' $D/swA.out; sed 's/^/NET swB /' $D/swB.out
+sed 's/^/NET swA-err /' $D/swA.err; sed 's/^/NET swB-err /' $D/swB.err
 # The emulator's signature, if it spoiled either, for the harness.
 grep -h 'stack guard page was hit' $D/swA.console $D/swB.console
 [ -e $U/lab.sock ] && echo "NET switch socket left" || echo "NET switch socket gone"
@@ -88,7 +95,7 @@ exit 0
 // gave eth0 and asks DHCP for one.
 const dhcpScript = `
 ip addr flush dev eth0
-udhcpc -i eth0 -n -q -f -t 5 -T 1 -O mtu -s $D/udhcpc.sh 2>&1 | grep -v '^udhcpc'
+udhcpc -i eth0 -n -q -f -t 5 -T 1 -O mtu -s $D/udhcpc.sh
 cat /tmp/lease
 echo "addr $(ip -4 -o addr show dev eth0 | awk '{print $4}')"
 `
@@ -107,9 +114,13 @@ const guestScript = `
 echo "addr=$(ip -4 -o addr show dev eth0 | awk '{print $4}') mtu=$(cat /sys/class/net/eth0/mtu) uid=$(id -u)"
 echo "resolve $(nslookup test.govm.example 2>&1 | grep -A1 '^Name:' | grep -o 'Address: [0-9.]*')"
 echo "udp-nat $(nslookup other.govm.example 192.0.2.1 2>&1 | grep -A1 '^Name:' | grep -o 'Address: [0-9.]*')"
-echo "get $(wget -q -O - http://test.govm.example:8000/blob | govm-host sum /dev/stdin)"
-echo "post $(wget -q -O - --post-file $D/up http://test.govm.example:8000/up)"
-echo "tcp-nat $(wget -q -O - http://192.0.2.1:8001/fwd.txt)"
+t0=$(date +%s)
+echo "get $(govm-host get http://test.govm.example:8000/blob)"
+t1=$(date +%s)
+echo "post $(govm-host post http://test.govm.example:8000/up $D/up)"
+echo "seconds get=$((t1 - t0)) post=$(($(date +%s) - t1))"
+echo "tcp-nat $(govm-host get http://192.0.2.1:8001/fwd.txt)"
+echo "stdin $(echo via-stdin | govm-host sum /dev/stdin) $(echo via-stdin > /tmp/v && govm-host sum /tmp/v)"
 govm-host http :80 $D/www 1 && echo served
 `
 
@@ -147,7 +158,7 @@ func TestUserNet(t *testing.T) {
 	if retries := regexp.MustCompile(`(?m)^EXEC-RETRY .*$`).FindAllString(out, -1); len(retries) > 0 {
 		t.Logf("%d runs retried on the nested emulator's evidence:\n%s", len(retries), strings.Join(retries, "\n"))
 	}
-	sums := regexp.MustCompile(`NET sums blob=(\S+) up=(\S+) sw=(\S+)`).FindStringSubmatch(out)
+	sums := regexp.MustCompile(`NET sums blob=(\S+) up=(\S+) sw=(\S+) fwd=(\S+)`).FindStringSubmatch(out)
 	if sums == nil {
 		t.Fatalf("no sums:\n%s", out)
 	}
@@ -156,15 +167,16 @@ func TestUserNet(t *testing.T) {
 		"NET dhcp lease ip=10.0.2.15 mask=24 router=10.0.2.2 dns=10.0.2.3 mtu=65520",
 		"NET dhcp addr 10.0.2.15/24",
 		"NET user 1 caps=CapEff:0000000000000000",
+		"NET tap rc=1 govm: --net: t9: creating it not permitted: needs CAP_NET_ADMIN, or one made for you once by root: ip tuntap add t9 mode tap user tester; or --net user, which needs no privilege",
 		"NET main rc=0",
 		"NET main addr=10.0.2.15/24 mtu=65520 uid=1234",
 		"NET main resolve Address: 10.0.2.2",
 		"NET main udp-nat Address: 192.0.2.1",
-		"NET main get " + sums[1],
+		"NET main get 67108864 " + sums[1],
 		"NET main post 67108864 " + sums[2],
-		"NET main tcp-nat fwd-ok",
+		"NET main tcp-nat 7 " + sums[4],
 		"NET main served",
-		"NET hostfwd fwd-ok listen=0100007F:1F90",
+		"NET hostfwd 7 " + sums[4] + " listen=0100007F:1F90",
 		"NET swA rc=0", "NET swB rc=0",
 		"NET swA recv=" + sums[3],
 		"NET swB sent",
@@ -174,6 +186,12 @@ func TestUserNet(t *testing.T) {
 		if !strings.Contains(out, want+"\n") {
 			t.Errorf("missing %q", want)
 		}
+	}
+	if m := regexp.MustCompile(`NET main stdin (\S+) (\S+)`).FindStringSubmatch(out); m == nil || m[1] != m[2] {
+		t.Errorf("/dev/stdin in the guest: %q", m)
+	}
+	if m := regexp.MustCompile(`NET main seconds get=(\d+) post=(\d+)`).FindStringSubmatch(out); m != nil {
+		t.Logf("64 MiB host to guest in %s s, guest to host in %s s (nested)", m[1], m[2])
 	}
 	if m := regexp.MustCompile(`NET helper VmHWM: (\d+) kB uid=(\d+)`).FindStringSubmatch(out); m != nil {
 		t.Logf("govm-net peak resident %s kB (uid %s) after 128 MiB through the NAT", m[1], m[2])

@@ -1,6 +1,7 @@
 package machine
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 
@@ -102,6 +103,9 @@ func (m *Machine) addNICs() error {
 			continue
 		}
 		t, err := tap.Open(n.TAP, virtio.NetHeaderSize)
+		if errors.Is(err, tap.ErrPermission) {
+			return fmt.Errorf("--net: %w; or --net user, which needs no privilege", err)
+		}
 		if err != nil {
 			return fmt.Errorf("--net: %w", err)
 		}

@@ -13,6 +13,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/user"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,7 +35,7 @@ const tunDevice = "/dev/net/tun"
 // Errors callers branch on (each wraps the system error).
 var (
 	ErrNoTun      = errors.New("no /dev/net/tun (load the tun module)")
-	ErrPermission = errors.New("not permitted (needs CAP_NET_ADMIN, or a TAP created for this user with 'ip tuntap add ... user')")
+	ErrPermission = errors.New("not permitted: needs CAP_NET_ADMIN")
 	ErrBusy       = errors.New("TAP busy (another process has it open)")
 )
 
@@ -69,7 +71,7 @@ func Open(name string, hdrLen int) (*TAP, error) {
 		case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENODEV), errors.Is(err, unix.ENXIO):
 			return nil, fmt.Errorf("%w: %v", ErrNoTun, err)
 		case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
-			return nil, fmt.Errorf("%s: %w", tunDevice, ErrPermission)
+			return nil, fmt.Errorf("%s: not open to this user (even a TAP made for you needs it read-write, as distributions ship it): %w", tunDevice, ErrPermission)
 		}
 		return nil, fmt.Errorf("%s: %w", tunDevice, err)
 	}
@@ -85,7 +87,12 @@ func Open(name string, hdrLen int) (*TAP, error) {
 		case errors.Is(err, unix.EBUSY):
 			return nil, fmt.Errorf("%s: %w", name, ErrBusy)
 		case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
-			return nil, fmt.Errorf("%s: %w", displayName(name), ErrPermission)
+			n := name
+			if n == "" {
+				n = "NAME"
+			}
+			return nil, fmt.Errorf("%s: creating it %w, or one made for you once by root: ip tuntap add %s mode tap user %s",
+				displayName(name), ErrPermission, n, userName())
 		case errors.Is(err, unix.EINVAL):
 			return nil, fmt.Errorf("%s: TUNSETIFF: %w (is it a TUN rather than a TAP, or without vnet headers?)", name, err)
 		}
@@ -98,6 +105,14 @@ func Open(name string, hdrLen int) (*TAP, error) {
 	}
 	t.f = os.NewFile(uintptr(fd), tunDevice)
 	return t, nil
+}
+
+// userName is the user a TAP would be made for.
+func userName() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return strconv.Itoa(os.Getuid())
 }
 
 func displayName(name string) string {
@@ -155,6 +170,9 @@ func ConfigureInterface(name string, addr netip.Prefix) error {
 			return err
 		}
 		if err := unix.IoctlIfreq(s, unix.SIOCSIFADDR, ifr); err != nil {
+			if errors.Is(err, unix.EPERM) {
+				return fmt.Errorf("%s: setting address %v %w (drop host-ip= and address it as root)", name, addr.Addr(), ErrPermission)
+			}
 			return fmt.Errorf("%s: setting address %v: %w", name, addr.Addr(), err)
 		}
 		if err := ifr.SetInet4Addr(net.CIDRMask(addr.Bits(), 32)); err != nil {

@@ -2,6 +2,7 @@ package usernet
 
 import (
 	"errors"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -61,3 +62,34 @@ func TestParse(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// FuzzParse: any --net user spec parses or is refused with ErrSpec, and
+// what parses is a network whose gateway, DNS and first guest are hosts
+// in it and whose forwards have ports.
+func FuzzParse(f *testing.F) {
+	f.Add("net=10.0.2.0/24,dns=10.0.2.3,mtu=1500,hostfwd=tcp::8080-:80,switch=/tmp/s.sock")
+	f.Add("hostfwd=udp:0.0.0.0:53-10.0.2.15:53")
+	f.Add("net=192.168.0.0/27")
+	f.Fuzz(func(t *testing.T, spec string) {
+		o, err := Parse(strings.Split(spec, ","))
+		if err != nil {
+			if !errors.Is(err, ErrSpec) {
+				t.Fatalf("%q: error %v is not ErrSpec", spec, err)
+			}
+			return
+		}
+		for _, a := range []netip.Addr{o.Gateway(), o.DNS, o.FirstGuest()} {
+			if !o.Net.Contains(a) || !o.IsHost(a) {
+				t.Fatalf("%q: %s is not a host in %s", spec, a, o.Net)
+			}
+		}
+		if o.DNS == o.Gateway() || o.MTU < minMTU || o.MTU > maxMTU {
+			t.Fatalf("%q: DNS %s, gateway %s, MTU %d", spec, o.DNS, o.Gateway(), o.MTU)
+		}
+		for _, fw := range o.Forwards {
+			if fw.Host.Port() == 0 || fw.GuestPort == 0 || (fw.Proto != "tcp" && fw.Proto != "udp") {
+				t.Fatalf("%q: forward %+v", spec, fw)
+			}
+		}
+	})
+}

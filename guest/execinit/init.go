@@ -80,7 +80,7 @@ func run() (int, error) {
 	if err := upLoopback(); err != nil {
 		return fail(fmt.Errorf("loopback: %w", err))
 	}
-	allowPing()
+	allowUnprivileged()
 	if err := configureNet(cfg.Net); err != nil {
 		return fail(err)
 	}
@@ -158,6 +158,27 @@ var kernelMounts = []struct{ src, dir, fs, opts string }{
 	{"shm", "/dev/shm", "tmpfs", "mode=1777"},
 }
 
+// devSymlinks are the links into /proc that udev or systemd make in
+// /dev on every distribution (systemd's tmpfiles.d/static-nodes), which
+// scripts use: /dev/stdin, /dev/fd/N.
+var devSymlinks = []struct{ name, target string }{
+	{"fd", "/proc/self/fd"},
+	{"stdin", "/proc/self/fd/0"},
+	{"stdout", "/proc/self/fd/1"},
+	{"stderr", "/proc/self/fd/2"},
+	{"core", "/proc/kcore"},
+}
+
+// devLinks makes devSymlinks in dev (a fresh devtmpfs).
+func devLinks(dev string) error {
+	for _, l := range devSymlinks {
+		if err := os.Symlink(l.target, filepath.Join(dev, l.name)); err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("/dev/%s: %w", l.name, err)
+		}
+	}
+	return nil
+}
+
 // mountAll mounts each of ms at its directory under root, made if
 // missing; with busyOK, one already mounted there is fine.
 func mountAll(root string, ms []struct{ src, dir, fs, opts string }, busyOK bool) error {
@@ -230,6 +251,9 @@ func mountRoot(cfg *Config) error {
 		}
 	}
 	if err := mountAll(newRoot, kernelMounts, false); err != nil {
+		return err
+	}
+	if err := devLinks(filepath.Join(newRoot, "dev")); err != nil {
 		return err
 	}
 	if err := unix.Chroot(newRoot); err != nil {

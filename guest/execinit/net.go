@@ -39,10 +39,16 @@ func upLoopback() error {
 // ping is what a test of a network reaches for first.
 const pingGroups = "0 2147483647"
 
-// allowPing sets net.ipv4.ping_group_range; a kernel without IPv4 has
-// none to set.
-func allowPing() {
+// unprivilegedPortStart lets the command bind any port, as Docker sets it
+// in a container's network namespace: the command runs as the host's
+// user, and a test server on port 80 is what a hostfwd=...-:80 expects.
+const unprivilegedPortStart = "0"
+
+// allowUnprivileged sets net.ipv4.ping_group_range and
+// ip_unprivileged_port_start; a kernel without IPv4 has neither.
+func allowUnprivileged() {
 	_ = os.WriteFile("/proc/sys/net/ipv4/ping_group_range", []byte(pingGroups), 0)
+	_ = os.WriteFile("/proc/sys/net/ipv4/ip_unprivileged_port_start", []byte(unprivilegedPortStart), 0)
 }
 
 // configureNet gives each interface its address, MTU and default route.

@@ -108,7 +108,7 @@ func hostCommand(args []string) error {
 			return os.Rename(tmp, args[2])
 		})
 	}
-	return fmt.Errorf("usage: govm-host bench FILE | send PORT FILE [VMM] | cpuwatch VMM | sum FILE | recv PORT SUMFILE [VMM] | time NAME CMD... | checkrecs FILE N | boot NAME MARKER SECONDS CMD | http ADDR DIR [N] | dns ADDR NAME=IP... | put ADDR FILE | ping ADDR")
+	return fmt.Errorf("usage: govm-host bench FILE | send PORT FILE [VMM] | cpuwatch VMM | sum FILE | recv PORT SUMFILE [VMM] | time NAME CMD... | checkrecs FILE N | boot NAME MARKER SECONDS CMD | http ADDR DIR [N] | dns ADDR NAME=IP... | put ADDR FILE | ping ADDR | get URL | post URL FILE")
 }
 
 // vmmArg is send's and recv's optional VMM name: "" if not given.

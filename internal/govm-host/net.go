@@ -28,9 +28,14 @@ import (
 //	                               after N requests (default never)
 //	govm-host dns ADDR NAME=IP...  answer A queries for the names (UDP)
 //	govm-host put ADDR FILE        send FILE to ADDR (TCP), retrying the
-//	                               connection for up to a minute
+//	                               connection for up to a minute, and wait
+//	                               for the peer to close
 //	govm-host ping ADDR            ICMP echo ADDR (an unprivileged ICMP
 //	                               socket) until it answers, up to a minute
+//	govm-host get URL              GET URL, retrying for up to a minute
+//	                               until it answers 200; say the body's
+//	                               length and CRC-32C
+//	govm-host post URL FILE        POST FILE to URL; say the answer
 func netCommand(args []string) (bool, error) {
 	switch {
 	case (len(args) == 3 || len(args) == 4) && args[0] == "http":
@@ -48,6 +53,10 @@ func netCommand(args []string) (bool, error) {
 		return true, put(args[1], args[2])
 	case len(args) == 2 && args[0] == "ping":
 		return true, ping(args[1])
+	case len(args) == 2 && args[0] == "get":
+		return true, get(args[1])
+	case len(args) == 3 && args[0] == "post":
+		return true, post(args[1], args[2])
 	}
 	return false, nil
 }
@@ -164,9 +173,67 @@ func put(addr, file string) error {
 			continue
 		}
 		defer c.Close()
-		_, err = io.Copy(c, f)
+		if _, err := io.Copy(c, f); err != nil {
+			return err
+		}
+		// Done when the peer has it all: it closes once it read to the
+		// end, and this side's VM may power off right after.
+		if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, c)
 		return err
 	}
+}
+
+// get fetches url, trying again on any failure until netTry has passed.
+func get(url string) error {
+	deadline := time.Now().Add(netTry)
+	for {
+		n, sum, err := getOnce(url)
+		if err == nil {
+			fmt.Printf("%d %s\n", n, sum)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func getOnce(url string) (int64, string, error) {
+	c := http.Client{Timeout: netTry}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, "", fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	s := agentkit.NewNetSum()
+	n, err := io.Copy(s, resp.Body)
+	return n, agentkit.NetSumHex(s), err
+}
+
+// post sends file's bytes to url and prints the answer.
+func post(url, file string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	resp, err := http.Post(url, "application/octet-stream", f)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("POST %s: %s", url, resp.Status)
+	}
+	_, err = io.Copy(os.Stdout, resp.Body)
+	return err
 }
 
 // ping sends ICMP echo requests to addr until one is answered.

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -49,12 +50,16 @@ func Main(args []string) int {
 		fmt.Fprintf(os.Stderr, "govm: usernet helper: %v\n", err)
 		return 2
 	}
-	// The library logs each member's leaving as an error; the member's
+	// The library logs each member's leaving as an error, and its port
+	// forwarder each connection the guest refused, to the standard
+	// logger: in govm exec that is the command's stderr. The member's
 	// govm reports what matters.
 	logrus.SetOutput(io.Discard)
+	log.SetOutput(io.Discard)
 	if os.Getenv("GOVM_USERNET_DEBUG") != "" {
 		logrus.SetOutput(os.Stderr)
 		logrus.SetLevel(logrus.DebugLevel)
+		log.SetOutput(os.Stderr)
 	}
 	if err := serve(o); err != nil {
 		if !errors.Is(err, errAnswered) {

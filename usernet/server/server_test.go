@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/binary"
 	"net"
+	"net/netip"
 	"testing"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -43,4 +44,34 @@ func TestDHCPReply(t *testing.T) {
 	if r, err := n.dhcpReply(other); err != nil || !r.YourIPAddr.Equal(net.ParseIP("10.0.2.16")) {
 		t.Fatalf("second MAC: %v, %v", r, err)
 	}
+}
+
+// FuzzDHCP: whatever a guest sends to the DHCP port, the answer (if any)
+// gives an address in the network, and nothing panics.
+func FuzzDHCP(f *testing.F) {
+	d, _ := dhcpv4.NewDiscovery(net.HardwareAddr{0x52, 0x54, 0, 0x12, 0x34, 0x56})
+	f.Add(d.ToBytes())
+	r, _ := dhcpv4.NewRequestFromOffer(d)
+	if r != nil {
+		f.Add(r.ToBytes())
+	}
+	o, _ := usernet.Parse([]string{"net=10.9.0.0/27"})
+	n, err := newNetwork(o)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := dhcpv4.FromBytes(b)
+		if err != nil {
+			return
+		}
+		reply, err := n.dhcpReply(m)
+		if err != nil || reply == nil {
+			return
+		}
+		ip, ok := netip.AddrFromSlice(reply.YourIPAddr.To4())
+		if !ok || !o.Net.Contains(ip) || !o.IsHost(ip) {
+			t.Fatalf("offered %v outside %s", reply.YourIPAddr, o.Net)
+		}
+	})
 }
