@@ -447,7 +447,9 @@ func netBench(b *testing.B, r *Runner, st netBenchSetup) {
 	serve := func(who, rx, tx string) string {
 		p := "{dir}/" + who
 		comm := map[string]string{"govm": st.govmComm, "qemu": "qemu-system-x86"}[who]
-		return "echo 0 > /sys/module/tcp_cubic/parameters/hystart\n" +
+		// L1 starts with lo down; a user network's host is its loopback.
+		return "ip link set lo up\n" +
+			"echo 0 > /sys/module/tcp_cubic/parameters/hystart\n" +
 			"head -c " + n + " /dev/urandom > " + p + ".rx\n" +
 			"govm-host sum " + p + ".rx > " + p + ".rxsum\n" +
 			"govm-host send " + rx + " " + p + ".rx " + comm + " & servers=\"$servers $!\"\n" +

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/govm/govm/tap"
 )
 
 // NetIface is a NIC the init configures before the command runs: the
@@ -31,7 +33,7 @@ const ifaceWait = 2 * time.Second
 // upLoopback brings lo up (the kernel gives it 127.0.0.1 then): test
 // programs talk to themselves over localhost.
 func upLoopback() error {
-	return setFlagsUp("lo")
+	return tap.ConfigureInterface("lo", netip.Prefix{})
 }
 
 // pingGroups lets every group open ICMP echo sockets (icmp(7)), as
@@ -58,19 +60,13 @@ func configureNet(ifaces []NetIface) error {
 		if err != nil {
 			return err
 		}
-		if err := ifaceIoctl(name, unix.SIOCSIFMTU, func(r *unix.Ifreq) { r.SetUint32(uint32(n.MTU)) }); err != nil && n.MTU != 0 {
-			return fmt.Errorf("%s: MTU %d: %w", name, n.MTU, err)
+		if n.MTU != 0 {
+			if err := setMTU(name, n.MTU); err != nil {
+				return fmt.Errorf("%s: MTU %d: %w", name, n.MTU, err)
+			}
 		}
-		if err := ifaceIoctl(name, unix.SIOCSIFADDR, func(r *unix.Ifreq) { _ = r.SetInet4Addr(n.Addr.Addr().AsSlice()) }); err != nil {
-			return fmt.Errorf("%s: address %s: %w", name, n.Addr, err)
-		}
-		m := make([]byte, 4)
-		binary.BigEndian.PutUint32(m, ^uint32(0)<<(32-n.Addr.Bits()))
-		if err := ifaceIoctl(name, unix.SIOCSIFNETMASK, func(r *unix.Ifreq) { _ = r.SetInet4Addr(m) }); err != nil {
-			return fmt.Errorf("%s: netmask: %w", name, err)
-		}
-		if err := setFlagsUp(name); err != nil {
-			return fmt.Errorf("%s: up: %w", name, err)
+		if err := tap.ConfigureInterface(name, n.Addr); err != nil {
+			return err
 		}
 		if n.Gateway.IsValid() {
 			idx, err := ifaceIndex(name)
@@ -120,8 +116,8 @@ func ifaceByMAC(mac string, wait time.Duration) (string, error) {
 	}
 }
 
-// ifaceIoctl runs one SIOCSIF* request on name.
-func ifaceIoctl(name string, req uint, set func(*unix.Ifreq)) error {
+// setMTU sets name's MTU (SIOCSIFMTU).
+func setMTU(name string, mtu int) error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return err
@@ -131,26 +127,8 @@ func ifaceIoctl(name string, req uint, set func(*unix.Ifreq)) error {
 	if err != nil {
 		return err
 	}
-	set(r)
-	return unix.IoctlIfreq(fd, req, r)
-}
-
-// setFlagsUp sets IFF_UP on name.
-func setFlagsUp(name string) error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	r, err := unix.NewIfreq(name)
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, r); err != nil {
-		return err
-	}
-	r.SetUint16(r.Uint16() | unix.IFF_UP)
-	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, r)
+	r.SetUint32(uint32(mtu))
+	return unix.IoctlIfreq(fd, unix.SIOCSIFMTU, r)
 }
 
 // ifaceIndex is name's interface index.
