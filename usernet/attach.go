@@ -42,7 +42,7 @@ var ErrSwitchPath = errors.New("bad switch path")
 func Attach(helper string, o Options, mac [6]byte) (*Link, error) {
 	req := JoinRequest{MAC: net.HardwareAddr(mac[:]).String(), Forwards: o.Forwards, Opts: o}
 	if o.Switch == "" {
-		return start(helper, o, req, -1, true)
+		return start(helper, o, req, nil, true)
 	}
 	dir := filepath.Dir(o.Switch)
 	lock, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -79,8 +79,11 @@ func Attach(helper string, o Options, mac [6]byte) (*Link, error) {
 	if err != nil {
 		return nil, err
 	}
-	l, err := start(helper, o, req, ln, false)
-	unix.Close(ln)
+	// One owner for the descriptor: the File (whose finalizer would
+	// otherwise close the number again once another socket has it).
+	lnf := os.NewFile(uintptr(ln), "switch")
+	l, err := start(helper, o, req, lnf, false)
+	lnf.Close()
 	if err != nil {
 		os.Remove(o.Switch)
 		return nil, err
@@ -145,9 +148,9 @@ func joinSwitch(fd int, req JoinRequest) (*Link, error) {
 	return l, nil
 }
 
-// start runs a helper serving a new network (a switch if ln is a
-// listening socket) and joins it as its first member.
-func start(helper string, o Options, req JoinRequest, ln int, alone bool) (*Link, error) {
+// start runs a helper serving a new network (a switch if ln, a listening
+// socket, is set) and joins it as its first member.
+func start(helper string, o Options, req JoinRequest, ln *os.File, alone bool) (*Link, error) {
 	cfg, err := json.Marshal(o)
 	if err != nil {
 		return nil, err
@@ -158,8 +161,8 @@ func start(helper string, o Options, req JoinRequest, ln int, alone bool) (*Link
 	}
 	cmd := exec.Command(helper, HelperArg, string(cfg))
 	cmd.ExtraFiles = []*os.File{remote}
-	if ln >= 0 {
-		cmd.ExtraFiles = append(cmd.ExtraFiles, os.NewFile(uintptr(ln), "switch"))
+	if ln != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, ln)
 	}
 	// A switch outlives this VM: it holds none of its output open (a
 	// caller reading govm's stderr to EOF would wait for the switch).

@@ -86,7 +86,9 @@ type server struct {
 }
 
 func serve(o usernet.Options) error {
-	first, err := net.FileConn(os.NewFile(usernet.HelperMemberFd, "member"))
+	mf := os.NewFile(usernet.HelperMemberFd, "member")
+	first, err := net.FileConn(mf) // a duplicate
+	mf.Close()
 	if err != nil {
 		return err
 	}
