@@ -133,8 +133,8 @@ func TestBoot(t *testing.T) {
 			wantExit: 0, wantCPUs: 1, minMemKB: 400 * kib, maxMemKB: 512 * kib,
 		},
 		{
-			name:     "2 vCPUs",
-			args:     []string{"--kernel", "{bzImage}", "--initrd", "{initrd}", "--mem", "512M", "--cpus", "2", "--append", "govm.action=poweroff"},
+			name:     "2 vCPUs, no RNG",
+			args:     []string{"--kernel", "{bzImage}", "--initrd", "{initrd}", "--mem", "512M", "--cpus", "2", "--no-rng", "--append", "govm.action=poweroff"},
 			wantExit: 0, wantCPUs: 2, minMemKB: 400 * kib, maxMemKB: 512 * kib,
 		},
 		{
@@ -171,6 +171,14 @@ func TestBoot(t *testing.T) {
 			// KVM emulates and govm offers (machine/cpuid.go).
 			if !strings.Contains(res.Output, "TSC deadline timer available") {
 				t.Errorf("the guest kernel found no TSC-deadline timer")
+			}
+			// virtio-rng feeds the guest's hwrng unless left out.
+			wantRNG := "GOVM-RNG current=virtio_rng.0 read=16"
+			if strings.Contains(tt.name, "no RNG") {
+				wantRNG = "GOVM-RNG current=none read=0"
+			}
+			if !strings.Contains(res.Output, wantRNG) {
+				t.Errorf("want %q on the console", wantRNG)
 			}
 			t.Logf("%s: govm start to guest init agent: %.1f s (L1 retries: %d)", r.Mode, res.BootTime.Seconds(), res.Retries)
 		})

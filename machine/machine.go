@@ -43,8 +43,12 @@ type Config struct {
 	// Ports, if any, are the ports of one multiport virtio-console after
 	// the shares.
 	Ports []virtio.ConsolePort
-	// NICs are virtio-net interfaces on TAP devices, last on PCI.
+	// NICs are virtio-net interfaces on TAP devices or frame sockets,
+	// after the console on PCI.
 	NICs []NIC
+	// NoRNG leaves out the virtio-rng device, which is otherwise last on
+	// PCI: the guest's entropy from the host's getrandom(2).
+	NoRNG bool
 
 	// test, set only by this package's tests (export_test.go), runs a
 	// tiny guest instead of a kernel.
@@ -265,7 +269,10 @@ func New(cfg Config) (_ *Machine, err error) {
 	if err = m.addConsole(); err != nil {
 		return nil, err
 	}
-	if err = m.addNICs(); err != nil {
+	if err = m.addNICs(); err == nil {
+		err = m.addRNG()
+	}
+	if err != nil {
 		return nil, err
 	}
 	if err = m.makeVCPUs(state); err != nil {

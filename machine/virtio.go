@@ -193,6 +193,14 @@ func (m *Machine) addConsole() error {
 	return m.addPCIDevice("virtio-console", "govm-console", dev)
 }
 
+// addRNG places virtio-rng on PCI unless the config leaves it out.
+func (m *Machine) addRNG() error {
+	if m.cfg.NoRNG {
+		return nil
+	}
+	return m.addPCIDevice("virtio-rng", "govm-rng", virtio.NewRNG())
+}
+
 // frameBackend is a frame socket as a virtio-net backend: bare Ethernet,
 // so no offloads.
 type frameBackend struct{ *FrameLink }

@@ -49,7 +49,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 
 # 1. The kernel: Debian's cloud kernel, as both L1 and L2.
-if [ ! -s "$B/kernel/bzImage" ] || [ ! -d "$B/kernel/guest-modules" ] \
+if [ ! -s "$B/kernel/bzImage" ] || [ ! -e "$B/kernel/guest-modules/virtio-rng.ko" ] \
 	|| ! compgen -G "$B/kernel/lib-modules/*/kernel/drivers/net/virtio_net.ko" >/dev/null; then
 	log "fetching linux-image-cloud-amd64"
 	tmp=$(mktemp -d)
@@ -68,7 +68,7 @@ if [ ! -s "$B/kernel/bzImage" ] || [ ! -d "$B/kernel/guest-modules" ] \
 	mkdir -p "$B/kernel/guest-modules"
 	for m in drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_modern_dev \
 		drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci drivers/block/virtio_blk \
-		net/core/failover drivers/net/net_failover drivers/net/virtio_net; do
+		net/core/failover drivers/net/net_failover drivers/net/virtio_net drivers/char/hw_random/virtio-rng; do
 		cp "$mdir/$m.ko" "$B/kernel/guest-modules/"
 	done
 	# What govm exec's initramfs takes from /lib/modules/RELEASE.

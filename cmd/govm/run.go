@@ -46,6 +46,7 @@ type runOptions struct {
 	nets        []string
 	shares      []string
 	cpuAffinity string
+	noRNG       bool
 }
 
 func newRunCmd(stdin *os.File, stdout, stderr io.Writer, code *int) *cobra.Command {
@@ -101,6 +102,7 @@ func (o *runOptions) addVMFlags(c *cobra.Command) {
 	f.StringVar(&o.cpuAffinity, "cpu-affinity", "", "pin vCPU i to the i-th host CPU of this list, one per vCPU (e.g. 2,3 or 4-7)")
 	f.StringArrayVar(&o.shares, "share", nil, "share a host directory over virtio-fs: HOSTDIR[:TAG][,ro] (TAG default share0, share1, ...;\n"+
 		"the guest mounts it with mount -t virtiofs TAG DIR; ro refuses every write on the host side) (repeatable)")
+	f.BoolVar(&o.noRNG, "no-rng", false, "leave out the virtio-rng device (the guest's entropy from the host's getrandom)")
 	_ = c.MarkFlagRequired("kernel")
 }
 
@@ -235,7 +237,7 @@ func (o *runOptions) config(started time.Time, sink *consoleSink, stderr io.Writ
 	}
 	return machine.Config{
 		KVMPath: o.kvmPath, MemSize: memSize, CPUs: o.cpus, Boot: bc, Console: sink, Started: started,
-		Disks: disks, NICs: nics, CPUAffinity: affinity, Shares: shares,
+		Disks: disks, NICs: nics, CPUAffinity: affinity, Shares: shares, NoRNG: o.noRNG,
 	}, nil
 }
 

@@ -173,10 +173,11 @@ func TestProcs(t *testing.T) {
 		cpus   string
 		want   int
 	}{
-		{"one CPU, 2 vCPUs", true, "", "2", 3},
-		{"one CPU, 1 vCPU", true, "", "1", 2},
+		// vCPUs, the virtio-rng worker, and one.
+		{"one CPU, 2 vCPUs", true, "", "2", 4},
+		{"one CPU, 1 vCPU", true, "", "1", 3},
 		{"GOMAXPROCS set", true, "GOMAXPROCS=1", "2", 1},
-		{"all CPUs", false, "", "1", max(runtime.NumCPU(), 2)},
+		{"all CPUs", false, "", "1", max(runtime.NumCPU(), 3)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

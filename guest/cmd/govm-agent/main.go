@@ -26,6 +26,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -199,7 +200,7 @@ const moduleDir = "/lib/modules/govm"
 
 var moduleOrder = []string{
 	"virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev",
-	"virtio_pci", "virtio_blk", "failover", "net_failover", "virtio_net",
+	"virtio_pci", "virtio_blk", "failover", "net_failover", "virtio_net", "virtio-rng",
 }
 
 // loadModules loads the virtio drivers, which Debian's kernel builds as
@@ -227,6 +228,7 @@ func loadModules() {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	sayRNG()
 	disks, _ := filepath.Glob("/sys/block/vd*")
 	for _, d := range disks {
 		name := filepath.Base(d)
@@ -235,6 +237,19 @@ func loadModules() {
 		serial := strings.TrimSpace(readFile(d + "/serial"))
 		say("GOVM-DISK %s sectors=%s ro=%s serial=%s", name, size, ro, serial)
 	}
+}
+
+// sayRNG says which hardware RNG the kernel uses and how many bytes a
+// read of it gave: GOVM-RNG current=virtio_rng.0 read=16.
+func sayRNG() {
+	current := strings.TrimSpace(readFile("/sys/class/misc/hw_random/rng_current"))
+	n := 0
+	if f, err := os.Open("/dev/hwrng"); err == nil {
+		b := make([]byte, 16)
+		n, _ = io.ReadFull(f, b)
+		f.Close()
+	}
+	say("GOVM-RNG current=%s read=%d", current, n)
 }
 
 func readFile(p string) string {
