@@ -11,26 +11,31 @@ import (
 	"time"
 )
 
-// execRetry defines the shell function retry, shared by the exec
-// scripts.
+// execRetry defines the shell functions evidence and retry, shared by
+// the exec scripts.
 const execRetry = `
-# retry NAME CMD...: run CMD (a govm exec whose console log is
-# $D/NAME.console and stderr $D/NAME.err) again, up to 3 times, only when
-# the nested emulator's signature shows it spoiled the boot: its page
-# fault recursion on the console, or a single vCPU spinning with an
-# interrupt in service and interrupts off (docs/nested-tcg-fault.md).
-# Each retry is said with its evidence.
+# evidence NAME RC: the nested emulator's signature in a govm exec that
+# failed with RC (its console log $D/NAME.console, stderr $D/NAME.err),
+# or nothing: its page fault recursion on the console, or at a timeout a
+# single vCPU spinning with an interrupt in service and interrupts off
+# (docs/nested-tcg-fault.md). Said with dashes: the harness retries a
+# whole case whose output holds the signature itself.
+evidence() {
+	case $2 in 33|34|35) ;; *) return ;; esac
+	ev=$(grep -h -m1 -o '[A-Z_]* *stack guard page was hit' "$D/$1.console" 2>/dev/null | tr ' ' -)
+	if [ -z "$ev" ] && [ $2 = 35 ] && grep -q ' if=0 runnable;.* isr 0x.*f3 90 <' "$D/$1.err" 2>/dev/null; then
+		ev="masked-interrupt-deadlock"
+	fi
+	echo $ev
+}
+# retry NAME CMD...: run CMD (a govm exec as evidence reads it) again, up
+# to 3 times, only on the emulator's evidence; each retry is said with it.
 retry() {
 	name=$1; shift
 	for attempt in 1 2 3; do
 		"$@"; rc=$?
-		# Said with dashes: the harness retries a whole case whose
-		# output holds the signature itself.
-		ev=$(grep -h -m1 -o '[A-Z_]* *stack guard page was hit' "$D/$name.console" 2>/dev/null | tr ' ' -)
-		if [ -z "$ev" ] && [ $rc = 35 ] && grep -q ' if=0 runnable;.* isr 0x.*f3 90 <' "$D/$name.err" 2>/dev/null; then
-			ev="masked-interrupt deadlock"
-		fi
-		case $rc in 33|34|35) [ -n "$ev" ] && { echo "EXEC-RETRY $name attempt=$attempt rc=$rc evidence=$ev"; continue; } ;; esac
+		ev=$(evidence $name $rc)
+		[ -n "$ev" ] && { echo "EXEC-RETRY $name attempt=$attempt rc=$rc evidence=$ev"; continue; }
 		break
 	done
 	return $rc

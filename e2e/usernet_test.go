@@ -82,13 +82,8 @@ for attempt in 1 2 3; do
 	swrun B "govm-host ping 10.0.2.15 && govm-host put 10.0.2.15:7000 $D/sw && echo sent" &
 	b=$!
 	wait $a; ra=$?; wait $b; rb=$?
-	ev=""
-	for v in A B; do
-		e=$(grep -h -m1 -o '[A-Z_]* *stack guard page was hit' $D/sw$v.console 2>/dev/null | tr ' ' -)
-		[ -z "$e" ] && grep -q ' if=0 runnable;.* isr 0x.*f3 90 <' $D/sw$v.err 2>/dev/null && e="masked-interrupt-deadlock"
-		[ -n "$e" ] && ev="$ev $v:$e"
-	done
-	case "$ra$rb" in *33*|*34*|*35*) [ -n "$ev" ] && { echo "EXEC-RETRY switch attempt=$attempt rc=$ra,$rb evidence=$ev"; continue; } ;; esac
+	ev="$(evidence swA $ra)$(evidence swB $rb)"
+	[ -n "$ev" ] && { echo "EXEC-RETRY switch attempt=$attempt rc=$ra,$rb evidence=$ev"; continue; }
 	break
 done
 echo "NET swA rc=$ra"; echo "NET swB rc=$rb"

@@ -269,10 +269,10 @@ func New(cfg Config) (_ *Machine, err error) {
 	if err = m.addConsole(); err != nil {
 		return nil, err
 	}
-	if err = m.addNICs(); err == nil {
-		err = m.addRNG()
+	if err = m.addNICs(); err != nil {
+		return nil, err
 	}
-	if err != nil {
+	if err = m.addRNG(); err != nil {
 		return nil, err
 	}
 	if err = m.makeVCPUs(state); err != nil {

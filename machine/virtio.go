@@ -88,47 +88,53 @@ func (m *Machine) addPCIDevice(name, thread string, dev virtio.Device) error {
 	return nil
 }
 
-// addNICs opens each TAP and places a virtio-net device for it on PCI.
+// addNICs places a virtio-net device on PCI for each NIC, on its frame
+// socket or on the TAP it opens.
 func (m *Machine) addNICs() error {
 	for i, n := range m.cfg.NICs {
+		var backend virtio.NetBackend
+		name, mac := "", n.MAC
 		if n.Frames != nil {
-			dev, err := virtio.NewNet(frameBackend{n.Frames}, n.MAC)
+			backend, name = frameBackend{n.Frames}, n.Frames.Name
+		} else {
+			t, err := m.openTAP(n)
 			if err != nil {
-				return fmt.Errorf("--net %s: %w", n.Frames.Name, err)
-			}
-			m.nets = append(m.nets, dev)
-			if err := m.addPCIDevice(fmt.Sprintf("virtio-net %d (%s)", i, n.Frames.Name), "", dev); err != nil {
 				return err
 			}
-			continue
-		}
-		t, err := tap.Open(n.TAP, virtio.NetHeaderSize)
-		if errors.Is(err, tap.ErrPermission) {
-			return fmt.Errorf("--net: %w; or --net user, which needs no privilege", err)
-		}
-		if err != nil {
-			return fmt.Errorf("--net: %w", err)
-		}
-		m.closers = append(m.closers, t.Close)
-		if n.HostIP.IsValid() {
-			if err := t.Configure(n.HostIP); err != nil {
-				return fmt.Errorf("--net %s: %w", t.Name(), err)
+			backend, name = tapBackend{t}, t.Name()
+			if mac == ([6]byte{}) {
+				mac = tap.MACFromName(t.Name())
 			}
 		}
-		mac := n.MAC
-		if mac == ([6]byte{}) {
-			mac = tap.MACFromName(t.Name())
-		}
-		dev, err := virtio.NewNet(tapBackend{t}, mac)
+		dev, err := virtio.NewNet(backend, mac)
 		if err != nil {
-			return fmt.Errorf("--net %s: %w", t.Name(), err)
+			return fmt.Errorf("--net %s: %w", name, err)
 		}
 		m.nets = append(m.nets, dev)
-		if err := m.addPCIDevice(fmt.Sprintf("virtio-net %d (%s)", i, t.Name()), "", dev); err != nil {
+		if err := m.addPCIDevice(fmt.Sprintf("virtio-net %d (%s)", i, name), "", dev); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// openTAP opens (or creates) a NIC's TAP, closed with the machine, and
+// configures its host side if asked.
+func (m *Machine) openTAP(n NIC) (*tap.TAP, error) {
+	t, err := tap.Open(n.TAP, virtio.NetHeaderSize)
+	if errors.Is(err, tap.ErrPermission) {
+		return nil, fmt.Errorf("--net: %w; or --net user, which needs no privilege", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--net: %w", err)
+	}
+	m.closers = append(m.closers, t.Close)
+	if n.HostIP.IsValid() {
+		if err := t.Configure(n.HostIP); err != nil {
+			return nil, fmt.Errorf("--net %s: %w", t.Name(), err)
+		}
+	}
+	return t, nil
 }
 
 // addDisks opens each disk and places it on the PCI bus.

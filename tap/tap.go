@@ -8,6 +8,7 @@
 package tap
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"os"
 	"os/user"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -204,4 +206,28 @@ func MACFromName(name string) [6]byte {
 	mac := [6]byte{0x52, 0x54, byte(h >> 24), byte(h >> 16), byte(h >> 8), byte(h)}
 	// 0x52: locally administered (bit 1 set), unicast (bit 0 clear).
 	return mac
+}
+
+// interfacePoll is how often InterfaceByMAC looks again.
+const interfacePoll = 10 * time.Millisecond
+
+// InterfaceByMAC finds the network interface with the MAC, waiting up to
+// wait for its driver to register it (the guest side: govm's exec init
+// and the guest agent).
+func InterfaceByMAC(mac net.HardwareAddr, wait time.Duration) (*net.Interface, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		ifs, err := net.Interfaces()
+		if err == nil {
+			for i := range ifs {
+				if bytes.Equal(ifs[i].HardwareAddr, mac) {
+					return &ifs[i], nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("no network interface with MAC %s", mac)
+		}
+		time.Sleep(interfacePoll)
+	}
 }

@@ -42,7 +42,7 @@ var ErrSwitchPath = errors.New("bad switch path")
 func Attach(helper string, o Options, mac [6]byte) (*Link, error) {
 	req := JoinRequest{MAC: net.HardwareAddr(mac[:]).String(), Forwards: o.Forwards, Opts: o}
 	if o.Switch == "" {
-		return start(helper, o, req, nil, true)
+		return start(helper, o, req, nil)
 	}
 	dir := filepath.Dir(o.Switch)
 	lock, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -59,15 +59,16 @@ func Attach(helper string, o Options, mac [6]byte) (*Link, error) {
 	defer unix.Flock(lock, unix.LOCK_UN)
 
 	fd, err := dialSwitch(o.Switch)
-	switch {
-	case err == nil:
+	if err == nil {
 		return joinSwitch(fd, req)
+	}
+	var st unix.Stat_t
+	if unix.Lstat(o.Switch, &st) == nil && st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return nil, fmt.Errorf("%w: switch=%s exists and is not a socket", ErrSwitchPath, o.Switch)
+	}
+	switch {
 	case errors.Is(err, unix.ECONNREFUSED):
 		// A switch whose helper died: nothing serves the socket.
-		var st unix.Stat_t
-		if err := unix.Lstat(o.Switch, &st); err == nil && st.Mode&unix.S_IFMT != unix.S_IFSOCK {
-			return nil, fmt.Errorf("%w: switch=%s exists and is not a socket", ErrSwitchPath, o.Switch)
-		}
 		if err := os.Remove(o.Switch); err != nil && !os.IsNotExist(err) {
 			return nil, fmt.Errorf("switch=%s: stale socket: %w", o.Switch, err)
 		}
@@ -82,7 +83,7 @@ func Attach(helper string, o Options, mac [6]byte) (*Link, error) {
 	// One owner for the descriptor: the File (whose finalizer would
 	// otherwise close the number again once another socket has it).
 	lnf := os.NewFile(uintptr(ln), "switch")
-	l, err := start(helper, o, req, lnf, false)
+	l, err := start(helper, o, req, lnf)
 	lnf.Close()
 	if err != nil {
 		os.Remove(o.Switch)
@@ -99,13 +100,6 @@ func dialSwitch(path string) (int, error) {
 	}
 	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
 		unix.Close(fd)
-		if errors.Is(err, unix.ECONNREFUSED) || errors.Is(err, unix.ENOENT) {
-			return -1, err
-		}
-		var st unix.Stat_t
-		if unix.Stat(path, &st) == nil && st.Mode&unix.S_IFMT != unix.S_IFSOCK {
-			return -1, fmt.Errorf("%s exists and is not a socket", path)
-		}
 		return -1, err
 	}
 	framesock.SetBuffers(fd)
@@ -149,8 +143,10 @@ func joinSwitch(fd int, req JoinRequest) (*Link, error) {
 }
 
 // start runs a helper serving a new network (a switch if ln, a listening
-// socket, is set) and joins it as its first member.
-func start(helper string, o Options, req JoinRequest, ln *os.File, alone bool) (*Link, error) {
+// socket, is set; else a network of this VM alone) and joins it as its
+// first member.
+func start(helper string, o Options, req JoinRequest, ln *os.File) (*Link, error) {
+	alone := ln == nil
 	cfg, err := json.Marshal(o)
 	if err != nil {
 		return nil, err
@@ -161,7 +157,7 @@ func start(helper string, o Options, req JoinRequest, ln *os.File, alone bool) (
 	}
 	cmd := exec.Command(helper, HelperArg, string(cfg))
 	cmd.ExtraFiles = []*os.File{remote}
-	if ln != nil {
+	if !alone {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, ln)
 	}
 	// A switch outlives this VM: it holds none of its output open (a
@@ -190,7 +186,7 @@ func start(helper string, o Options, req JoinRequest, ln *os.File, alone bool) (
 
 // handshake sends the join request and reads the answer.
 func handshake(fd int, req JoinRequest) (*Link, error) {
-	if err := sendMsgFd(fd, req); err != nil {
+	if err := SendMsg(msgFd(fd), req); err != nil {
 		return nil, fmt.Errorf("usernet: join: %w", err)
 	}
 	var rep JoinReply

@@ -17,13 +17,16 @@ const (
 	gatewayHost   = 2
 	dnsHost       = 3
 	firstHost     = 15
-	DefaultMTU    = 65520 // passt's default: the largest a 64 KiB IP packet allows with headers
+	DefaultMTU    = MaxMTU // passt's default
 	minPrefixBits = 1
 	// maxPrefixBits leaves room for the first guest at .15 and a few
 	// more: a /27 holds .15 to .30.
 	maxPrefixBits = 27
-	minMTU        = 576 // RFC 791: every host takes datagrams this large
-	maxMTU        = 65520
+	// MinMTU and MaxMTU bound the MTU offered on a frame socket: every
+	// IPv4 host takes 576-byte datagrams (RFC 791), and 65520 leaves a
+	// 64 KiB frame room for its headers.
+	MinMTU = 576
+	MaxMTU = 65520
 )
 
 // Forward is a host address whose connections (or datagrams) go to a
@@ -100,8 +103,8 @@ func Parse(opts []string) (Options, error) {
 			dns, o.Set.DNS = v, true
 		case "mtu":
 			n, err := strconv.Atoi(v)
-			if err != nil || n < minMTU || n > maxMTU {
-				return o, fmt.Errorf("%w: mtu=%s: want %d to %d", ErrSpec, v, minMTU, maxMTU)
+			if err != nil || n < MinMTU || n > MaxMTU {
+				return o, fmt.Errorf("%w: mtu=%s: want %d to %d", ErrSpec, v, MinMTU, MaxMTU)
 			}
 			o.MTU, o.Set.MTU = n, true
 		case "hostfwd":
@@ -140,18 +143,18 @@ func Parse(opts []string) (Options, error) {
 		o.DNS = a
 	}
 	for _, f := range o.Forwards {
-		if g := f.GuestAddr; g.IsValid() && (!o.Net.Contains(g) || !o.IsHost(g)) {
+		if g := f.GuestAddr; g.IsValid() && !o.IsHost(g) {
 			return o, fmt.Errorf("%w: hostfwd=%s: guest address not a host in %s", ErrSpec, f, o.Net)
 		}
 	}
 	return o, nil
 }
 
-// IsHost reports whether a is neither the network's own address nor its
-// broadcast address.
+// IsHost reports whether a is a host address of the network: in it, and
+// neither its own address nor its broadcast address.
 func (o Options) IsHost(a netip.Addr) bool {
 	last := nthHost(o.Net, 1<<(32-o.Net.Bits())-1)
-	return a != o.Net.Addr() && a != last
+	return o.Net.Contains(a) && a != o.Net.Addr() && a != last
 }
 
 // parseForward reads PROTO:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT, as

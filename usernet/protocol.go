@@ -72,8 +72,23 @@ func RecvMsg(f io.Reader, v any) error {
 	return json.Unmarshal(b[:n], v)
 }
 
-// recvMsgFd reads one message from a non-blocking descriptor, waiting
-// for it up to timeout (ms); EOF is the peer closing before answering.
+// msgFd is a member's non-blocking SOCK_SEQPACKET descriptor, as
+// SendMsg and RecvMsg use it: each read or write one message; a read of
+// nothing is the peer's end.
+type msgFd int
+
+func (f msgFd) Write(b []byte) (int, error) { return unix.Write(int(f), b) }
+
+func (f msgFd) Read(b []byte) (int, error) {
+	n, err := unix.Read(int(f), b)
+	if err == nil && n == 0 {
+		return 0, io.EOF
+	}
+	return n, err
+}
+
+// recvMsgFd reads one message from fd, waiting for it up to timeout
+// (ms); EOF is the peer closing before answering.
 func recvMsgFd(fd int, v any, timeout int) error {
 	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	for {
@@ -87,25 +102,6 @@ func recvMsgFd(fd int, v any, timeout int) error {
 		if n == 0 {
 			return fmt.Errorf("no answer from the network in %d ms", timeout)
 		}
-		break
+		return RecvMsg(msgFd(fd), v)
 	}
-	b := make([]byte, maxMsg)
-	n, err := unix.Read(fd, b)
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		return io.EOF
-	}
-	return json.Unmarshal(b[:n], v)
-}
-
-// sendMsgFd writes v as one message on a descriptor.
-func sendMsgFd(fd int, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	_, err = unix.Write(fd, b)
-	return err
 }

@@ -63,8 +63,9 @@ const (
 	netCfgMaxPairs = 8
 	netCfgMTU      = 10
 	netCfgSize     = 12
-	// NetMinMTU is the least MTU a device may offer: IPv4's minimum
-	// datagram (RFC 791) less nothing, as Linux's virtio_net requires 68.
+	// NetMinMTU is the least MTU a device may offer: 68, the least an
+	// IPv4 link may have (RFC 791), below which Linux's virtio_net
+	// refuses the device.
 	NetMinMTU = 68
 	netLinkUp = 1
 )

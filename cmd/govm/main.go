@@ -33,7 +33,6 @@ func main() {
 	if os.Getpid() == 1 {
 		execinit.Main()
 	}
-
 	os.Exit(execute(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 

@@ -80,8 +80,8 @@ func parseNet(spec string) (netSpec, error) {
 			s.nic.HostIP = pfx
 		case k == "mtu" && s.socket != "":
 			n, err := strconv.Atoi(v)
-			if err != nil || n < 576 || n > 65520 {
-				return s, fmt.Errorf("--net %q: mtu=%s: want 576 to 65520", spec, v)
+			if err != nil || n < usernet.MinMTU || n > usernet.MaxMTU {
+				return s, fmt.Errorf("--net %q: mtu=%s: want %d to %d", spec, v, usernet.MinMTU, usernet.MaxMTU)
 			}
 			s.mtu = n
 		case s.user != nil:

@@ -4,9 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -56,10 +56,15 @@ func allowUnprivileged() {
 // configureNet gives each interface its address, MTU and default route.
 func configureNet(ifaces []NetIface) error {
 	for _, n := range ifaces {
-		name, err := ifaceByMAC(n.MAC, ifaceWait)
+		hw, err := net.ParseMAC(n.MAC)
 		if err != nil {
-			return err
+			return fmt.Errorf("NIC %q: %w", n.MAC, err)
 		}
+		ifc, err := tap.InterfaceByMAC(hw, ifaceWait)
+		if err != nil {
+			return fmt.Errorf("%w (is virtio_net loaded?)", err)
+		}
+		name := ifc.Name
 		if n.MTU != 0 {
 			if err := setMTU(name, n.MTU); err != nil {
 				return fmt.Errorf("%s: MTU %d: %w", name, n.MTU, err)
@@ -69,11 +74,7 @@ func configureNet(ifaces []NetIface) error {
 			return err
 		}
 		if n.Gateway.IsValid() {
-			idx, err := ifaceIndex(name)
-			if err != nil {
-				return err
-			}
-			if err := addDefaultRoute(n.Gateway, idx); err != nil {
+			if err := addDefaultRoute(n.Gateway, uint32(ifc.Index)); err != nil {
 				return fmt.Errorf("%s: default route via %s: %w", name, n.Gateway, err)
 			}
 		}
@@ -98,24 +99,6 @@ func writeResolvConf(ifaces []NetIface) error {
 	return os.WriteFile("/etc/resolv.conf", []byte(b.String()), 0o644)
 }
 
-// ifaceByMAC finds the interface with the MAC, waiting for it to appear.
-func ifaceByMAC(mac string, wait time.Duration) (string, error) {
-	deadline := time.Now().Add(wait)
-	for {
-		dirs, _ := os.ReadDir("/sys/class/net")
-		for _, d := range dirs {
-			b, err := os.ReadFile(filepath.Join("/sys/class/net", d.Name(), "address"))
-			if err == nil && strings.EqualFold(strings.TrimSpace(string(b)), mac) {
-				return d.Name(), nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("no network interface with MAC %s (is virtio_net loaded?)", mac)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // setMTU sets name's MTU (SIOCSIFMTU).
 func setMTU(name string, mtu int) error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
@@ -129,19 +112,6 @@ func setMTU(name string, mtu int) error {
 	}
 	r.SetUint32(uint32(mtu))
 	return unix.IoctlIfreq(fd, unix.SIOCSIFMTU, r)
-}
-
-// ifaceIndex is name's interface index.
-func ifaceIndex(name string) (uint32, error) {
-	b, err := os.ReadFile(filepath.Join("/sys/class/net", name, "ifindex"))
-	if err != nil {
-		return 0, err
-	}
-	var idx uint32
-	if _, err := fmt.Sscan(string(b), &idx); err != nil {
-		return 0, err
-	}
-	return idx, nil
 }
 
 // addDefaultRoute adds 0.0.0.0/0 via gw on interface idx with one

@@ -145,7 +145,7 @@ func (n *network) lease(mac string) (netip.Addr, error) {
 	for _, a := range n.leases {
 		used[a] = true
 	}
-	for a := n.opts.FirstGuest(); n.opts.Net.Contains(a) && n.opts.IsHost(a); a = a.Next() {
+	for a := n.opts.FirstGuest(); n.opts.IsHost(a); a = a.Next() {
 		if !used[a] {
 			n.leases[mac] = a
 			return a, nil

@@ -134,22 +134,15 @@ func (s *server) accept() {
 		if err != nil {
 			return // closed by the last member's leaving
 		}
-		framesock.SetBuffers(connFd(c))
+		if rc, err := c.SyscallConn(); err == nil {
+			_ = rc.Control(func(fd uintptr) { framesock.SetBuffers(int(fd)) })
+		}
 		go func() {
 			if err := s.join(c); err != nil {
 				slog.Debug("usernet: join", "err", err)
 			}
 		}()
 	}
-}
-
-// connFd is c's descriptor, for socket options.
-func connFd(c *net.UnixConn) int {
-	fd := -1
-	if rc, err := c.SyscallConn(); err == nil {
-		_ = rc.Control(func(f uintptr) { fd = int(f) })
-	}
-	return fd
 }
 
 // join answers a member's join request and, if it may join, serves its
@@ -162,7 +155,7 @@ func (s *server) join(c net.Conn) error {
 		return err
 	}
 	_ = c.SetReadDeadline(time.Time{})
-	ip, err := s.admit(req)
+	mac, ip, err := s.admit(req)
 	if err != nil {
 		_ = usernet.SendMsg(c, usernet.JoinReply{Error: err.Error()})
 		c.Close()
@@ -170,57 +163,57 @@ func (s *server) join(c net.Conn) error {
 	}
 	o := s.net.opts
 	if err := usernet.SendMsg(c, usernet.JoinReply{IP: ip, Net: o.Net, Gateway: o.Gateway(), DNS: o.DNS, MTU: o.MTU}); err != nil {
-		s.leave(req)
+		s.leave(mac, req.Forwards)
 		c.Close()
 		return err
 	}
 	go func() {
 		m := &memberConn{Conn: c, shared: s.ln != nil}
 		_ = s.net.sw.Accept(context.Background(), m, types.BessProtocol)
-		s.leave(req)
+		s.leave(mac, req.Forwards)
 	}()
 	return nil
 }
 
 // admit checks a join request against the network and gives the member
-// its address and forwards.
-func (s *server) admit(req usernet.JoinRequest) (netip.Addr, error) {
+// its address and forwards. It returns the member's MAC as the network
+// keys it.
+func (s *server) admit(req usernet.JoinRequest) (string, netip.Addr, error) {
 	o, r := s.net.opts, req.Opts
 	switch {
 	case r.Set.Net && r.Net != o.Net:
-		return netip.Addr{}, fmt.Errorf("the switch's network is %s, not %s", o.Net, r.Net)
+		return "", netip.Addr{}, fmt.Errorf("the switch's network is %s, not %s", o.Net, r.Net)
 	case r.Set.DNS && r.DNS != o.DNS:
-		return netip.Addr{}, fmt.Errorf("the switch's DNS is %s, not %s", o.DNS, r.DNS)
+		return "", netip.Addr{}, fmt.Errorf("the switch's DNS is %s, not %s", o.DNS, r.DNS)
 	case r.Set.MTU && r.MTU != o.MTU:
-		return netip.Addr{}, fmt.Errorf("the switch's MTU is %d, not %d", o.MTU, r.MTU)
+		return "", netip.Addr{}, fmt.Errorf("the switch's MTU is %d, not %d", o.MTU, r.MTU)
 	}
 	hw, err := net.ParseMAC(req.MAC)
 	if err != nil || len(hw) != 6 {
-		return netip.Addr{}, fmt.Errorf("bad MAC %q", req.MAC)
+		return "", netip.Addr{}, fmt.Errorf("bad MAC %q", req.MAC)
 	}
 	mac := hw.String()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.members[mac] {
-		return netip.Addr{}, fmt.Errorf("MAC %s is already on the switch", mac)
+		return "", netip.Addr{}, fmt.Errorf("MAC %s is already on the switch", mac)
 	}
 	ip, err := s.net.lease(mac)
 	if err != nil {
-		return netip.Addr{}, err
+		return "", netip.Addr{}, err
 	}
 	if err := s.net.expose(req.Forwards, ip); err != nil {
 		s.net.release(mac)
-		return netip.Addr{}, err
+		return "", netip.Addr{}, err
 	}
 	s.members[mac] = true
-	return ip, nil
+	return mac, ip, nil
 }
 
-// leave drops a member; the last one's leaving ends the network.
-func (s *server) leave(req usernet.JoinRequest) {
-	hw, _ := net.ParseMAC(req.MAC)
-	mac := hw.String()
-	s.net.unexpose(req.Forwards)
+// leave drops a member and its forwards; the last one's leaving ends the
+// network.
+func (s *server) leave(mac string, fwds []usernet.Forward) {
+	s.net.unexpose(fwds)
 	s.mu.Lock()
 	delete(s.members, mac)
 	s.net.release(mac)

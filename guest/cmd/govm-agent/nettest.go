@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -95,11 +94,12 @@ func netTest() {
 			say("GOVM-NET-ERROR %v", err)
 			continue
 		}
-		ifname, err := interfaceByMAC(spec.mac, 10*time.Second)
+		ifc, err := tap.InterfaceByMAC(spec.mac, 10*time.Second)
 		if err != nil {
 			say("GOVM-NET-ERROR %s: %v", spec.mac, err)
 			continue
 		}
+		ifname := ifc.Name
 		if err := tap.ConfigureInterface(ifname, spec.addr); err != nil {
 			say("GOVM-NET-ERROR %s: %v", ifname, err)
 			continue
@@ -124,25 +124,6 @@ func netTest() {
 	// The guest's side of every transfer (retransmissions, timeouts,
 	// drops), for reading a slow run.
 	sayNetCounters()
-}
-
-// interfaceByMAC waits for the driver to register the interface.
-func interfaceByMAC(mac net.HardwareAddr, wait time.Duration) (string, error) {
-	deadline := time.Now().Add(wait)
-	for {
-		ifs, err := net.Interfaces()
-		if err == nil {
-			for _, i := range ifs {
-				if bytes.Equal(i.HardwareAddr, mac) {
-					return i.Name, nil
-				}
-			}
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("no interface with MAC %s", mac)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // ping sends ICMP echo requests over a raw socket until one is answered.
