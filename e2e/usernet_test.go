@@ -51,22 +51,25 @@ as() { su tester -c "cd $U && $*"; }
 as "govm run --kernel $K --net tap=t9 --timeout 5s" >$D/tap.out 2>&1
 echo "NET tap rc=$? $(head -1 $D/tap.out)"
 echo "NET user $(as id | tr ' ' '\n' | grep -c kvm) caps=$(as 'grep CapEff /proc/self/status' | tr -d '\t')"
-userrun() {
-	as "govm exec --kernel $K --timeout 400s --console-log $D/main.console --net user,hostfwd=tcp::8080-:80 -- sh $D/guest.sh" >$D/main.out 2>$D/main.err
-}
-# The host reaches the guest's server through the forward, while the
-# guest waits for that one request; then what is bound on 8080.
-(
-	for i in 1 2 3 4; do out=$(govm-host get http://127.0.0.1:8080/fwd.txt) && break; done
+# Each attempt has its own host client: it reaches the guest's server
+# through the forward while the guest waits for that one request, then
+# says what is bound on 8080.
+hostfwd() {
+	for i in 1 2 3 4 5 6 7; do out=$(govm-host get http://127.0.0.1:8080/fwd.txt) && break; done
 	if [ -n "$out" ]; then
 		echo "NET hostfwd $out listen=$(awk '$2 ~ /:1F90$/ && $4 == "0A" {print $2}' /proc/net/tcp)"
 		for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = govm-net ] && echo "NET helper $(grep VmHWM $p/status | tr -s ' \t' ' ') uid=$(awk '/^Uid/ {print $2}' $p/status)"; done
 	fi
-) &
-fwd=$!
+}
+userrun() {
+	hostfwd & fwd=$!
+	as "govm exec --kernel $K --timeout 400s --console-log $D/main.console --net user,hostfwd=tcp::8080-:80 -- sh $D/guest.sh" >$D/main.out 2>$D/main.err
+	rc=$?
+	kill $fwd 2>/dev/null; wait $fwd
+	return $rc
+}
 retry main userrun
 echo "NET main rc=$?"
-kill $fwd 2>/dev/null; wait $fwd
 sed 's/^/NET main /' $D/main.out
 sed 's/^/NET main-err /' $D/main.err
 # 3. Two VMs on one switch: each pings the other, B sends A 16 MiB. A
