@@ -62,8 +62,9 @@ bench: assets
 	} | tee $(BUILD)/bench.txt
 	$(GO) run ./internal/benchtable -json $(BUILD)/bench.json $(BUILD)/bench.txt
 
-# SOAK consecutive nested boots with disks and a NIC, each checked, and
-# the count of failures (not part of make test).
+# SOAK boots each of govm and QEMU, alternating in the same nested L1s
+# (unpinned unless GOVM_SOAK_PIN=1), each with disks and a NIC and
+# checked; both failure rates by kind (not part of make test).
 SOAK ?= 50
 soak: assets
 	GOVM_SOAK=$(SOAK) $(GO) test -count=1 -run '^TestSoak$$' -v -timeout 4h ./e2e

@@ -1,8 +1,9 @@
 // Package acpi owns the ACPI tables govm gives the guest: RSDP, XSDT, a
 // hardware-reduced FADT (sleep control/status and reset registers in I/O
 // space, no SCI, no PM1 blocks), a MADT listing one local APIC per vCPU and
-// the I/O APIC, and a DSDT whose only object is \_S5 (so the guest can power
-// off). Table layouts follow the ACPI 6.5 specification, chapter 5.2.
+// the I/O APIC, and a DSDT with \_S5 (so the guest can power off) and the
+// devices Linux finds only through ACPI on such a platform: COM1, pvpanic,
+// the CMOS RTC and the PCI root bridge. Table layouts follow the ACPI 6.5 specification, chapter 5.2.
 package acpi
 
 import (
@@ -26,6 +27,11 @@ type Config struct {
 	SerialIRQ  uint8
 	// PVPanicPort announces QEMU's pvpanic device (QEMU0001) (0: none).
 	PVPanicPort uint16
+	// RTCPort and RTCIRQ describe the CMOS RTC (PNP0B00) in the DSDT, and
+	// RTCCentury its century byte in the FADT (RTCPort 0: none).
+	RTCPort    uint16
+	RTCIRQ     uint8
+	RTCCentury uint8
 	// PCIMMIOBase and PCIMMIOEnd bound the 32-bit memory window of the PCI
 	// root bridge (PNP0A03) on bus 0 (0: no PCI root bridge).
 	PCIMMIOBase, PCIMMIOEnd uint32
@@ -84,6 +90,7 @@ const (
 	fadtDSDT         = 40
 	fadtPMProfile    = 45
 	fadtSCIInt       = 46
+	fadtCentury      = 108
 	fadtIAPCBootArch = 109
 	fadtFlags        = 112
 	fadtResetReg     = 116
@@ -264,6 +271,7 @@ func buildFADT(dsdt uint64, cfg Config) []byte {
 	le.PutUint64(f[fadtXDSDT:], dsdt)
 	gas(f[fadtSleepControl:], cfg.SleepPort+SleepControlOffset)
 	gas(f[fadtSleepStatus:], cfg.SleepPort+SleepStatusOffset)
+	f[fadtCentury] = cfg.RTCCentury
 	copy(f[fadtHypervisorID:], "GOVM")
 	finish(f)
 	return f
@@ -385,6 +393,25 @@ func serialDevice(name string, uid byte, port uint16, irq uint8) []byte {
 	)
 }
 
+// rtcPorts is the CMOS RTC's index and data ports.
+const rtcPorts = 2
+
+// rtcDevice describes the CMOS RTC. Without it Linux registers a
+// platform RTC whose ISA interrupt no one maps in a hardware-reduced
+// platform (no PIC), and rtc_cmos fails to probe (-EINVAL); declared
+// here, the PNP layer maps its IRQ through the I/O APIC.
+func rtcDevice(port uint16, irq uint8) []byte {
+	res := []byte{
+		resIOPort, resIO16Bit, byte(port), byte(port >> 8), byte(port), byte(port >> 8), 1, rtcPorts,
+		resIRQ, byte(1 << irq), byte(uint16(1<<irq) >> 8),
+		resEndTag, 0,
+	}
+	return amlDevice("RTC_",
+		amlName("_HID", eisaID("PNP0B00")),
+		amlName("_CRS", amlBuffer(res)),
+	)
+}
+
 // amlString encodes a string constant.
 func amlString(s string) []byte {
 	return append(append([]byte{amlStringPrefix}, s...), 0)
@@ -480,7 +507,12 @@ func pciRootDevice(memBase, memEnd uint32, routes []PCIRoute) []byte {
 // buildDSDT returns a DSDT declaring
 //
 //	Name (_S5, Package (4) { 5, 0, 0, 0 })
-//	Scope (\_SB) { Device (COM1) { PNP0501 at 0x3F8, IRQ 4 } }
+//	Scope (\_SB) {
+//		Device (COM1) { PNP0501 at 0x3F8, IRQ 4 }
+//		Device (PEVT) { QEMU0001 at 0x505 }
+//		Device (RTC_) { PNP0B00 at 0x70, IRQ 8 }
+//		Device (PCI0) { PNP0A03, bus 0, its windows and _PRT }
+//	}
 func buildDSDT(cfg Config) []byte {
 	d := header("DSDT", headerSize, dsdtRevision)
 	s5 := amlName("_S5_", amlPkg([]byte{amlPackageOp},
@@ -492,6 +524,9 @@ func buildDSDT(cfg Config) []byte {
 	}
 	if cfg.PVPanicPort != 0 {
 		sb = append(sb, pvpanicDevice(cfg.PVPanicPort))
+	}
+	if cfg.RTCPort != 0 {
+		sb = append(sb, rtcDevice(cfg.RTCPort, cfg.RTCIRQ))
 	}
 	if cfg.PCIMMIOEnd > cfg.PCIMMIOBase {
 		sb = append(sb, pciRootDevice(cfg.PCIMMIOBase, cfg.PCIMMIOEnd, cfg.PCIRoutes))

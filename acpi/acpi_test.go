@@ -8,7 +8,8 @@ import (
 )
 
 func testConfig() Config {
-	return Config{CPUs: 2, IOAPICAddr: 0xfec00000, LAPICAddr: 0xfee00000, SleepPort: 0x600, SerialPort: 0x3f8, SerialIRQ: 4}
+	return Config{CPUs: 2, IOAPICAddr: 0xfec00000, LAPICAddr: 0xfee00000, SleepPort: 0x600, SerialPort: 0x3f8, SerialIRQ: 4,
+		RTCPort: 0x70, RTCIRQ: 8, RTCCentury: 0x32}
 }
 
 func TestTablesChecksumsAndLinks(t *testing.T) {
@@ -83,6 +84,15 @@ func TestTablesChecksumsAndLinks(t *testing.T) {
 	}
 	if !bytes.Contains(body, []byte{resIOPort, resIO16Bit, 0xf8, 0x03, 0xf8, 0x03, 1, 8, resIRQ, 0x10, 0x00, resEndTag}) {
 		t.Fatal("DSDT lacks COM1's resources")
+	}
+	if !bytes.Contains(body, []byte{0x0c, 0x41, 0xd0, 0x0b, 0x00}) {
+		t.Fatal("DSDT lacks the RTC's PNP0B00 EISA ID")
+	}
+	if !bytes.Contains(body, []byte{resIOPort, resIO16Bit, 0x70, 0x00, 0x70, 0x00, 1, 2, resIRQ, 0x00, 0x01, resEndTag}) {
+		t.Fatal("DSDT lacks the RTC's resources (ports 0x70-0x71, IRQ 8)")
+	}
+	if fadt[fadtCentury] != 0x32 {
+		t.Fatalf("FADT century byte %#x, want 0x32", fadt[fadtCentury])
 	}
 }
 

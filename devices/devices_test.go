@@ -203,7 +203,7 @@ func TestPowerDevices(t *testing.T) {
 
 func TestCMOSTime(t *testing.T) {
 	now := time.Date(2026, 11, 26, 21, 5, 9, 0, time.UTC)
-	c := NewCMOS(func() time.Time { return now })
+	c := NewCMOS(func() time.Time { return now }, nil)
 	read := func(reg byte) byte {
 		c.Write(cmosIndexOff, []byte{reg | 0x80}) // NMI-disable bit ignored
 		b := []byte{0}
@@ -214,7 +214,7 @@ func TestCMOSTime(t *testing.T) {
 		reg, want byte
 	}{
 		{rtcSeconds, 0x09}, {rtcMinutes, 0x05}, {rtcHours, 0x21}, {rtcDay, 0x26},
-		{rtcMonth, 0x11}, {rtcYear, 0x26}, {rtcCentury, 0x20}, {rtcRegD, 0x80},
+		{rtcMonth, 0x11}, {rtcYear, 0x26}, {RTCCentury, 0x20}, {rtcRegD, 0x80},
 	}
 	for _, tt := range tests {
 		if got := read(tt.reg); got != tt.want {

@@ -29,7 +29,7 @@ func FuzzPorts(f *testing.F) {
 			Write(uint64, []byte)
 		}{
 			NewSerial(io.Discard, nopLine{}),
-			NewCMOS(func() time.Time { return time.Unix(0, 0) }),
+			NewCMOS(func() time.Time { return time.Unix(0, 0) }, nil), // no timers: the clock stands still
 			NewI8042(none),
 			NewACPIPM(none),
 			NewNotifyPort(func(uint8) {}),

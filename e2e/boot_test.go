@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -129,7 +130,7 @@ func TestBoot(t *testing.T) {
 	}{
 		{
 			name:     "1 vCPU poweroff",
-			args:     []string{"--kernel", "{bzImage}", "--initrd", "{initrd}", "--mem", "512M", "--cpus", "1", "--append", "govm.action=poweroff"},
+			args:     []string{"--kernel", "{bzImage}", "--initrd", "{initrd}", "--mem", "512M", "--cpus", "1", "--append", "govm.action=poweroff govm.rtcirq"},
 			wantExit: 0, wantCPUs: 1, minMemKB: 400 * kib, maxMemKB: 512 * kib,
 		},
 		{
@@ -141,6 +142,14 @@ func TestBoot(t *testing.T) {
 			name:     "4G above the PCI hole",
 			args:     []string{"--kernel", "{bzImage}", "--initrd", "{initrd}", "--mem", "4G", "--cpus", "1", "--append", "govm.action=poweroff"},
 			wantExit: 0, wantCPUs: 1, minMemKB: 3700 * kib, maxMemKB: 4 * mib,
+		},
+		{
+			// Scale: every vCPU online, and more RAM than L1 has (6G) when
+			// nested: govm reserves guest RAM lazily, so only what the
+			// guest touches counts.
+			name:     "8 vCPUs, 16G",
+			args:     []string{"--kernel", "{bzImage}", "--initrd", "{initrd}", "--mem", "16G", "--cpus", "8", "--append", "govm.action=poweroff"},
+			wantExit: 0, wantCPUs: 8, minMemKB: 15 * mib, maxMemKB: 16 * mib,
 		},
 		{
 			name:     "ELF vmlinux",
@@ -157,7 +166,9 @@ func TestBoot(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := testRunner(t)
+			start := time.Now()
 			res := runCase(t, r, Case{Args: tt.args, NeedVMLinux: tt.vmlinux}, tt.wantExit)
+			end := time.Now()
 			if n := markerInt(t, res, "GOVM-CPUS"); n != tt.wantCPUs {
 				t.Errorf("guest sees %d CPUs, want %d", n, tt.wantCPUs)
 			}
@@ -180,10 +191,26 @@ func TestBoot(t *testing.T) {
 			if !strings.Contains(res.Output, wantRNG) {
 				t.Errorf("want %q on the console", wantRNG)
 			}
+			// The CMOS RTC is the guest's /dev/rtc0 and reads the host's
+			// time (the host of govm, whose clock is this one's to a few
+			// seconds when it is a nested L1).
+			if m := rtcLine.FindStringSubmatch(res.Output); m == nil {
+				t.Errorf("no GOVM-RTC report on the console")
+			} else if secs, _ := strconv.ParseInt(m[1], 10, 64); secs < start.Add(-rtcSlack).Unix() || secs > end.Add(rtcSlack).Unix() {
+				t.Errorf("the guest's /dev/rtc0 read %s, want a time in the run (%s to %s)", time.Unix(secs, 0).UTC(), start.UTC(), end.UTC())
+			} else if strings.Contains(tt.name, "poweroff") && m[2] != "true" {
+				t.Errorf("no RTC update interrupt reached the guest (irq=%s)", m[2])
+			}
 			t.Logf("%s: govm start to guest init agent: %.1f s (L1 retries: %d)", r.Mode, res.BootTime.Seconds(), res.Retries)
 		})
 	}
 }
+
+// rtcLine is the guest agent's report of /dev/rtc0.
+var rtcLine = regexp.MustCompile(`GOVM-RTC unix=(\d+) irq=(\w+)`)
+
+// rtcSlack is how far the guest's RTC may read from the test's clock.
+const rtcSlack = 30 * time.Second
 
 // TestConsoleInput types a line on govm's standard input (a pipe, as in
 // CI) once the guest asks for it: the line must reach the guest's console

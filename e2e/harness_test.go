@@ -89,3 +89,20 @@ func TestVMMCPU(t *testing.T) {
 		}
 	}
 }
+
+func TestFisherGreater(t *testing.T) {
+	for _, c := range []struct {
+		a, b, c, d int
+		lo, hi     float64
+	}{
+		{0, 50, 0, 50, 1, 1},         // no failures anywhere
+		{5, 45, 5, 45, 0.5, 0.7},     // equal rates: no evidence
+		{10, 40, 1, 49, 0.002, 0.01}, // clearly worse
+		{1, 49, 10, 40, 0.99, 1},     // clearly better
+		{3, 0, 0, 3, 0.049, 0.051},   // all of one group failed: 1/20
+	} {
+		if p := fisherGreater(c.a, c.b, c.c, c.d); p < c.lo || p > c.hi {
+			t.Errorf("fisherGreater(%d, %d, %d, %d) = %.4f, want in [%g, %g]", c.a, c.b, c.c, c.d, p, c.lo, c.hi)
+		}
+	}
+}

@@ -320,6 +320,7 @@ func (m *Machine) loadGuest() (*boot.CPUState, error) {
 	tables, err := acpi.Build(ACPIAddr, acpi.Config{
 		CPUs: cfg.CPUs, IOAPICAddr: IOAPICAddr, LAPICAddr: LAPICAddr, SleepPort: ACPIPMPort,
 		SerialPort: devices.COM1Port, SerialIRQ: devices.COM1IRQ, PVPanicPort: devices.PVPanicPort,
+		RTCPort: devices.CMOSPort, RTCIRQ: devices.RTCIRQ, RTCCentury: devices.RTCCentury,
 		PCIMMIOBase: PCIMMIOBase, PCIMMIOEnd: PCIMMIOEnd, PCIRoutes: pciRoutes(),
 	})
 	if err != nil {
@@ -358,6 +359,8 @@ func (m *Machine) addDevices(pio, mmio []mapping) error {
 		}
 	}
 	m.Serial = devices.NewSerial(m.cfg.Console, irqLine{vm: m.vm, gsi: devices.COM1IRQ})
+	rtc := devices.NewCMOS(nil, irqLine{vm: m.vm, gsi: devices.RTCIRQ})
+	m.closers = append(m.closers, func() error { rtc.Stop(); return nil })
 	m.pciHost = pci.NewHost()
 	for _, d := range []struct {
 		base, size uint64
@@ -367,7 +370,7 @@ func (m *Machine) addDevices(pio, mmio []mapping) error {
 		{devices.COM1Port, devices.UARTPorts, "serial COM1", m.Serial},
 		{devices.I8042DataPort, 1, "i8042 data", devices.NewI8042(power)},
 		{devices.I8042CommandPort, 1, "i8042 command", &offsetDevice{devices.NewI8042(power), devices.I8042CommandPort - devices.I8042DataPort}},
-		{devices.CMOSPort, devices.CMOSPorts, "cmos", devices.NewCMOS(nil)},
+		{devices.CMOSPort, devices.CMOSPorts, "cmos", rtc},
 		{pci.ConfigAddrPort, pci.ConfigPorts, "pci host", m.pciHost},
 		{ACPIPMPort, acpi.PortCount, "acpi pm", devices.NewACPIPM(power)},
 		{devices.ExitPortAddr, devices.ExitPorts, "exit port", devices.NewNotifyPort(func(code uint8) {

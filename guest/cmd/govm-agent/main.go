@@ -162,6 +162,17 @@ func action() string {
 	return ""
 }
 
+// cmdlineFlag says whether the kernel command line has the word name.
+func cmdlineFlag(name string) bool {
+	b, _ := os.ReadFile("/proc/cmdline")
+	for _, f := range strings.Fields(string(b)) {
+		if f == name {
+			return true
+		}
+	}
+	return false
+}
+
 func countCPUs() int {
 	f, err := os.Open("/proc/cpuinfo")
 	if err != nil {
@@ -229,6 +240,7 @@ func loadModules() {
 		time.Sleep(20 * time.Millisecond)
 	}
 	sayRNG()
+	sayRTC(cmdlineFlag("govm.rtcirq"))
 	disks, _ := filepath.Glob("/sys/block/vd*")
 	for _, d := range disks {
 		name := filepath.Base(d)
@@ -250,6 +262,50 @@ func sayRNG() {
 		f.Close()
 	}
 	say("GOVM-RNG current=%s read=%d", current, n)
+}
+
+// sayRTC says what /dev/rtc0 reads (Unix seconds, UTC) and, if asked,
+// whether an update-ended interrupt arrives within rtcIRQWait of asking
+// for one, as hwclock waits for the next second:
+// GOVM-RTC unix=1796680000 irq=true.
+func sayRTC(waitIRQ bool) {
+	f, err := os.Open("/dev/rtc0")
+	if err != nil {
+		say("GOVM-RTC none err=%v", err)
+		return
+	}
+	defer f.Close()
+	fd := int(f.Fd())
+	tm, err := unix.IoctlGetRTCTime(fd)
+	if err != nil {
+		say("GOVM-RTC none err=RTC_RD_TIME: %v", err)
+		return
+	}
+	t := time.Date(int(tm.Year)+1900, time.Month(tm.Mon+1), int(tm.Mday), int(tm.Hour), int(tm.Min), int(tm.Sec), 0, time.UTC)
+	irq := "unasked"
+	if waitIRQ {
+		irq = strconv.FormatBool(rtcUpdateIRQ(fd))
+	}
+	say("GOVM-RTC unix=%d irq=%s", t.Unix(), irq)
+}
+
+// rtcIRQWait bounds the wait for one update-ended interrupt (one comes
+// each second).
+const rtcIRQWait = 3000 // ms
+
+func rtcUpdateIRQ(fd int) bool {
+	if err := unix.IoctlSetInt(fd, unix.RTC_UIE_ON, 0); err != nil {
+		say("GOVM-RTC-ERROR RTC_UIE_ON: %v", err)
+		return false
+	}
+	defer unix.IoctlSetInt(fd, unix.RTC_UIE_OFF, 0)
+	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	if n, err := unix.Poll(pfd, rtcIRQWait); n != 1 || err != nil {
+		return false
+	}
+	var data [8]byte // the interrupt count and kind, one unsigned long
+	n, err := unix.Read(fd, data[:])
+	return err == nil && n == len(data)
 }
 
 func readFile(p string) string {
