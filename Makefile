@@ -69,16 +69,15 @@ SOAK ?= 50
 soak: assets
 	GOVM_SOAK=$(SOAK) $(GO) test -count=1 -run '^TestSoak$$' -v -timeout 4h ./e2e
 
-# Each fuzz target for FUZZTIME (go test runs their seeds as tests).
+# Each fuzz target for FUZZTIME (go test runs their seeds as tests), and a
+# summary: execs and corpus growth per target (scripts/fuzz.sh; FUZZ_SAVE=1
+# keeps the grown corpus in each package's testdata/fuzz).
 FUZZTIME ?= 15m
 FUZZ_TARGETS := virtio:FuzzVirtqueue virtio:FuzzBlkRequest virtio:FuzzNetTx virtio:FuzzPCITransport \
 	virtio:FuzzFSRequest virtio:FuzzConsoleControl \
-	boot:FuzzLoad devices:FuzzPorts usernet:FuzzParse usernet/server:FuzzDHCP
+	boot:FuzzLoad devices:FuzzPorts usernet:FuzzParse usernet/server:FuzzDHCP cmd/govm:FuzzSpecs
 fuzz:
-	@set -e; for t in $(FUZZ_TARGETS); do \
-		echo "fuzz: $${t#*:} in ./$${t%%:*} for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) ./$${t%%:*}; \
-	done
+	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh $(FUZZ_TARGETS)
 
 clean:
 	rm -rf $(BUILD) govm govm-net
