@@ -97,6 +97,30 @@ func TestSerialRegisters(t *testing.T) {
 	}
 }
 
+// burstOut records writes and EndBurst calls in order.
+type burstOut struct{ log []string }
+
+func (b *burstOut) Write(p []byte) (int, error) { b.log = append(b.log, string(p)); return len(p), nil }
+func (b *burstOut) EndBurst()                   { b.log = append(b.log, "|") }
+
+// TestSerialEndsBursts: an IER write tells an output that wants it that a
+// burst has ended (Linux's console restores IER after each message); a
+// DLM write at the same offset does not.
+func TestSerialEndsBursts(t *testing.T) {
+	out := &burstOut{}
+	s := NewSerial(out, nopLine{})
+	for _, b := range []byte("hi") {
+		s.Write(uartTHR, []byte{b})
+	}
+	s.Write(uartIER, []byte{0})
+	s.Write(uartLCR, []byte{lcrDLAB})
+	s.Write(uartIER, []byte{0}) // DLM
+	s.Write(uartLCR, []byte{0})
+	if got := strings.Join(out.log, ""); got != "hi|" {
+		t.Errorf("output %q, want %q", got, "hi|")
+	}
+}
+
 func TestSerialInterrupts(t *testing.T) {
 	var out bytes.Buffer
 	irq := &lineRec{}

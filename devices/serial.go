@@ -93,6 +93,16 @@ const (
 // and it arrives when the guest can take it.
 const txDrainDelay = 200 * time.Microsecond
 
+// BurstEnder is an output that wants to know when the guest has finished
+// a burst of output. Linux's 8250 driver ends every burst with a write to
+// IER: its console restores IER after each message it polls out, and its
+// tty path turns THRI off when its buffer is empty. A batching output can
+// write what it holds then, in the vCPU's thread, instead of waiting on a
+// timer that wakes another thread.
+type BurstEnder interface {
+	EndBurst()
+}
+
 // Serial is a 16550A UART. Output bytes go straight to Out; input is fed
 // with Feed.
 type Serial struct {
@@ -335,6 +345,9 @@ func (s *Serial) writeReg(off uint64, b uint8) {
 		}
 		old := s.ier
 		s.ier = b & ierMask
+		if e, ok := s.out.(BurstEnder); ok {
+			e.EndBurst()
+		}
 		if s.ier&ierTHRI != 0 && old&ierTHRI == 0 {
 			s.startTx() // enabling THRI with THR empty interrupts, once drained
 		}

@@ -29,10 +29,13 @@ const (
 
 // Output batching: the UART hands over one byte per guest OUT, and one
 // write(2) per byte made a Linux boot log cost a system call (and a wake
-// of the reader) per byte. The sink holds output until flushBytes have
-// come or flushDelay has passed since the first unwritten byte: a human
-// or a script sees a prompt within milliseconds, and a boot log costs a
-// few hundred writes instead of one per byte.
+// of the reader) per byte. The sink writes what it holds when the guest
+// ends a burst (the UART's EndBurst: Linux ends each with a write to
+// IER) or at flushBytes, in the vCPU's thread: a boot log costs one write
+// per message and wakes no other thread. A guest that has never ended a
+// burst so (firmware, a bare test program) gets a timer instead: output
+// is written flushDelay after its first unwritten byte, so a human or a
+// script sees a prompt within milliseconds.
 const (
 	flushBytes = 4096
 	flushDelay = 2 * time.Millisecond
@@ -46,7 +49,8 @@ type consoleSink struct {
 	mu      sync.Mutex
 	outs    []io.Writer
 	pending []byte
-	timer   *time.Timer // flushes pending; armed while pending is not empty
+	timer   *time.Timer // flushes pending without bursts; armed while pending is not empty
+	bursts  bool        // the guest ends its bursts (EndBurst): no timer
 	line    []byte
 	tail    []string
 	expect  *regexp.Regexp
@@ -75,10 +79,18 @@ func (s *consoleSink) flushLocked() {
 	}
 }
 
+// EndBurst writes what the sink holds: the guest has finished a burst.
+func (s *consoleSink) EndBurst() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bursts = true
+	s.flushLocked()
+}
+
 func (s *consoleSink) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.pending) == 0 {
+	if len(s.pending) == 0 && !s.bursts {
 		if s.timer == nil {
 			s.timer = time.AfterFunc(flushDelay, s.Flush)
 		} else {

@@ -63,6 +63,32 @@ func TestSinkBatches(t *testing.T) {
 	}
 }
 
+// TestSinkEndBurst: once the guest ends its bursts (an IER write, as
+// Linux's 8250 driver makes after each message), each burst is written
+// whole when it ends, a prompt included, and no timer writes anything in
+// between.
+func TestSinkEndBurst(t *testing.T) {
+	w := &countingWriter{}
+	s := &consoleSink{outs: []io.Writer{w}}
+	s.EndBurst() // the driver's first IER write, before any output
+	for _, msg := range []string{"[    0.000000] one message\n", "[    0.000001] two lines\nof one message\n", "login: "} {
+		for i := range len(msg) {
+			s.Write([]byte{msg[i]})
+		}
+		time.Sleep(3 * flushDelay) // a timer, if any, would have written by now
+		if out, _ := w.get(); strings.HasSuffix(out, msg) {
+			t.Fatalf("%q written before its burst ended", msg)
+		}
+		s.EndBurst()
+		if out, _ := w.get(); !strings.HasSuffix(out, msg) {
+			t.Fatalf("%q not written when its burst ended (have %q)", msg, out)
+		}
+	}
+	if _, writes := w.get(); writes != 3 {
+		t.Errorf("%d writes for 3 bursts, want 3", writes)
+	}
+}
+
 // TestSinkMatchesBeforeFlush: matching sees every byte as it comes, not
 // when it is written out.
 func TestSinkMatchesBeforeFlush(t *testing.T) {
