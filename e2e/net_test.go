@@ -14,6 +14,14 @@ import (
 // bring up both (found by MAC); the guest pings the host on each, then
 // moves data over TCP both ways on each, with CRC-32C checked on both
 // ends.
+// confinedWatch, in a case's Before, waits for the guest's network to come
+// up and records govm's capabilities and seccomp state then, as
+// GOVM-HOST-CONFINED lines in {dir}/confined.txt.
+const confinedWatch = `(for i in $(seq 600); do grep -q GOVM-NET-UP /tmp/console.txt 2>/dev/null && break; sleep 0.5; done
+for d in /proc/[0-9]*; do [ "$(cat $d/comm 2>/dev/null)" = govm ] && grep -E '^(CapEff|CapPrm|NoNewPrivs|Seccomp):' $d/status; done |
+	sed 's/^/GOVM-HOST-CONFINED /' > {dir}/confined.txt) &
+`
+
 func TestVirtioNet(t *testing.T) {
 	r := testRunner(t)
 	if r.Mode == Direct && os.Geteuid() != 0 {
@@ -54,6 +62,13 @@ func TestVirtioNet(t *testing.T) {
 		after.WriteString("echo GOVM-HOST-RXSUM " + n.mac + " $(cat " + p + ".rxsum)\n")
 		after.WriteString("echo GOVM-HOST-TXSUM " + n.mac + " $(cat " + p + ".txsum 2>/dev/null)\n")
 	}
+	// govm runs as root here (it makes the TAPs): once the guest runs, it
+	// has no capabilities left and its seccomp filter is on. (Nested, where
+	// the harness keeps govm's console in /tmp/console.txt.)
+	if r.Mode != Direct {
+		before.WriteString(confinedWatch)
+		after.WriteString("cat {dir}/confined.txt\n")
+	}
 	after.WriteString("ls /sys/class/net/ | tr '\\n' ' ' | sed 's/^/GOVM-HOST-IFACES /'; echo\n")
 	after.WriteString("grep -h '^Tcp' /proc/net/snmp /proc/net/netstat | sed 's/^/GOVM-HOST-STAT /'\n")
 	res := runCase(t, r, Case{Args: args, Before: before.String(), After: after.String(), Timeout: 4 * time.Minute}, 0)
@@ -87,6 +102,11 @@ func TestVirtioNet(t *testing.T) {
 			t.Errorf("%s: guest sent %s bytes with CRC-32C %s; host received CRC-32C %s", ifname, guestTx[1], guestTx[2], hostTx[1])
 		default:
 			t.Logf("%s: guest to host %s bytes, CRC-32C matches, %s Mbit/s", ifname, n.bytes, guestTx[3])
+		}
+	}
+	for _, want := range []string{"CapEff:\t0000000000000000", "CapPrm:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2"} {
+		if r.Mode != Direct && !strings.Contains(out, "GOVM-HOST-CONFINED "+want) {
+			t.Errorf("govm while the guest ran: want %q in its status", want)
 		}
 	}
 	// The TAPs govm created are gone once it exits.

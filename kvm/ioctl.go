@@ -73,3 +73,31 @@ var (
 	reqEnableCap           = iowT[enableCap](0xa3)
 	reqSignalMSI           = iowT[msi](0xa5)
 )
+
+// Request is an ioctl request number and its name in <linux/kvm.h>.
+type Request struct {
+	Name string
+	Num  uintptr
+}
+
+// RunningRequests are the requests govm issues once its VM is built: the
+// vCPU loop and its diagnostics, interrupts and their routes, and the
+// eventfds the guest's drivers cause to be registered as they enable
+// queues. A seccomp filter installed after setup allows these and no
+// other KVM request (creating VMs, vCPUs or memory slots among them).
+func RunningRequests() []Request {
+	return []Request{
+		{"KVM_RUN", reqRun},
+		{"KVM_GET_REGS", reqGetRegs},
+		{"KVM_GET_SREGS", reqGetSregs},
+		{"KVM_GET_MSRS", reqGetMSRs},
+		{"KVM_GET_LAPIC", reqGetLAPIC},
+		{"KVM_GET_MP_STATE", reqGetMPState},
+		{"KVM_GET_VCPU_EVENTS", reqGetVCPUEvents},
+		{"KVM_IRQ_LINE", reqIRQLine},
+		{"KVM_SIGNAL_MSI", reqSignalMSI},
+		{"KVM_SET_GSI_ROUTING", reqSetGSIRouting},
+		{"KVM_IRQFD", reqIRQFD},
+		{"KVM_IOEVENTFD", reqIOEventFD},
+	}
+}

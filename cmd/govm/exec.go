@@ -143,11 +143,11 @@ func (o *execOptions) exec(args []string, stdin *os.File, stdout, stderr io.Writ
 		return ExitError, explain(err, o.kvmPath)
 	}
 	defer m.Close()
-	return o.runExec(m, sink, ctl, cfg, stdin, stderr, quit)
+	return o.runExec(m, len(mcfg.Shares), sink, ctl, cfg, stdin, stderr, quit)
 }
 
 // runExec runs the VM and turns how it ended into govm's exit status.
-func (o *execOptions) runExec(m *machine.Machine, sink *consoleSink, ctl *control, cfg *execinit.Config, stdin *os.File, stderr io.Writer, quit chan struct{}) (int, error) {
+func (o *execOptions) runExec(m *machine.Machine, shares int, sink *consoleSink, ctl *control, cfg *execinit.Config, stdin *os.File, stderr io.Writer, quit chan struct{}) (int, error) {
 	ctx, cancel, stop := vmContext(o.timeout)
 	defer stop()
 	sink.onMatch = func(k matchKind, line string) {
@@ -177,6 +177,9 @@ func (o *execOptions) runExec(m *machine.Machine, sink *consoleSink, ctl *contro
 		}()
 	}
 
+	if err := confineVM(o.seccomp.mode, shares, stderr); err != nil {
+		return ExitError, err
+	}
 	res := m.Run(ctx)
 	sink.Flush()
 	ctl.closeToGuest()

@@ -20,6 +20,8 @@ const exitCodeTable = `Exit codes:
   0    the guest powered off, the console matched --expect, or Ctrl-A x
   N    the guest wrote N to the exit port (0xf4; see package guest)
   1    govm error: bad arguments, unreadable files, no usable /dev/kvm
+  2    govm crashed, or made a system call its seccomp filter forbids
+       (SIGSYS: bad system call, and the call's stack, on stderr)
   32   the guest rebooted (govm does not restart it)
   33   the guest crashed: triple fault, KVM internal or entry error
   34   the guest kernel panicked

@@ -47,6 +47,7 @@ type runOptions struct {
 	shares      []string
 	cpuAffinity string
 	noRNG       bool
+	seccomp     seccompFlag
 }
 
 func newRunCmd(stdin *os.File, stdout, stderr io.Writer, code *int) *cobra.Command {
@@ -103,6 +104,8 @@ func (o *runOptions) addVMFlags(c *cobra.Command) {
 	f.StringArrayVar(&o.shares, "share", nil, "share a host directory over virtio-fs: HOSTDIR[:TAG][,ro] (TAG default share0, share1, ...;\n"+
 		"the guest mounts it with mount -t virtiofs TAG DIR; ro refuses every write on the host side) (repeatable)")
 	f.BoolVar(&o.noRNG, "no-rng", false, "leave out the virtio-rng device (the guest's entropy from the host's getrandom)")
+	f.Var(&o.seccomp, "seccomp", "once the VM is built, confine govm to the system calls running it needs (on; a forbidden\n"+
+		"call kills govm with exit 2 and its stack); log: allow them but have the kernel log them; off: no filter")
 	_ = c.MarkFlagRequired("kernel")
 }
 
@@ -294,6 +297,9 @@ func (o *runOptions) runVM(m *machine.Machine, sink *consoleSink, metricsOut *ou
 		cancel(errUserQuit)
 	}()
 
+	if err := confineVM(o.seccomp.mode, len(o.shares), stderr); err != nil {
+		return ExitError, err
+	}
 	res := m.Run(ctx)
 	sink.Flush() // the guest's last words before govm's own
 	v := decide(res, context.Cause(ctx))

@@ -106,22 +106,30 @@ func TestRunTinyKernel(t *testing.T) {
 		wantExit   int
 		wantStdout string
 		wantStderr string
+		env        []string
 	}{
-		{"guest exit code passes through", []string{"--kernel", exits}, 7, "OK\n", ""},
-		{"poweroff exits 0", []string{"--kernel", off}, 0, "OK\n", ""},
-		{"console log and metrics", []string{"--kernel", exits, "--console-log", logFile, "--metrics", metrics}, 7, "OK\n", ""},
-		{"timeout", []string{"--kernel", spins, "--timeout", "1s"}, ExitTimeout, "OK\n", `timeout after 1s \(exit 35\); the guest when stopped:\n  vCPU 0: rip 0x[0-9a-f]+ if=[01] runnable; lapic .*; code ([0-9a-f]{2} ){8}<eb> fe`},
+		{"guest exit code passes through", []string{"--kernel", exits}, 7, "OK\n", "", nil},
+		{"poweroff exits 0", []string{"--kernel", off}, 0, "OK\n", "", nil},
+		{"console log and metrics", []string{"--kernel", exits, "--console-log", logFile, "--metrics", metrics}, 7, "OK\n", "", nil},
+		{"timeout", []string{"--kernel", spins, "--timeout", "1s"}, ExitTimeout, "OK\n", `timeout after 1s \(exit 35\); the guest when stopped:\n  vCPU 0: rip 0x[0-9a-f]+ if=[01] runnable; lapic .*; code ([0-9a-f]{2} ){8}<eb> fe`, nil},
 		// --expect matches a line before its newline too (a prompt), so
 		// govm may stop before the guest writes the newline.
-		{"expect", []string{"--kernel", spins, "--expect", "^OK$", "--timeout", "20s"}, 0, "OK", ""},
-		{"fail-on", []string{"--kernel", spins, "--fail-on", "O.", "--timeout", "20s"}, ExitFailOn, "OK", "matched --fail-on"},
-		{"stdin from a pipe", []string{"--kernel", exits, "--cpus", "2", "--mem", "128M"}, 7, "OK\n", ""},
+		{"expect", []string{"--kernel", spins, "--expect", "^OK$", "--timeout", "20s"}, 0, "OK", "", nil},
+		{"fail-on", []string{"--kernel", spins, "--fail-on", "O.", "--timeout", "20s"}, ExitFailOn, "OK", "matched --fail-on", nil},
+		{"stdin from a pipe", []string{"--kernel", exits, "--cpus", "2", "--mem", "128M"}, 7, "OK\n", "", nil},
+		// Once confined, a call off the allow-list kills govm before the
+		// guest runs, with the documented status and the call's stack.
+		{"seccomp kills a forbidden call", []string{"--kernel", exits}, 2, "",
+			`(?s)SIGSYS: bad system call.*golang.org/x/sys/unix.Socket`, []string{forbiddenCallEnv + "=1"}},
+		{"seccomp off", []string{"--kernel", exits, "--seccomp=off"}, 7, "OK\n", "socket was not stopped", []string{forbiddenCallEnv + "=1"}},
+		{"seccomp log", []string{"--kernel", exits, "--seccomp=log"}, 7, "OK\n", "socket was not stopped", []string{forbiddenCallEnv + "=1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, bin, append([]string{"run"}, tt.args...)...)
+			cmd.Env = append(os.Environ(), tt.env...)
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			if strings.Contains(tt.name, "pipe") {
