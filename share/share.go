@@ -16,6 +16,7 @@
 //   - device nodes are neither created nor opened;
 //   - in a read-only share every modifying request fails with EROFS on
 //     the host side;
+//   - no ioctl reaches a host file;
 //   - path operations run one at a time, so a rename served on one queue
 //     cannot race a lookup on another into a path the guest just turned
 //     into a symlink. Reads and writes on open files run in parallel.
@@ -381,6 +382,14 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 		return e
 	}
 	return n.LoopbackNode.Removexattr(ctx, attr)
+}
+
+// Ioctl refuses every ioctl: the loopback would pass the guest's request
+// number and argument to the host file's ioctl(2), which no rule above
+// could confine (and govm's seccomp filter would kill govm for one it does
+// not list).
+func (n *node) Ioctl(ctx context.Context, f fs.FileHandle, cmd uint32, arg uint64, input []byte, output []byte) (int32, syscall.Errno) {
+	return 0, syscall.ENOTTY
 }
 
 func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {

@@ -163,6 +163,22 @@ func TestConfinement(t *testing.T) {
 	r.checkOutside()
 }
 
+// TestIoctlRefused: an ioctl on an open shared file never reaches the host
+// file (go-fuse's loopback would issue the guest's request there).
+func TestIoctlRefused(t *testing.T) {
+	r := newRig(t, false)
+	file := r.mustLookup(fusetest.RootID, "file")
+	open := r.req(fusetest.OpOpen, file, &fuse.OpenIn{Flags: syscall.O_RDONLY})
+	if open.Errno != 0 {
+		t.Fatalf("OPEN: errno %d", open.Errno)
+	}
+	const fsIocGetflags = 0x80086601 // FS_IOC_GETFLAGS, which ext4 and tmpfs answer
+	rep := r.req(fusetest.OpIoctl, file, &fuse.IoctlIn{Fh: open.Open(0).Fh, Cmd: fsIocGetflags, OutSize: 8})
+	if rep.Errno != -int32(syscall.ENOTTY) {
+		t.Errorf("IOCTL: errno %d, want ENOTTY", rep.Errno)
+	}
+}
+
 func TestReadOnlyRefuses(t *testing.T) {
 	r := newRig(t, true)
 	file := r.mustLookup(fusetest.RootID, "file")

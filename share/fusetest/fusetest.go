@@ -31,6 +31,7 @@ const (
 	OpSetxattr    = 21
 	OpInit        = 26
 	OpOpendir     = 27
+	OpIoctl       = 39
 	OpCreate      = 35
 	OpReaddirplus = 44
 
