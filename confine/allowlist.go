@@ -89,6 +89,7 @@ var allowList = []allowed{
 	{name: "recvfrom", why: "frame sockets"},
 	{name: "shutdown", why: "closing a frame socket's relay"},
 	{name: "close", why: "every descriptor"},
+	{name: "dup", why: "virtio-fs flush: go-fuse closes a duplicate of the open file"},
 	{name: "fcntl", why: "non-blocking mode; virtio-fs locks"},
 	{name: "fstat", why: "os.File"},
 	{name: "lseek", why: "virtio-fs; SEEK_DATA/SEEK_HOLE"},
@@ -105,6 +106,7 @@ var allowList = []allowed{
 	// thread names are written to /proc/self/task/TID/comm; --metrics
 	// writes its file at the end.
 	{name: "openat", why: "virtio-fs; thread names; the metrics file"},
+	{name: "openat2", why: "virtio-fs: go-fuse opens names with RESOLVE_NO_SYMLINKS"},
 	{name: "newfstatat", why: "virtio-fs lookup and getattr"},
 	{name: "statx", why: "virtio-fs getattr"},
 	{name: "fstatfs", why: "virtio-fs statfs"},
