@@ -21,7 +21,9 @@ func TestMaskedIRQDeadlock(t *testing.T) {
 		{"idle guest", head + "  vCPU 0: rip 0xffffffff81018749 if=1 halted; lapic on tpr 0x0 ppr 0x0 irr - isr -; timer tsc-deadline vec 0xec, fires in 100 cycles; code 00 00 fb f4 <c3> cc\n", false},
 		{"no interrupt in service", head + "  vCPU 0: rip 0x1 if=0 runnable; lapic on tpr 0x0 ppr 0x0 irr - isr -; timer x; code f3 90 <8b> 03\n", false},
 		{"not a spin-wait", head + "  vCPU 0: rip 0x1 if=0 runnable; lapic on tpr 0x0 ppr 0x20 irr - isr 0x21; timer x; code 90 90 <8b> 03\n", false},
-		{"two vCPUs: the holder may be the other", head + stuck + "  vCPU 1: rip 0x2 if=1 runnable; lapic on irr - isr -; code 90 <90>\n", false},
+		{"two vCPUs, the other with interrupts on: it holds no such lock", head + stuck + "  vCPU 1: rip 0x2 if=1 runnable; lapic on irr - isr -; code 90 <90>\n", true},
+		{"two vCPUs, the other with interrupts off: it may hold the lock", head + stuck + "  vCPU 1: rip 0x2 if=0 runnable; lapic on irr - isr -; code 90 <90>\n", false},
+		{"both stuck so: each may hold the other's lock", head + stuck + stuck, false},
 	}
 	for _, tt := range tests {
 		if got := maskedIRQDeadlock(tt.out); got != tt.want {

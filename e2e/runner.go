@@ -73,7 +73,7 @@ func (r *Runner) Run(ctx context.Context, c Case) (*Result, error) {
 		start := time.Now()
 		res, err = r.runNested(ctx, c)
 		if err == nil {
-			if why := emulatorFault(c, res); why != "" {
+			if why := emulatorFault(res); why != "" {
 				err = fmt.Errorf("%w: %s", errEmulatorFault, why)
 			}
 		}
