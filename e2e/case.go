@@ -30,6 +30,10 @@ type Case struct {
 	// nested mode, as files a host has installed (/lib/modules/...); in
 	// direct mode the host's own are used.
 	RootFiles map[string][]byte
+	// L1Disk, if set, is a host file L1 sees read-only as its virtio disk
+	// /dev/vda (nested mode; a disk image too large for L1's initramfs).
+	// L1's kernel needs virtio_blk loaded (RootFiles and Before).
+	L1Disk string
 	// Before is a shell snippet run before govm starts, in the same place
 	// as After (to make large disk images where they are used).
 	Before string

@@ -48,8 +48,8 @@ func l1QEMUArgs(kernel, initrd string, interactive bool) []string {
 
 // l1Command is the QEMU process of one L1. It dies with its parent, also
 // when go test's own timeout ends the parent without cancelling anything.
-func l1Command(ctx context.Context, kernel, initrd string, interactive bool) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", l1QEMUArgs(kernel, initrd, interactive)...)
+func l1Command(ctx context.Context, kernel, initrd string, interactive bool, extra ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", append(l1QEMUArgs(kernel, initrd, interactive), extra...)...)
 	cmd.WaitDelay = 5 * time.Second
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return cmd

@@ -128,7 +128,11 @@ func (r *Runner) runNested(ctx context.Context, c Case) (*Result, error) {
 	}
 	defer os.Remove(initrd)
 
-	cmd := l1Command(ctx, r.Assets.L1Kernel, initrd, false)
+	var extra []string
+	if c.L1Disk != "" {
+		extra = append(extra, "-drive", "file="+c.L1Disk+",format=raw,if=virtio,readonly=on")
+	}
+	cmd := l1Command(ctx, r.Assets.L1Kernel, initrd, false, extra...)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	var out bytes.Buffer

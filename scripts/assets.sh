@@ -38,7 +38,7 @@ lib_modules() {
 }
 
 need_pkgs=()
-for p in qemu-system-x86:qemu-system-x86_64 busybox-static:busybox cpio:cpio lz4:lz4 e2fsprogs:mkfs.ext4; do
+for p in qemu-system-x86:qemu-system-x86_64 busybox-static:busybox cpio:cpio lz4:lz4 e2fsprogs:mkfs.ext4 debootstrap:debootstrap; do
 	command -v "${p#*:}" >/dev/null 2>&1 || need_pkgs+=("${p%%:*}")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
