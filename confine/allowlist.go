@@ -23,7 +23,6 @@ type argValue struct {
 	value uintptr
 }
 
-
 // allowList is every system call govm makes once its VM is built, with
 // the reason. Not on it, among others: execve and fork (no new programs),
 // socket, connect, bind and listen (no new endpoints), ptrace, mount,

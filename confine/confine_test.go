@@ -132,6 +132,9 @@ func child(t *testing.T, what string) (string, int) {
 // forbidden one (a socket, an execve) kills the process with ExitKilled
 // and Go's report naming the call's stack; in Log mode it runs.
 func TestForbiddenCallKills(t *testing.T) {
+	if raceDetector {
+		t.Skip("under -race the test binary is cgo and TSan's runtime makes calls of its own; make test runs this without -race")
+	}
 	if out, code := child(t, "allowed"); code != 0 || !strings.Contains(out, "confined") {
 		t.Fatalf("allowed calls: exit %d\n%s", code, out)
 	}
@@ -155,6 +158,9 @@ func TestForbiddenCallKills(t *testing.T) {
 // TestDropCapabilities: as root (CI), every thread of a child loses the
 // capabilities it was not told to keep, and keeps those it was.
 func TestDropCapabilities(t *testing.T) {
+	if raceDetector {
+		t.Skip("under -race the test binary is cgo and TSan's runtime makes calls of its own; make test runs this without -race")
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: an unprivileged process has no capabilities to drop")
 	}
