@@ -37,6 +37,17 @@ const (
 // exits with 2 on a fatal signal.
 const ExitKilled = 2
 
+// String is the mode as --seccomp names it.
+func (m Mode) String() string {
+	switch m {
+	case Kill:
+		return "on"
+	case Log:
+		return "log"
+	}
+	return "off"
+}
+
 // ParseMode reads --seccomp's value.
 func ParseMode(s string) (Mode, error) {
 	switch s {

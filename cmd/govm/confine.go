@@ -29,7 +29,7 @@ func confineVM(mode confine.Mode, shares int, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "govm: warning: %v\n", err)
 	}
 	if err := confine.Install(mode); err != nil {
-		return fmt.Errorf("--seccomp=%s: %w (--seccomp=off runs without the filter)", modeName(mode), err)
+		return fmt.Errorf("--seccomp=%s: %w (--seccomp=off runs without the filter)", mode, err)
 	}
 	if os.Getenv(forbiddenCallEnv) != "" {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
@@ -38,14 +38,10 @@ func confineVM(mode confine.Mode, shares int, stderr io.Writer) error {
 	return nil
 }
 
-func modeName(m confine.Mode) string {
-	return map[confine.Mode]string{confine.Kill: "on", confine.Log: "log", confine.Off: "off"}[m]
-}
-
 // seccompFlag is --seccomp's value, checked when the flag is parsed.
 type seccompFlag struct{ mode confine.Mode }
 
-func (f *seccompFlag) String() string { return modeName(f.mode) }
+func (f *seccompFlag) String() string { return f.mode.String() }
 func (f *seccompFlag) Type() string   { return "on|log|off" }
 func (f *seccompFlag) Set(s string) error {
 	m, err := confine.ParseMode(s)
