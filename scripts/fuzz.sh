@@ -9,8 +9,13 @@
 # the end of FUZZTIME with no input written is Go's own race between the
 # fuzztime deadline and its workers (go.dev/issue/75804, fixed in Go 1.27)
 # and is reported, not failed.
+#
+# FUZZ_PARALLEL sets the fuzzer's worker count (go test -parallel; the
+# default is GOMAXPROCS), so that targets can share a machine's CPUs.
 set -uo pipefail
 FUZZTIME=${FUZZTIME:-15m}
+parallel=()
+[ -n "${FUZZ_PARALLEL:-}" ] && parallel=(-parallel "$FUZZ_PARALLEL")
 cache=$(go env GOCACHE)/fuzz/$(go list -m)
 failed=0
 summary=()
@@ -19,7 +24,7 @@ for t in "$@"; do
 	dir=$pkg/testdata/fuzz/$name
 	before=$(ls "$dir" 2>/dev/null | wc -l)
 	echo "fuzz: $name in ./$pkg for $FUZZTIME"
-	out=$(go test -run '^$' -fuzz "^$name\$" -fuzztime "$FUZZTIME" "./$pkg" 2>&1 | tee /dev/stderr)
+	out=$(go test -run '^$' -fuzz "^$name\$" -fuzztime "$FUZZTIME" "${parallel[@]}" "./$pkg" 2>&1 | tee /dev/stderr)
 	rc=$?
 	after=$(ls "$dir" 2>/dev/null | wc -l)
 	last=$(grep -E '^fuzz: elapsed' <<<"$out" | tail -n 1)
