@@ -12,6 +12,7 @@
 #
 # FUZZ_PARALLEL sets the fuzzer's worker count (go test -parallel; the
 # default is GOMAXPROCS), so that targets can share a machine's CPUs.
+# -timeout 0: go test's default 10-minute limit would end a longer run.
 set -uo pipefail
 FUZZTIME=${FUZZTIME:-15m}
 parallel=()
@@ -24,7 +25,7 @@ for t in "$@"; do
 	dir=$pkg/testdata/fuzz/$name
 	before=$(ls "$dir" 2>/dev/null | wc -l)
 	echo "fuzz: $name in ./$pkg for $FUZZTIME"
-	out=$(go test -run '^$' -fuzz "^$name\$" -fuzztime "$FUZZTIME" "${parallel[@]}" "./$pkg" 2>&1 | tee /dev/stderr)
+	out=$(go test -run '^$' -fuzz "^$name\$" -fuzztime "$FUZZTIME" -timeout 0 "${parallel[@]}" "./$pkg" 2>&1 | tee /dev/stderr)
 	rc=$?
 	after=$(ls "$dir" 2>/dev/null | wc -l)
 	last=$(grep -E '^fuzz: elapsed' <<<"$out" | tail -n 1)
