@@ -66,10 +66,11 @@ bench: assets
 # (unpinned unless GOVM_SOAK_PIN=1), each with disks and a NIC and
 # checked; both failure rates by kind (not part of make test).
 SOAK ?= 50
-# Then CRASH_ROUNDS rounds of the crash-consistency test (default 100).
+# Then CRASH_ROUNDS rounds of the crash-consistency test (default 100),
+# and the scale matrix (1 to 64 vCPUs, 512M to 16G).
 CRASH_ROUNDS ?= 100
 soak: assets
-	GOVM_SOAK=$(SOAK) GOVM_CRASH_ROUNDS=$(CRASH_ROUNDS) $(GO) test -count=1 -run '^(TestSoak|TestCrashConsistency)$$' -v -timeout 6h ./e2e
+	GOVM_SOAK=$(SOAK) GOVM_CRASH_ROUNDS=$(CRASH_ROUNDS) GOVM_SCALE=1 $(GO) test -count=1 -run '^(TestSoak|TestCrashConsistency|TestScale)$$' -v -timeout 6h ./e2e
 
 # Each fuzz target for FUZZTIME (go test runs their seeds as tests), and a
 # summary: execs and corpus growth per target (scripts/fuzz.sh; FUZZ_SAVE=1

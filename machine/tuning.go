@@ -26,8 +26,9 @@ type tuning struct {
 	// xsave offers XSAVE and the state it manages to the guest
 	// (decisions/0005).
 	xsave bool
-	// hugePages lays guest RAM out for transparent huge pages
-	// (decisions/0002).
+	// hugePages lays guest RAM out for transparent huge pages, on every
+	// host (decisions/0012, which replaces 0002's exception for emulated
+	// CPUs).
 	hugePages bool
 	// batchIO runs every thread but the vCPUs' and the disk workers'
 	// under SCHED_BATCH (decisions/0001).
@@ -38,8 +39,7 @@ type tuning struct {
 // getenv reads the override variables. It is pure, so it is tested for
 // every kind of host without one.
 func decideTuning(host hostinfo.Facts, getenv func(string) string) (tuning, error) {
-	emulated := host.EmulatedCPU()
-	t := tuning{xsave: !emulated, hugePages: !emulated, batchIO: true}
+	t := tuning{xsave: !host.EmulatedCPU(), hugePages: true, batchIO: true}
 	for _, o := range []struct {
 		env     string
 		dst     *bool

@@ -18,8 +18,9 @@ func TestDecideTuning(t *testing.T) {
 		wantErr string
 	}{
 		{"hardware host", hw, nil, tuning{xsave: true, hugePages: true, batchIO: true}, ""},
-		{"under QEMU TCG", tcg, nil, tuning{xsave: false, hugePages: false, batchIO: true}, ""},
-		{"xsave forced on under TCG", tcg, map[string]string{envXSave: "on"}, tuning{xsave: true, batchIO: true}, ""},
+		{"under QEMU TCG", tcg, nil, tuning{xsave: false, hugePages: true, batchIO: true}, ""},
+		{"xsave forced on under TCG", tcg, map[string]string{envXSave: "on"}, tuning{xsave: true, hugePages: true, batchIO: true}, ""},
+		{"huge pages forced off under TCG", tcg, map[string]string{envHugePages: "off"}, tuning{batchIO: true}, ""},
 		{"huge pages forced off", hw, map[string]string{envHugePages: "off"}, tuning{xsave: true, batchIO: true}, ""},
 		{"normal scheduling", hw, map[string]string{envIOSched: "normal"}, tuning{xsave: true, hugePages: true}, ""},
 		{"bad value", hw, map[string]string{envIOSched: "fifo"}, tuning{}, "GOVM_DEBUG_IO_SCHED"},

@@ -2,9 +2,9 @@ package virtio
 
 import (
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -13,55 +13,51 @@ import (
 	"github.com/govm/govm/share/fusetest"
 )
 
-// fuzzShare is one share over a temporary directory per fuzzing
-// process, initialised as a guest would, beside a directory no request
-// may reach.
-var fuzzShare struct {
-	once    sync.Once
+// fuzzShare is one share over a directory of the fuzzing process's
+// (f.TempDir, removed when the process ends), initialised as a guest
+// would, beside a directory no request may reach.
+type fuzzShare struct {
+	root    string // f.TempDir
+	n       int    // shares made so far
 	share   *share.Share
-	base    string
 	fs      *FS
 	outside string
-	err     error
 }
 
-func fuzzFS(t *testing.T) *FS {
-	if fuzzShare.share != nil && fuzzShare.share.Broken() {
-		// A request made go-fuse panic: start over with a new share.
-		os.RemoveAll(fuzzShare.base)
-		fuzzShare.once = sync.Once{}
+// device returns the share's device, making a new share when there is
+// none yet or a request made go-fuse panic.
+func (z *fuzzShare) device(t *testing.T) *FS {
+	if z.share != nil && !z.share.Broken() {
+		return z.fs
 	}
-	fuzzShare.once.Do(func() {
-		base, err := os.MkdirTemp("", "govm-fuzzfs-")
+	z.n++
+	base := filepath.Join(z.root, fmt.Sprint(z.n))
+	dir, outside := filepath.Join(base, "shared"), filepath.Join(base, "outside")
+	for _, err := range []error{
+		os.MkdirAll(filepath.Join(dir, "sub"), 0o755),
+		os.MkdirAll(outside, 0o755),
+		os.WriteFile(filepath.Join(dir, "file"), []byte("inside"), 0o644),
+		os.WriteFile(filepath.Join(outside, "secret"), []byte("outside"), 0o644),
+		os.Symlink(outside, filepath.Join(dir, "out")),
+	} {
 		if err != nil {
-			fuzzShare.err = err
-			return
+			t.Fatal(err)
 		}
-		fuzzShare.base = base
-		dir, outside := filepath.Join(base, "shared"), filepath.Join(base, "outside")
-		os.MkdirAll(filepath.Join(dir, "sub"), 0o755)
-		os.MkdirAll(outside, 0o755)
-		os.WriteFile(filepath.Join(dir, "file"), []byte("inside"), 0o644)
-		os.WriteFile(filepath.Join(outside, "secret"), []byte("outside"), 0o644)
-		os.Symlink(outside, filepath.Join(dir, "out"))
-		s, err := share.New(dir, false)
-		if err != nil {
-			fuzzShare.err = err
-			return
-		}
-		out := make([]byte, 4096)
-		if _, err := s.Serve([][]byte{fusetest.Init(0)}, [][]byte{out}); err != nil {
-			fuzzShare.err = err
-			return
-		}
-		fuzzShare.share = s
-		fuzzShare.fs, fuzzShare.err = NewFS("fuzz", s, 1)
-		fuzzShare.outside = outside
-	})
-	if fuzzShare.err != nil {
-		t.Fatal(fuzzShare.err)
 	}
-	return fuzzShare.fs
+	s, err := share.New(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]byte, 4096)
+	if _, err := s.Serve([][]byte{fusetest.Init(0)}, [][]byte{out}); err != nil {
+		t.Fatal(err)
+	}
+	fs, err := NewFS("fuzz", s, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z.share, z.fs, z.outside = s, fs, outside
+	return fs
 }
 
 // FuzzFSRequest serves a FUSE request the fuzzer writes, in a chain it
@@ -84,8 +80,9 @@ func FuzzFSRequest(f *testing.F) {
 	} {
 		f.Add(s, uint16(len(s)/2), uint16(256))
 	}
+	z := &fuzzShare{root: f.TempDir()}
 	f.Fuzz(func(t *testing.T, req []byte, split, outLen uint16) {
-		dev := fuzzFS(t)
+		dev := z.device(t)
 		m := fuzzMemory(t, nil)
 		const reqAt, outAt = 0x1000, 0x8000
 		req = req[:min(len(req), outAt-reqAt)]
@@ -98,11 +95,11 @@ func FuzzFSRequest(f *testing.F) {
 		if used := dev.serve(m, fq, chain); used > n {
 			t.Fatalf("used length %d exceeds the %d writable bytes", used, n)
 		}
-		ents, err := os.ReadDir(fuzzShare.outside)
+		ents, err := os.ReadDir(z.outside)
 		if err != nil || len(ents) != 1 {
 			t.Fatalf("outside directory changed: %v %v", ents, err)
 		}
-		if b, err := os.ReadFile(filepath.Join(fuzzShare.outside, "secret")); err != nil || string(b) != "outside" {
+		if b, err := os.ReadFile(filepath.Join(z.outside, "secret")); err != nil || string(b) != "outside" {
 			t.Fatalf("outside file changed: %q %v", b, err)
 		}
 	})
