@@ -9,7 +9,7 @@ BUILD := build
 # scripts/assets.sh and the CLI tests build govm the same way.
 export GOVM_LDFLAGS := -X=runtime.godebugDefault=disablethp=1
 
-.PHONY: all build assets run check test unit e2e bench fuzz soak clean
+.PHONY: all build assets run check test unit e2e bench fuzz fuzz-seeds soak clean
 
 all: build
 
@@ -81,6 +81,11 @@ FUZZ_TARGETS := virtio:FuzzVirtqueue virtio:FuzzBlkRequest virtio:FuzzNetTx virt
 	boot:FuzzLoad devices:FuzzPorts usernet:FuzzParse usernet/server:FuzzDHCP cmd/govm:FuzzSpecs
 fuzz:
 	FUZZTIME=$(FUZZTIME) bash scripts/fuzz.sh $(FUZZ_TARGETS)
+
+# Records real drivers' requests in nested guests as seeds in
+# virtio/testdata/fuzz (virtio.SeedRecorder, GOVM_DEBUG_SEEDS).
+fuzz-seeds: assets
+	GOVM_RECORD_SEEDS=1 $(GO) test -count=1 -run '^TestRecordSeeds$$' -v -timeout 30m ./e2e
 
 clean:
 	rm -rf $(BUILD) govm govm-net

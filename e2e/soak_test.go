@@ -81,7 +81,7 @@ while [ $i -lt {n} ]; do
 		fi
 		echo "GOVM-SOAK vmm=$vmm boot=$i kind=$kind rc=$rc agent=$agent secs=$secs"
 		if [ $kind != ok ]; then {
-			grep -aE '^govm:|GOVM-(DISK|NET)-(ERROR|PING|WROTE|RO-WRITE)|Kernel panic|RIP:|^\[ *[0-9.]+\] (BUG|Oops|WARNING)' {dir}/boot.txt | head -n 8 | sed "s/^/GOVM-SOAK-DETAIL $vmm-$i console: /"
+			grep -aE '^govm:|^ *vCPU [0-9]+:|GOVM-(DISK|NET)-(ERROR|PING|WROTE|RO-WRITE)|Kernel panic|RIP:|^\[ *[0-9.]+\] (BUG|Oops|WARNING)' {dir}/boot.txt | head -n 10 | sed "s/^/GOVM-SOAK-DETAIL $vmm-$i console: /"
 			tail -n 3 {dir}/boot.txt | sed "s/^/GOVM-SOAK-DETAIL $vmm-$i tail: /"
 			[ $vmm = qemu ] && head -n 3 {dir}/qemu.txt | sed "s/^/GOVM-SOAK-DETAIL $vmm-$i qemu: /"
 			[ $trace = 1 ] && grep -v '^#' $T/trace | tail -n {tracelines} | sed "s/^/GOVM-SOAK-DETAIL $vmm-$i trace: /"

@@ -49,6 +49,9 @@ type Config struct {
 	// NoRNG leaves out the virtio-rng device, which is otherwise last on
 	// PCI: the guest's entropy from the host's getrandom(2).
 	NoRNG bool
+	// Seeds, if set, records the chains the guest's drivers make
+	// available as fuzz seeds (GOVM_DEBUG_SEEDS; development only).
+	Seeds *virtio.SeedRecorder
 
 	// test, set only by this package's tests (export_test.go), runs a
 	// tiny guest instead of a kernel.

@@ -79,6 +79,9 @@ func (m *Machine) addPCIDevice(name, thread string, dev virtio.Device) error {
 	slot := i + 1
 	plat := &devicePlatform{m: m, dev: dev, thread: thread}
 	pd := virtio.NewPCIDevice(name, dev, m.mem, plat, bar)
+	if m.cfg.Seeds != nil {
+		pd.RecordSeeds(m.cfg.Seeds)
+	}
 	if !m.pciHost.Attach(slot, pd.Config()) {
 		return fmt.Errorf("%s: no free PCI slot", name)
 	}

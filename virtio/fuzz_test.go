@@ -110,8 +110,9 @@ func FuzzVirtqueue(f *testing.F) {
 	})
 }
 
-// fuzzChain reads up to four descriptors (address, length, direction)
-// from the fuzzer's bytes, as a device would get them from a queue.
+// fuzzChain reads up to four descriptors (address, length, flags) from
+// the fuzzer's bytes, as a device would get them from a queue: flag bit 0
+// makes a buffer the device writes, bit 7 ends the chain after it.
 func fuzzChain(b []byte) []Desc {
 	var chain []Desc
 	for len(b) >= 13 && len(chain) < 4 {
@@ -120,6 +121,9 @@ func fuzzChain(b []byte) []Desc {
 			Len:   binary.LittleEndian.Uint32(b[8:]) % 0x3000,
 			Write: b[12]&1 != 0,
 		})
+		if b[12]&0x80 != 0 {
+			break
+		}
 		b = b[13:]
 	}
 	return chain
@@ -132,17 +136,19 @@ func FuzzBlkRequest(f *testing.F) {
 		binary.LittleEndian.PutUint64(b[8:], sector)
 		return b
 	}
-	desc := func(addr uint64, n uint32, write bool) []byte {
+	desc := func(addr uint64, n uint32, flags byte) []byte {
 		b := make([]byte, 13)
 		binary.LittleEndian.PutUint64(b, addr)
 		binary.LittleEndian.PutUint32(b[8:], n)
-		if write {
-			b[12] = 1
-		}
+		b[12] = flags
 		return b
 	}
 	seed := func(typ uint32, sector uint64, data uint32, dataWrite bool) []byte {
-		s := append(append(desc(0x100, 16, false), desc(0x2000, data, dataWrite)...), desc(0x900, 1, true)...)
+		var dir byte
+		if dataWrite {
+			dir = 1
+		}
+		s := append(append(desc(0x100, 16, 0), desc(0x2000, data, dir)...), desc(0x900, 1, 0x81)...)
 		mem := make([]byte, 0x100)
 		return append(append(s, mem[len(s):]...), hdr(typ, sector)...)
 	}

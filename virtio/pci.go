@@ -98,12 +98,13 @@ const (
 // a device's worker raising an interrupt never waits for a register
 // access or a reset in progress.
 type PCIDevice struct {
-	name string
-	dev  Device
-	mem  *mem.Memory
-	plat Platform
-	cfg  *pci.Config
-	irq  *pciIRQ
+	name  string
+	dev   Device
+	mem   *mem.Memory
+	plat  Platform
+	cfg   *pci.Config
+	irq   *pciIRQ
+	seeds *SeedRecorder // nil unless recording fuzz seeds
 
 	mu          sync.Mutex
 	phase       phase
@@ -151,6 +152,14 @@ func NewPCIDevice(name string, dev Device, m *mem.Memory, plat Platform, barAddr
 	}
 	p.cfg = c
 	return p
+}
+
+// RecordSeeds makes the device's queues report the chains the driver
+// makes available to r from the next activation on.
+func (p *PCIDevice) RecordSeeds(r *SeedRecorder) {
+	p.mu.Lock()
+	p.seeds = r
+	p.mu.Unlock()
 }
 
 // virtioCap is the body of a struct virtio_pci_cap (4.1.4) after the

@@ -30,6 +30,7 @@ func (p *PCIDevice) activateLocked() error {
 		pq := &p.queues[i]
 		pq.q.Size = pq.size
 		pq.q.EventIdx = p.drvFeatures&FeatureEventIdx != 0
+		pq.q.Observe = p.seeds.observer(p.dev.Type(), i, p.drvFeatures)
 		if !pq.enabled {
 			continue
 		}

@@ -56,6 +56,8 @@ type Queue struct {
 	Avail    uint64 // driver area
 	Used     uint64 // device area
 	EventIdx bool   // VIRTIO_F_EVENT_IDX negotiated
+	// Observe, if set, sees each chain Pop returns (SeedRecorder).
+	Observe func(m *mem.Memory, chain []Desc)
 
 	lastAvail uint16
 	usedIdx   uint16
@@ -120,6 +122,9 @@ func (q *Queue) Pop(m *mem.Memory) (head uint16, chain []Desc, ok bool, err erro
 	chain, err = q.walk(m, h)
 	if err != nil {
 		return h, nil, true, err
+	}
+	if q.Observe != nil {
+		q.Observe(m, chain)
 	}
 	return h, chain, true, nil
 }

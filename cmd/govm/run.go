@@ -21,6 +21,7 @@ import (
 	"github.com/govm/govm/boot"
 	"github.com/govm/govm/kvm"
 	"github.com/govm/govm/machine"
+	"github.com/govm/govm/virtio"
 )
 
 // DefaultCmdline comes before --append: the console on COM1, a panic
@@ -234,15 +235,25 @@ func (o *runOptions) config(started time.Time, sink *consoleSink, stderr io.Writ
 		*open = append(*open, f)
 		bc.Initrd, bc.InitrdSize = f, size
 	}
+	var seeds *virtio.SeedRecorder
+	if dir := os.Getenv(envSeeds); dir != "" {
+		if seeds, err = virtio.NewSeedRecorder(dir); err != nil {
+			return machine.Config{}, fmt.Errorf("%s: %w", envSeeds, err)
+		}
+	}
 	nics, err := attachNets(netSpecs, open)
 	if err != nil {
 		return machine.Config{}, err
 	}
 	return machine.Config{
 		KVMPath: o.kvmPath, MemSize: memSize, CPUs: o.cpus, Boot: bc, Console: sink, Started: started,
-		Disks: disks, NICs: nics, CPUAffinity: affinity, Shares: shares, NoRNG: o.noRNG,
+		Disks: disks, NICs: nics, CPUAffinity: affinity, Shares: shares, NoRNG: o.noRNG, Seeds: seeds,
 	}, nil
 }
+
+// envSeeds names a directory where govm records the guest drivers'
+// requests as fuzz seeds (virtio.SeedRecorder; development only).
+const envSeeds = "GOVM_DEBUG_SEEDS"
 
 // outputs opens --console-log and --metrics (added to open) before the
 // guest starts, so a bad path fails at once rather than after the run.
