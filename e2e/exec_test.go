@@ -121,27 +121,15 @@ exit 0
 func TestExec(t *testing.T) {
 	r := testRunner(t)
 	bin := buildExecTest(t)
-	rel, err := os.ReadFile(filepath.Join(r.Assets.Dir, "kernel/version"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	release := strings.TrimSpace(string(rel))
-	mods := filepath.Join(r.Assets.Dir, "kernel/lib-modules", release)
 	c := Case{
 		Program: "sh", Args: []string{"{dir}/exec.sh", "{bzImage}"}, Timeout: 20 * time.Minute,
-		Files: map[string][]byte{"exectest.test": bin},
-		Env:   []string{"D={dir}", "MODFLAGS=", "NESTED=0"},
+		Files: map[string][]byte{"exectest.test": bin, "exec.sh": []byte(execScript)},
+		Env:   []string{"D={dir}", "NESTED=0"},
 	}
 	if r.Mode == Nested {
-		c.Env[2] = "NESTED=1"
-		// As an installed kernel has them: govm finds them by release.
-		if c.RootFiles, err = installedModules(mods, release); err != nil {
-			t.Fatal(err)
-		}
-	} else {
-		c.Env[1] = "MODFLAGS=--modules " + mods
+		c.Env[1] = "NESTED=1"
 	}
-	c.Files["exec.sh"] = []byte(execScript)
+	release := withGuestModules(t, r, &c)
 	res := runCase(t, r, c, 0)
 	if retries := regexp.MustCompile(`(?m)^EXEC-RETRY .*$`).FindAllString(res.Output, -1); len(retries) > 0 {
 		t.Logf("%d runs retried on the nested emulator's evidence:\n%s", len(retries), strings.Join(retries, "\n"))
@@ -181,6 +169,29 @@ func TestExec(t *testing.T) {
 	if t.Failed() {
 		t.Logf("output:\n%s", res.Output)
 	}
+}
+
+// withGuestModules gives govm exec in case c the guest kernel's modules
+// and returns its release: in nested mode installed in L1 as a host has
+// them (govm finds them by release), in direct mode through $MODFLAGS
+// (--modules), which the case's script passes on.
+func withGuestModules(t *testing.T, r *Runner, c *Case) string {
+	t.Helper()
+	rel, err := os.ReadFile(filepath.Join(r.Assets.Dir, "kernel/version"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := strings.TrimSpace(string(rel))
+	mods := filepath.Join(r.Assets.Dir, "kernel/lib-modules", release)
+	if r.Mode == Nested {
+		if c.RootFiles, err = installedModules(mods, release); err != nil {
+			t.Fatal(err)
+		}
+		c.Env = append(c.Env, "MODFLAGS=")
+	} else {
+		c.Env = append(c.Env, "MODFLAGS=--modules "+mods)
+	}
+	return release
 }
 
 // installedModules are the files of the modules directory mods as L1

@@ -46,24 +46,12 @@ func TestRecordSeeds(t *testing.T) {
 		t.Skip("set GOVM_RECORD_SEEDS=1 (make fuzz-seeds) to record seeds from real drivers")
 	}
 	r := testRunner(t)
-	rel, err := os.ReadFile(filepath.Join(r.Assets.Dir, "kernel/version"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	release := strings.TrimSpace(string(rel))
-	mods := filepath.Join(r.Assets.Dir, "kernel/lib-modules", release)
 	c := Case{
 		Program: "sh", Args: []string{"{dir}/seeds.sh", "{bzImage}", "{initrd}"}, Timeout: 20 * time.Minute,
 		Files: map[string][]byte{"seeds.sh": []byte(seedsScript)},
-		Env:   []string{"D={dir}", "MODFLAGS="},
+		Env:   []string{"D={dir}"},
 	}
-	if r.Mode == Nested {
-		if c.RootFiles, err = installedModules(mods, release); err != nil {
-			t.Fatal(err)
-		}
-	} else {
-		c.Env[1] = "MODFLAGS=--modules " + mods
-	}
+	withGuestModules(t, r, &c)
 	res := runCase(t, r, c, 0)
 	for _, want := range []string{"SEEDS-RUN rc=0", "SEEDS-EXEC rc=0"} {
 		if !strings.Contains(res.Output, want) {

@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -144,11 +142,6 @@ func TestUserNet(t *testing.T) {
 	if r.Mode != Nested {
 		t.Skip("nested only: the test sets L1's resolver, adds an address and a user")
 	}
-	rel, err := os.ReadFile(filepath.Join(r.Assets.Dir, "kernel/version"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	release := strings.TrimSpace(string(rel))
 	c := Case{
 		Program: "sh", Args: []string{"{dir}/usernet.sh", "{bzImage}"}, Timeout: 20 * time.Minute,
 		Files: map[string][]byte{
@@ -157,9 +150,7 @@ func TestUserNet(t *testing.T) {
 		},
 		Env: []string{"D={dir}"},
 	}
-	if c.RootFiles, err = installedModules(filepath.Join(r.Assets.Dir, "kernel/lib-modules", release), release); err != nil {
-		t.Fatal(err)
-	}
+	withGuestModules(t, r, &c)
 	res := runCase(t, r, c, 0)
 	out := res.Output
 	if retries := regexp.MustCompile(`(?m)^EXEC-RETRY .*$`).FindAllString(out, -1); len(retries) > 0 {
