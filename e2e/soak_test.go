@@ -22,11 +22,11 @@ import (
 // KVM's tracepoints in L1 (exits with their reason and RIP, injected
 // interrupts and exceptions) record each boot; a boot that fails prints
 // the trace's tail, so a triple fault's last exits and injections are on
-// record whichever VMM ran it. In the first {n4k} rounds a third boot,
-// govm4k, runs govm with guest RAM in 4 KiB pages (GOVM_DEBUG_HUGEPAGES=off,
-// as govm did under an emulator before decision 0012), for the figures
-// before and after. One GOVM-SOAK line per boot, never a guest's whole
-// console (see crashScript).
+// record whichever VMM ran it. In the first {nvariant} rounds a third
+// boot, variant, runs govm with {variantenv} in its environment and
+// {variantflags} on its command line: an experiment's arm beside the
+// others in the same L1s. One GOVM-SOAK line per boot, never a guest's
+// whole console (see crashScript).
 const soakScript = `export PATH=$PATH:/usr/bin
 [ {pin} = 1 ] || taskset -p -c 0-1 $$ >/dev/null
 printf '#!/bin/sh\nip addr add 10.0.9.1/24 dev "$1" && ip link set "$1" up\n' >{dir}/ifup && chmod +x {dir}/ifup
@@ -45,15 +45,15 @@ i=0
 while [ $i -lt {n} ]; do
 	i=$((i + 1))
 	arms="govm qemu"
-	[ $i -le {n4k} ] && arms="$arms govm4k"
+	[ $i -le {nvariant} ] && arms="$arms variant"
 	for vmm in $arms; do
-		hp=on; [ $vmm = govm4k ] && hp=off
+		env=; flags=; [ $vmm = variant ] && env="{variantenv}" && flags="{variantflags}"
 		dd if=/dev/zero of={dir}/raw.img bs=1M count=16 2>/dev/null
 		dd if=/dev/zero of={dir}/ro.img bs=1M count=2 2>/dev/null
 		[ $trace = 1 ] && echo > $T/trace
 		start=$(date +%s)
 		if [ $vmm != qemu ]; then
-			GOVM_DEBUG_HUGEPAGES=$hp govm run --kernel {bzImage} --initrd {initrd} --mem 512M --cpus {cpus} \
+			env $env govm run $flags --kernel {bzImage} --initrd {initrd} --mem 512M --cpus {cpus} \
 				--disk {dir}/raw.img --disk {dir}/ro.img,ro --net tap=govmsoak0,mac=52:54:00:12:34:51,host-ip=10.0.9.1/24 \
 				--append govm.net=$net --append govm.action=soak --timeout 150s </dev/null >{dir}/boot.txt 2>&1
 		else
@@ -108,8 +108,9 @@ var soakKinds = []string{"ok", "guard", "irqdeadlock", "triplefault", "panic", "
 // a check in a guest that ran (a wrong result is never the emulator's) or
 // when govm's failure rate exceeds QEMU's beyond chance: a one-sided
 // Fisher exact test on the two failure counts at p < 0.05.
-// $GOVM_SOAK_4K adds that many boots of govm with guest RAM in 4 KiB
-// pages (decisions/0012), reported beside the others.
+// $GOVM_SOAK_VARIANT adds that many boots of govm with the environment
+// $GOVM_SOAK_VARIANT_ENV and the flags $GOVM_SOAK_VARIANT_FLAGS (an
+// experiment, e.g. GOVM_DEBUG_HUGEPAGES=off), reported beside the others.
 func TestSoak(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("GOVM_SOAK"))
 	if n <= 0 {
@@ -123,7 +124,8 @@ func TestSoak(t *testing.T) {
 	rep := strings.NewReplacer("{cpus}", envOr("GOVM_SOAK_CPUS", "1"), "{pin}", envOr("GOVM_SOAK_PIN", "0"),
 		"{trace}", envOr("GOVM_SOAK_TRACE", "1"), "{tracelines}", envOr("GOVM_SOAK_TRACE_LINES", "40"),
 		"{qemucpu}", qemuCPU, "{cmdline}", strings.TrimSuffix(bootCmdline, " govm.action=hang"))
-	n4k, _ := strconv.Atoi(os.Getenv("GOVM_SOAK_4K"))
+	nv, _ := strconv.Atoi(os.Getenv("GOVM_SOAK_VARIANT"))
+	venv, vflags := os.Getenv("GOVM_SOAK_VARIANT_ENV"), os.Getenv("GOVM_SOAK_VARIANT_FLAGS")
 	share := func(total, h int) int {
 		if h < total%hosts {
 			return total/hosts + 1
@@ -131,12 +133,13 @@ func TestSoak(t *testing.T) {
 		return total / hosts
 	}
 	outs := onHosts(t, r, hosts, func(h int) Case {
-		boots, b4k := share(n, h), share(n4k, h)
-		script := strings.NewReplacer("{n}", strconv.Itoa(boots), "{n4k}", strconv.Itoa(b4k)).Replace(rep.Replace(soakScript))
-		return Case{Command: "version", After: script, NeedPeers: true, Timeout: time.Duration(boots*2+b4k) * 3 * time.Minute}
+		boots, bv := share(n, h), share(nv, h)
+		script := strings.NewReplacer("{n}", strconv.Itoa(boots), "{nvariant}", strconv.Itoa(bv),
+			"{variantenv}", venv, "{variantflags}", vflags).Replace(rep.Replace(soakScript))
+		return Case{Command: "version", After: script, NeedPeers: true, Timeout: time.Duration(boots*2+bv) * 3 * time.Minute}
 	})
 	out := strings.Join(outs, "\n")
-	counts := map[string]map[string]int{"govm": {}, "qemu": {}, "govm4k": {}}
+	counts := map[string]map[string]int{"govm": {}, "qemu": {}, "variant": {}}
 	secs := map[string][]int{}
 	for _, m := range soakLine.FindAllStringSubmatch(out, -1) {
 		vmm, kind := m[1], m[3]
@@ -156,8 +159,8 @@ func TestSoak(t *testing.T) {
 		t.Log(l)
 	}
 	total := map[string]int{}
-	want := map[string]int{"govm": n, "qemu": n, "govm4k": n4k}
-	for _, vmm := range []string{"govm", "qemu", "govm4k"} {
+	want := map[string]int{"govm": n, "qemu": n, "variant": nv}
+	for _, vmm := range []string{"govm", "qemu", "variant"} {
 		if want[vmm] == 0 {
 			continue
 		}
@@ -180,10 +183,10 @@ func TestSoak(t *testing.T) {
 	if p < 0.05 {
 		t.Errorf("govm fails more often than QEMU in the same L1s beyond chance (p=%.3f)", p)
 	}
-	if n4k > 0 {
-		kf := total["govm4k"] - counts["govm4k"]["ok"]
-		t.Logf("soak: govm with 4 KiB pages failed %d of %d; one-sided Fisher p=%.3f that it fails no more often than with huge pages",
-			kf, total["govm4k"], fisherGreater(kf, total["govm4k"]-kf, gf, total["govm"]-gf))
+	if nv > 0 {
+		vf, vt := total["variant"]-counts["variant"]["ok"], total["variant"]
+		t.Logf("soak: govm variant (env %q, flags %q) failed %d of %d; one-sided Fisher p=%.3f that it fails no more often than govm, p=%.3f than QEMU",
+			venv, vflags, vf, vt, fisherGreater(vf, vt-vf, gf, total["govm"]-gf), fisherGreater(vf, vt-vf, qf, total["qemu"]-qf))
 	}
 }
 

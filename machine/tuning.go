@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"time"
 
 	"github.com/govm/govm/hostinfo"
 	"github.com/govm/govm/osthread"
@@ -16,6 +17,7 @@ const (
 	envXSave     = "GOVM_DEBUG_XSAVE"     // on, off
 	envHugePages = "GOVM_DEBUG_HUGEPAGES" // on, off
 	envIOSched   = "GOVM_DEBUG_IO_SCHED"  // batch, normal
+	envYield     = "GOVM_DEBUG_YIELD"     // a duration, or off
 )
 
 // tuning is what the machine decides from the host once, before it makes
@@ -33,13 +35,27 @@ type tuning struct {
 	// batchIO runs every thread but the vCPUs' and the disk workers'
 	// under SCHED_BATCH (decisions/0001).
 	batchIO bool
+	// yieldEvery is how often a vCPU loop passes through Go's scheduler
+	// (osthread.Yielder, decisions/0006); negative: never.
+	yieldEvery time.Duration
 }
 
 // decideTuning is the machine's tuning for a host with facts host;
 // getenv reads the override variables. It is pure, so it is tested for
 // every kind of host without one.
 func decideTuning(host hostinfo.Facts, getenv func(string) string) (tuning, error) {
-	t := tuning{xsave: !host.EmulatedCPU(), hugePages: true, batchIO: true}
+	t := tuning{xsave: !host.EmulatedCPU(), hugePages: true, batchIO: true, yieldEvery: osthread.YieldEvery}
+	switch v := getenv(envYield); v {
+	case "":
+	case "off":
+		t.yieldEvery = -1
+	default:
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return tuning{}, fmt.Errorf("%s=%q: want a duration or off", envYield, v)
+		}
+		t.yieldEvery = d
+	}
 	for _, o := range []struct {
 		env     string
 		dst     *bool

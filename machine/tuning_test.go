@@ -3,8 +3,10 @@ package machine
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/govm/govm/hostinfo"
+	"github.com/govm/govm/osthread"
 )
 
 func TestDecideTuning(t *testing.T) {
@@ -17,12 +19,15 @@ func TestDecideTuning(t *testing.T) {
 		want    tuning
 		wantErr string
 	}{
-		{"hardware host", hw, nil, tuning{xsave: true, hugePages: true, batchIO: true}, ""},
-		{"under QEMU TCG", tcg, nil, tuning{xsave: false, hugePages: true, batchIO: true}, ""},
-		{"xsave forced on under TCG", tcg, map[string]string{envXSave: "on"}, tuning{xsave: true, hugePages: true, batchIO: true}, ""},
-		{"huge pages forced off under TCG", tcg, map[string]string{envHugePages: "off"}, tuning{batchIO: true}, ""},
-		{"huge pages forced off", hw, map[string]string{envHugePages: "off"}, tuning{xsave: true, batchIO: true}, ""},
-		{"normal scheduling", hw, map[string]string{envIOSched: "normal"}, tuning{xsave: true, hugePages: true}, ""},
+		{"hardware host", hw, nil, tuning{xsave: true, hugePages: true, batchIO: true, yieldEvery: osthread.YieldEvery}, ""},
+		{"under QEMU TCG", tcg, nil, tuning{xsave: false, hugePages: true, batchIO: true, yieldEvery: osthread.YieldEvery}, ""},
+		{"xsave forced on under TCG", tcg, map[string]string{envXSave: "on"}, tuning{xsave: true, hugePages: true, batchIO: true, yieldEvery: osthread.YieldEvery}, ""},
+		{"huge pages forced off under TCG", tcg, map[string]string{envHugePages: "off"}, tuning{batchIO: true, yieldEvery: osthread.YieldEvery}, ""},
+		{"huge pages forced off", hw, map[string]string{envHugePages: "off"}, tuning{xsave: true, batchIO: true, yieldEvery: osthread.YieldEvery}, ""},
+		{"yielder off", hw, map[string]string{envYield: "off"}, tuning{xsave: true, hugePages: true, batchIO: true, yieldEvery: -1}, ""},
+		{"yielder every 1ms", hw, map[string]string{envYield: "1ms"}, tuning{xsave: true, hugePages: true, batchIO: true, yieldEvery: time.Millisecond}, ""},
+		{"bad yield", hw, map[string]string{envYield: "-5ms"}, tuning{}, "GOVM_DEBUG_YIELD"},
+		{"normal scheduling", hw, map[string]string{envIOSched: "normal"}, tuning{xsave: true, hugePages: true, yieldEvery: osthread.YieldEvery}, ""},
 		{"bad value", hw, map[string]string{envIOSched: "fifo"}, tuning{}, "GOVM_DEBUG_IO_SCHED"},
 	}
 	for _, tt := range tests {

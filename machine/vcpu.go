@@ -59,7 +59,7 @@ func (m *Machine) runVCPU(v *vcpu) {
 			m.firstRun.Store(int64(time.Since(m.cfg.Started)))
 		}
 	}
-	var y osthread.Yielder // KVM_RUN is a system call that never parks
+	y := osthread.Yielder{Every: m.tune.yieldEvery} // KVM_RUN is a system call that never parks
 	for !m.stopping.Load() {
 		if y.Maybe(time.Now()) {
 			v.yields.Add(1)

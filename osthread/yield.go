@@ -26,7 +26,10 @@ const YieldEvery = 5 * time.Millisecond
 //
 // The zero Yielder is ready; it belongs to one goroutine.
 type Yielder struct {
-	last time.Time
+	// Every overrides YieldEvery when positive; negative turns the
+	// Yielder off (for experiments, GOVM_DEBUG_YIELD).
+	Every time.Duration
+	last  time.Time
 	// Yields counts the Goscheds it made (for tests and statistics).
 	Yields uint64
 }
@@ -38,11 +41,18 @@ func (y *Yielder) Scheduled(now time.Time) { y.last = now }
 // Maybe calls runtime.Gosched if the goroutine has not been through the
 // scheduler for YieldEvery, and reports whether it did.
 func (y *Yielder) Maybe(now time.Time) bool {
+	every := YieldEvery
+	if y.Every != 0 {
+		every = y.Every
+	}
+	if every < 0 {
+		return false
+	}
 	if y.last.IsZero() {
 		y.last = now
 		return false
 	}
-	if now.Sub(y.last) < YieldEvery {
+	if now.Sub(y.last) < every {
 		return false
 	}
 	runtime.Gosched()
