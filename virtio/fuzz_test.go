@@ -15,7 +15,7 @@ import (
 // them; `go test` runs the seeds.
 
 const (
-	fuzzMem      = 64 << 10
+	fuzzMem      = seedMemSize // SeedRecorder writes seeds for this memory
 	fuzzDesc     = 0x0
 	fuzzIndirect = 0x80
 	fuzzAvail    = 0xc0
@@ -115,16 +115,16 @@ func FuzzVirtqueue(f *testing.F) {
 // makes a buffer the device writes, bit 7 ends the chain after it.
 func fuzzChain(b []byte) []Desc {
 	var chain []Desc
-	for len(b) >= 13 && len(chain) < 4 {
+	for len(b) >= seedDescSize && len(chain) < seedMaxDescs {
 		chain = append(chain, Desc{
 			Addr:  binary.LittleEndian.Uint64(b) % (fuzzMem + 0x1000), // sometimes past the end
-			Len:   binary.LittleEndian.Uint32(b[8:]) % 0x3000,
-			Write: b[12]&1 != 0,
+			Len:   binary.LittleEndian.Uint32(b[8:]) % seedMaxLen,
+			Write: b[12]&seedWriteDesc != 0,
 		})
-		if b[12]&0x80 != 0 {
+		if b[12]&seedLastDesc != 0 {
 			break
 		}
-		b = b[13:]
+		b = b[seedDescSize:]
 	}
 	return chain
 }
